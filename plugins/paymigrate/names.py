@@ -1,0 +1,65 @@
+"""Physical names of every AWS resource, derived in one place.
+
+``infra/`` (Pulumi) and the local bootstrap both call these functions, so a resource has the same
+name wherever it is created and every name carries the environment suffix.
+
+>>> bucket_name("checkpoints", "dev")
+'paymigrate-checkpoints-dev'
+>>> resource_name("migration-status", "prod")
+'paymigrate-migration-status-prod'
+"""
+
+import re
+
+PROJECT = "paymigrate"
+
+_ENV = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+
+BUCKETS = ("checkpoints", "rollback", "dms-logs")
+TOPICS = ("migration-status", "error-alerts", "validation-alerts", "dms-alerts")
+SECRETS = ("source-db", "target-db", "router-admin", "api-token")
+STATE_MACHINES = ("migration", "rollback")
+
+
+def check_env(env: str) -> str:
+    """Return ``env`` if it can suffix AWS names (lower case, starts with a letter, <= 20 chars)."""
+    if not isinstance(env, str) or not _ENV.match(env):
+        raise ValueError(
+            f"environment {env!r} is not a valid suffix: use 1-20 lower-case letters, digits "
+            "or '-', starting with a letter"
+        )
+    return env
+
+
+def resource_name(role: str, env: str) -> str:
+    """Name of a resource of the given role, for example a topic or a function."""
+    return f"{PROJECT}-{role}-{check_env(env)}"
+
+
+def bucket_name(role: str, env: str) -> str:
+    if role not in BUCKETS:
+        raise ValueError(f"unknown bucket role {role!r}; known: {', '.join(BUCKETS)}")
+    return resource_name(role, env)
+
+
+def topic_name(role: str, env: str) -> str:
+    if role not in TOPICS:
+        raise ValueError(f"unknown topic role {role!r}; known: {', '.join(TOPICS)}")
+    return resource_name(role, env)
+
+
+def secret_name(role: str, env: str) -> str:
+    if role not in SECRETS:
+        raise ValueError(f"unknown secret role {role!r}; known: {', '.join(SECRETS)}")
+    return f"{PROJECT}/{check_env(env)}/{role}"
+
+
+def state_machine_name(role: str, env: str) -> str:
+    if role not in STATE_MACHINES:
+        raise ValueError(f"unknown state machine {role!r}; known: {', '.join(STATE_MACHINES)}")
+    return resource_name(f"{role}-workflow", env)
+
+
+def dms_identifier(role: str, env: str) -> str:
+    """DMS identifiers: letters, digits and hyphens, starting with a letter."""
+    return resource_name(f"dms-{role}", env)
