@@ -1,0 +1,443 @@
+"""Amazon States Language definitions of the migration and rollback state machines.
+
+Plain functions of plain strings: ``infra/`` (Pulumi) deploys them with real ARNs, the local
+bootstrap creates and runs them in moto with its own. No Pulumi, Airflow or boto3 import here.
+
+The states an operator sees carry the task ids of the Airflow DAGs that mirror them
+(``payment_migration`` and ``payment_rollback``), so a run reads the same in the Step Functions
+console and in the Airflow UI. Polling loops need a few states with no DAG counterpart (the DAG
+uses a sensor instead): they are listed in ``*_HELPER_STATES``.
+
+>>> d = migration_definition(checkpoints_bucket="b", status_topic_arn="arn:s",
+...     error_topic_arn="arn:e", dms_task_arn="arn:t", validation_function_arn="arn:f")
+>>> d["StartAt"], structural_problems(d)
+('preflight', [])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MIGRATION_STATES = (
+    "preflight",
+    "checkpoint_preparation",
+    "notify_start",
+    "start_replication",
+    "wait_replication_running",
+    "checkpoint_replication",
+    "validate",
+    "decide",
+    "checkpoint_validation",
+    "notify_cutover_ready",
+    "notify_failure",
+    "migration_failed",
+    "cutover_ready",
+)
+MIGRATION_HELPER_STATES = (
+    "preflight_check",
+    "plan_fresh_start",
+    "plan_resume",
+    "init_running_polls",
+    "describe_replication_running",
+    "replication_running_check",
+    "count_running_polls",
+)
+ROLLBACK_STATES = (
+    "notify_rollback_start",
+    "save_rollback_state",
+    "stop_replication",
+    "wait_replication_stopped",
+    "notify_rollback_complete",
+    "notify_failure",
+    "rollback_failed",
+    "rollback_done",
+)
+ROLLBACK_HELPER_STATES = (
+    "describe_replication_before_stop",
+    "replication_stop_needed",
+    "init_stopped_polls",
+    "describe_replication_stopped",
+    "replication_stopped_check",
+    "count_stopped_polls",
+)
+
+# Which states have a DAG task of the same id. The Succeed/Fail terminals are not tasks: the DAG
+# run's own final state says the same thing. Helper states are the sensor's polling internals.
+MIRRORS_DAG_TASK: dict[str, dict[str, bool]] = {
+    "payment_migration": {
+        **{s: s not in ("migration_failed", "cutover_ready") for s in MIGRATION_STATES},
+        **{s: False for s in MIGRATION_HELPER_STATES},
+    },
+    "payment_rollback": {
+        **{s: s not in ("rollback_failed", "rollback_done") for s in ROLLBACK_STATES},
+        **{s: False for s in ROLLBACK_HELPER_STATES},
+    },
+}
+
+# The validation Lambda returns a JSON object; ``decide`` proceeds only when this field is true.
+VALIDATION_OK_FIELD = "ok"
+
+# DMS task statuses (DescribeReplicationTasks). A task in any other status (creating, modifying,
+# deleting, failed, moving...) cannot be started safely and preflight refuses it.
+_STARTABLE_FRESH = ("ready",)
+_RESUMABLE = ("stopped",)
+_ALREADY_RUNNING = ("running", "starting")
+_BROKEN = ("failed", "deleting", "failed-move", "stopped", "stopping")
+
+_SNS_PUBLISH = "arn:aws:states:::sns:publish"
+_S3_PUT = "arn:aws:states:::aws-sdk:s3:putObject"
+_LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+
+_TASK_RETRY = [
+    {
+        "ErrorEquals": ["States.Timeout", "States.TaskFailed"],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 3,
+        "BackoffRate": 2.0,
+    }
+]
+_LAMBDA_RETRY = [
+    {
+        "ErrorEquals": [
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+        ],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 4,
+        "BackoffRate": 2.0,
+    }
+]
+
+
+def _sdk(service: str, action: str) -> str:
+    return f"arn:aws:states:::aws-sdk:{service}:{action}"
+
+
+def _task(resource: str, parameters: dict[str, Any], next_state: str, *, failure: str,
+          result_path: str | None = None, result_selector: dict[str, Any] | None = None,
+          retry: list[dict[str, Any]] | None = None, timeout: int = 60) -> dict[str, Any]:
+    """A Task with retries and a catch-all to ``failure``; the error lands in ``$.error``."""
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": resource,
+        "Parameters": parameters,
+        "TimeoutSeconds": timeout,
+        "ResultPath": result_path,
+        "Retry": retry if retry is not None else _TASK_RETRY,
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}],
+        "Next": next_state,
+    }
+    if result_selector is not None:
+        state["ResultSelector"] = result_selector
+    return state
+
+
+def _checkpoint(bucket: str, workflow: str, phase: str, next_state: str, failure: str) -> dict:
+    # Keyed by execution name so a rerun (new execution) never overwrites an earlier run's record.
+    return _task(
+        _S3_PUT,
+        {
+            "Bucket": bucket,
+            "Key.$": f"States.Format('{workflow}/{{}}/{phase}.json', $$.Execution.Name)",
+            "Body.$": "States.JsonToString($)",
+            "ContentType": "application/json",
+        },
+        next_state,
+        failure=failure,
+    )
+
+
+def _notify(topic_arn: str, subject: str, message: str, next_state: str, failure: str) -> dict:
+    return _task(
+        _SNS_PUBLISH,
+        {"TopicArn": topic_arn, "Subject": subject, "Message.$": message},
+        next_state,
+        failure=failure,
+    )
+
+
+def _describe(service: str, task_arn: str, next_state: str, failure: str) -> dict:
+    return _task(
+        _sdk(service, "describeReplicationTasks"),
+        {"Filters": [{"Name": "replication-task-arn", "Values": [task_arn]}]},
+        next_state,
+        failure=failure,
+        # The whole task, not single fields: ReplicationTaskStats is absent until a task has
+        # started, and a ResultSelector path that does not exist fails the execution.
+        result_selector={"task.$": "$.ReplicationTasks[0]"},
+        result_path="$.replication",
+    )
+
+
+def _status_in(statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{"Variable": "$.replication.task.Status", "StringEquals": s} for s in statuses]
+
+
+def _poll_loop(*, wait: str, describe: str, check: str, count: str, init: str,
+               service: str, task_arn: str, done: dict[str, Any], done_next: str,
+               failure: str, poll_seconds: int, max_polls: int,
+               failed_statuses: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Wait, describe, check; give up through ``failure`` after ``max_polls`` rounds."""
+    return {
+        init: {"Type": "Pass", "Result": {"count": 0}, "ResultPath": "$.polls", "Next": wait},
+        wait: {"Type": "Wait", "Seconds": poll_seconds, "Next": describe},
+        describe: _describe(service, task_arn, check, failure),
+        check: {
+            "Type": "Choice",
+            "Choices": [
+                {**done, "Next": done_next},
+                {"Or": _status_in(failed_statuses), "Next": failure},
+                {"Variable": "$.polls.count", "NumericGreaterThanEquals": max_polls,
+                 "Next": failure},
+            ],
+            "Default": count,
+        },
+        count: {
+            "Type": "Pass",
+            "Parameters": {"count.$": "States.MathAdd($.polls.count, 1)"},
+            "ResultPath": "$.polls",
+            "Next": wait,
+        },
+    }
+
+
+def _check_polling(poll_seconds: int, max_polls: int) -> None:
+    if not 1 <= poll_seconds <= 3600:
+        raise ValueError(f"poll_seconds: {poll_seconds} is outside 1..3600")
+    if not 1 <= max_polls <= 10000:
+        raise ValueError(f"max_polls: {max_polls} is outside 1..10000")
+
+
+def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, error_topic_arn: str,
+                         dms_task_arn: str, validation_function_arn: str,
+                         sdk_service: str = "databasemigration", poll_seconds: int = 30,
+                         max_polls: int = 2880) -> dict[str, Any]:
+    """The migration state machine: preflight to ``cutover_ready``, or ``migration_failed``.
+
+    ``sdk_service`` is the DMS service name in ``aws-sdk`` task ARNs: ``databasemigration`` on
+    AWS, ``dms`` in moto. The default ``max_polls`` at 30 s gives a full load 24 hours.
+    """
+    _check_polling(poll_seconds, max_polls)
+    fail = "notify_failure"
+    states: dict[str, dict[str, Any]] = {
+        "preflight": _describe(sdk_service, dms_task_arn, "preflight_check", fail),
+        "preflight_check": {
+            "Type": "Choice",
+            "Choices": [
+                # A rerun after replication already started resumes the wait, never starts twice.
+                {"Or": _status_in(_ALREADY_RUNNING), "Next": "init_running_polls"},
+                {"Or": _status_in(_STARTABLE_FRESH), "Next": "plan_fresh_start"},
+                {"Or": _status_in(_RESUMABLE), "Next": "plan_resume"},
+            ],
+            "Default": fail,
+        },
+        # A stopped full-load-and-cdc task must resume from its CDC position: start-replication
+        # on it would truncate and reload the target.
+        "plan_fresh_start": {"Type": "Pass", "Result": {"type": "start-replication"},
+                             "ResultPath": "$.start", "Next": "checkpoint_preparation"},
+        "plan_resume": {"Type": "Pass", "Result": {"type": "resume-processing"},
+                        "ResultPath": "$.start", "Next": "checkpoint_preparation"},
+        "checkpoint_preparation": _checkpoint(
+            checkpoints_bucket, "migration", "preparation", "notify_start", fail),
+        "notify_start": _notify(
+            status_topic_arn, "Migration started",
+            "States.Format('Migration {} started: replication {}.', $$.Execution.Name, "
+            "$.start.type)",
+            "start_replication", fail),
+        "start_replication": _task(
+            _sdk(sdk_service, "startReplicationTask"),
+            {"ReplicationTaskArn": dms_task_arn, "StartReplicationTaskType.$": "$.start.type"},
+            "init_running_polls",
+            failure=fail,
+            # Not retried: a start that reached DMS but whose answer was lost would be sent
+            # twice; the failure path reports it and a rerun resumes through preflight.
+            retry=[],
+        ),
+        **_poll_loop(
+            init="init_running_polls", wait="wait_replication_running",
+            describe="describe_replication_running", check="replication_running_check",
+            count="count_running_polls", service=sdk_service, task_arn=dms_task_arn,
+            done={"And": [
+                {"Variable": "$.replication.task.Status", "StringEquals": "running"},
+                {"Variable": "$.replication.task.ReplicationTaskStats.FullLoadProgressPercent",
+                 "IsPresent": True},
+                {"Variable": "$.replication.task.ReplicationTaskStats.FullLoadProgressPercent",
+                 "NumericGreaterThanEquals": 100},
+            ]},
+            done_next="checkpoint_replication", failure=fail, poll_seconds=poll_seconds,
+            max_polls=max_polls, failed_statuses=_BROKEN,
+        ),
+        "checkpoint_replication": _checkpoint(
+            checkpoints_bucket, "migration", "replication", "validate", fail),
+        "validate": _task(
+            _LAMBDA_INVOKE,
+            {
+                "FunctionName": validation_function_arn,
+                "Payload": {"execution.$": "$$.Execution.Name", "trigger": "stepfunctions"},
+            },
+            "decide",
+            failure=fail,
+            result_selector={"report.$": "$.Payload"},
+            result_path="$.validation",
+            retry=_LAMBDA_RETRY,
+            timeout=900,
+        ),
+        "decide": {
+            "Type": "Choice",
+            "Choices": [
+                {"And": [
+                    {"Variable": f"$.validation.report.{VALIDATION_OK_FIELD}", "IsPresent": True},
+                    {"Variable": f"$.validation.report.{VALIDATION_OK_FIELD}",
+                     "BooleanEquals": True},
+                ], "Next": "checkpoint_validation"},
+            ],
+            "Default": fail,
+        },
+        "checkpoint_validation": _checkpoint(
+            checkpoints_bucket, "migration", "validation", "notify_cutover_ready", fail),
+        "notify_cutover_ready": _notify(
+            status_topic_arn, "Migration ready for cutover",
+            "States.Format('Migration {} is ready for cutover: full load done, CDC running, "
+            "validation passed.', $$.Execution.Name)",
+            "cutover_ready", fail),
+        "notify_failure": _notify(
+            error_topic_arn, "Migration failed",
+            "States.Format('Migration {} failed: {}', $$.Execution.Name, "
+            "States.JsonToString($))",
+            "migration_failed", "migration_failed"),
+        "migration_failed": {"Type": "Fail", "Error": "MigrationFailed",
+                             "Cause": "The migration stopped before cutover; see notify_failure."},
+        "cutover_ready": {"Type": "Succeed"},
+    }
+    return {
+        "Comment": "Payment database migration: replicate, validate, stop at cutover readiness",
+        "StartAt": "preflight",
+        "States": states,
+    }
+
+
+def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_topic_arn: str,
+                        dms_task_arn: str, sdk_service: str = "databasemigration",
+                        poll_seconds: int = 15, max_polls: int = 240) -> dict[str, Any]:
+    """The rollback state machine: save state, stop replication, wait until it is stopped.
+
+    Rerunnable: a task that is already stopped (or never started) is not stopped again.
+    """
+    _check_polling(poll_seconds, max_polls)
+    fail = "notify_failure"
+    states: dict[str, dict[str, Any]] = {
+        "notify_rollback_start": _notify(
+            status_topic_arn, "Rollback started",
+            "States.Format('Rollback {} started.', $$.Execution.Name)",
+            "save_rollback_state", fail),
+        "save_rollback_state": _checkpoint(
+            rollback_bucket, "rollback", "state", "describe_replication_before_stop", fail),
+        "describe_replication_before_stop": _describe(
+            sdk_service, dms_task_arn, "replication_stop_needed", fail),
+        "replication_stop_needed": {
+            "Type": "Choice",
+            "Choices": [
+                {"Or": _status_in(("running", "starting")), "Next": "stop_replication"},
+                {"Variable": "$.replication.task.Status", "StringEquals": "stopping",
+                 "Next": "init_stopped_polls"},
+                {"Or": _status_in(("stopped", "ready", "failed")),
+                 "Next": "notify_rollback_complete"},
+            ],
+            "Default": fail,
+        },
+        "stop_replication": _task(
+            _sdk(sdk_service, "stopReplicationTask"),
+            {"ReplicationTaskArn": dms_task_arn},
+            "init_stopped_polls",
+            failure=fail,
+        ),
+        **_poll_loop(
+            init="init_stopped_polls", wait="wait_replication_stopped",
+            describe="describe_replication_stopped", check="replication_stopped_check",
+            count="count_stopped_polls", service=sdk_service, task_arn=dms_task_arn,
+            done={"Or": _status_in(("stopped", "ready"))},
+            done_next="notify_rollback_complete", failure=fail, poll_seconds=poll_seconds,
+            max_polls=max_polls, failed_statuses=("failed", "deleting"),
+        ),
+        "notify_rollback_complete": _notify(
+            status_topic_arn, "Rollback complete",
+            "States.Format('Rollback {} complete: replication stopped, source remains the "
+            "writer.', $$.Execution.Name)",
+            "rollback_done", fail),
+        "notify_failure": _notify(
+            error_topic_arn, "Rollback failed",
+            "States.Format('Rollback {} failed: {}', $$.Execution.Name, States.JsonToString($))",
+            "rollback_failed", "rollback_failed"),
+        "rollback_failed": {"Type": "Fail", "Error": "RollbackFailed",
+                            "Cause": "The rollback did not complete; see notify_failure."},
+        "rollback_done": {"Type": "Succeed"},
+    }
+    return {
+        "Comment": "Payment database migration rollback: stop replication, keep the source",
+        "StartAt": "notify_rollback_start",
+        "States": states,
+    }
+
+
+_FAILURE_TYPES = ("Fail",)
+
+
+def _targets(state: Mapping[str, Any]) -> list[str]:
+    out = [state["Next"]] if "Next" in state else []
+    out += [c["Next"] for c in state.get("Catch", [])]
+    out += [c["Next"] for c in state.get("Choices", [])]
+    if "Default" in state:
+        out.append(state["Default"])
+    return out
+
+
+def structural_problems(definition: Mapping[str, Any]) -> list[str]:
+    """What is structurally wrong with a definition; an empty list when nothing is.
+
+    Checks: StartAt and every Next/Default/Catch target exist; every Task has a Retry and a Catch
+    whose targets lead to a Fail state; every state can reach a terminal state; every state is
+    reachable from StartAt.
+    """
+    states: Mapping[str, Mapping[str, Any]] = definition.get("States", {})
+    problems: list[str] = []
+    if definition.get("StartAt") not in states:
+        problems.append(f"StartAt {definition.get('StartAt')!r} is not a state")
+    for name, state in states.items():
+        for target in _targets(state):
+            if target not in states:
+                problems.append(f"{name}: target {target!r} is not a state")
+        kind = state.get("Type")
+        if kind not in ("Succeed", "Fail", "Choice") and "Next" not in state and not state.get(
+                "End"):
+            problems.append(f"{name}: neither Next nor End")
+        if kind == "Task":
+            if "Retry" not in state:
+                problems.append(f"{name}: Task without Retry")
+            if not state.get("Catch"):
+                problems.append(f"{name}: Task without Catch")
+    if problems:
+        return problems
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            s = todo.pop()
+            if s not in seen:
+                seen.add(s)
+                todo.extend(_targets(states[s]))
+        return seen
+
+    terminals = {n for n, s in states.items() if s["Type"] in ("Succeed", "Fail") or s.get("End")}
+    failures = {n for n, s in states.items() if s["Type"] in _FAILURE_TYPES}
+    for name, state in states.items():
+        if not reachable(name) & terminals:
+            problems.append(f"{name}: no terminal state is reachable")
+        for catch in state.get("Catch", []):
+            if not reachable(catch["Next"]) & failures:
+                problems.append(f"{name}: Catch goes to {catch['Next']!r}, which cannot fail")
+    unreachable = set(states) - reachable(definition["StartAt"])
+    problems += [f"{n}: unreachable from StartAt" for n in sorted(unreachable)]
+    return problems
