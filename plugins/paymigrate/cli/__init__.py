@@ -1,0 +1,61 @@
+"""``paymigrate``: the operator's and the developer's handle on the migration.
+
+Each module in this package adds its commands with ``register(subparsers)``; the list below is
+the one place that says which commands exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from paymigrate.errors import PaymigrateError
+
+COMMAND_MODULES = ("paymigrate.cli.stack",)
+
+EXIT_ERROR = 2
+
+
+def command(sub: argparse._SubParsersAction, name: str, *, summary: str, description: str,
+            environment: str = "", example: str = "") -> argparse.ArgumentParser:
+    """A sub-command whose --help reads synopsis, description, options, environment, example."""
+    epilog = ""
+    if environment:
+        epilog += "environment:\n" + environment.rstrip() + "\n\n"
+    if example:
+        epilog += "example:\n" + example.rstrip() + "\n"
+    return sub.add_parser(name, help=summary, description=description.strip(), epilog=epilog or None,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="paymigrate",
+        description="Zero-downtime migration of a PostgreSQL payment database to Aurora PostgreSQL, "
+                    "and the local stand-ins it runs against.",
+        epilog="Run `paymigrate COMMAND --help` for a command's options and an example.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except PaymigrateError as exc:
+        print(f"paymigrate {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

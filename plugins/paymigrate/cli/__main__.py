@@ -1,0 +1,5 @@
+import sys
+
+from paymigrate.cli import main
+
+sys.exit(main())

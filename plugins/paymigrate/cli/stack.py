@@ -1,0 +1,91 @@
+"""``paymigrate up | down | status | env``: the local stand-ins."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from paymigrate.cli import command
+from paymigrate.local.stack import LocalStack
+
+HOME_ENV = """\
+  PAYMIGRATE_HOME   folder of the local stack (default: ./.local)
+  PAYMIGRATE_ENV    environment suffix of every AWS name (default: local)"""
+
+
+def register(sub) -> None:
+    p = command(sub, "up", summary="start the local stand-ins (idempotent)", description="""
+Start the source and target PostgreSQL 15 clusters, PgBouncer in front of the source and a moto
+server, all on 127.0.0.1 and run as an unprivileged user, then create in moto the buckets,
+topics, secrets, parameters, state machines and DMS objects that infra/ creates in AWS.
+A component already running is left alone; one that died is restarted on its port.""",
+                environment=HOME_ENV, example="""\
+  $ paymigrate up
+  source    created and started on 127.0.0.1:40731 (pid 1201)
+  target    created and started on 127.0.0.1:39615 (pid 1242)
+  router    PgBouncer started on 127.0.0.1:45129 (pid 1290)
+  moto      started on 127.0.0.1:41023 (pid 1295)
+  aws       bootstrap in moto: 48 created (bucket paymigrate-checkpoints-local, ...)
+  up in 6.1s; `eval "$(paymigrate env)"` sets the endpoints in your shell""")
+    p.set_defaults(func=_up)
+
+    p = command(sub, "down", summary="stop the local stand-ins", description="""
+Stop the processes the local stack started (and only those). With --purge also delete the
+stack's folders: data, logs, secrets and Airflow's home.""", environment=HOME_ENV, example="""\
+  $ paymigrate down
+  moto      stopped (pid 1295)
+  router    stopped (pid 1290)
+  target    stopped (pid 1242)
+  source    stopped (pid 1201)""")
+    p.add_argument("--purge", action="store_true", help="also delete .local/ (all local data)")
+    p.set_defaults(func=_down)
+
+    p = command(sub, "status", summary="show each component, port, pid and health", description="""
+Show each component of the local stack with its port, pid and health. Exit 0 when all are
+healthy, 1 otherwise.""", environment=HOME_ENV, example="""\
+  $ paymigrate status
+  component  port   pid    health  detail
+  source     40731  1201   ok      PostgreSQL 15.18 (Debian 15.18-0+deb12u1)
+  target     39615  1242   ok      PostgreSQL 15.18 (Debian 15.18-0+deb12u1)
+  router     45129  1290   ok      PgBouncer 1.18.0
+  moto       41023  1295   ok      moto (Step Functions executing)""")
+    p.set_defaults(func=_status)
+
+    p = command(sub, "env", summary="print shell exports of the local endpoints", description="""
+Print shell exports of the local endpoints. DSNs carry no password: libpq reads it from the
+stack's 0600 passfile.""", environment=HOME_ENV, example="""\
+  $ eval "$(paymigrate env)"; psql "$PAYMIGRATE_APP_DSN" -c 'select 1'
+  $ paymigrate env | grep AWS_ENDPOINT_URL
+  export AWS_ENDPOINT_URL=http://127.0.0.1:41023""")
+    p.set_defaults(func=_env)
+
+
+def _up(args) -> int:
+    started = time.monotonic()
+    stack = LocalStack()
+    for line in stack.up():
+        print(line, flush=True)
+    print(f"up in {time.monotonic() - started:.1f}s; `eval \"$(paymigrate env)\"` sets the endpoints "
+          "in your shell")
+    return 0
+
+
+def _down(args) -> int:
+    for line in LocalStack().down(purge=args.purge):
+        print(line)
+    return 0
+
+
+def _status(args) -> int:
+    rows = LocalStack().status()
+    print(f"{'component':<10} {'port':<6} {'pid':<6} {'health':<7} detail")
+    for r in rows:
+        print(f"{r.component:<10} {r.port or '-':<6} {r.pid or '-':<6} {'ok' if r.healthy else 'DOWN':<7} "
+              f"{r.detail}")
+    return 0 if all(r.healthy for r in rows) else 1
+
+
+def _env(args) -> int:
+    for key, value in LocalStack().env_vars().items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0

@@ -1,0 +1,265 @@
+"""Create in moto the AWS objects ``infra/`` creates in AWS, so the DAGs find the same contract.
+
+Idempotent: every object is looked up by its name first and only created when missing; values
+that can change between runs (ports, endpoints) are overwritten. Names come from
+:mod:`paymigrate.names` and parameters from :func:`paymigrate.contract.render_all`, the same
+functions infra uses, so local and AWS cannot drift.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from paymigrate import aws, contract, names, statemachines
+
+if TYPE_CHECKING:
+    from paymigrate.local.stack import LocalStack
+
+log = logging.getLogger(__name__)
+
+# Every table of the public schema, as infra's task has it.
+TABLE_MAPPINGS = {"rules": [{"rule-type": "selection", "rule-id": "1", "rule-name": "public-tables",
+                             "object-locator": {"schema-name": "public", "table-name": "%"},
+                             "rule-action": "include"}]}
+
+ACCOUNT_ROLE_POLICY = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": [
+        "states.amazonaws.com", "lambda.amazonaws.com", "dms.amazonaws.com"]},
+        "Action": "sts:AssumeRole"}],
+})
+
+
+def bootstrap(stack: LocalStack) -> str:
+    """Create or update every object; return a one-line count of what was created."""
+    endpoint = stack.moto_url
+    env = stack.env
+    created: list[str] = []
+
+    def c(service: str) -> Any:
+        return aws.client(service, endpoint_url=endpoint, region=stack.env_vars()["AWS_DEFAULT_REGION"])
+
+    buckets = {role: _bucket(c("s3"), names.bucket_name(role, env), versioned=role != "dms-logs",
+                             created=created) for role in names.BUCKETS}
+    topics = {role: _topic(c("sns"), names.topic_name(role, env), created) for role in names.TOPICS}
+    secret_arns = _secrets(c("secretsmanager"), stack, created)
+    role_arn = _role(c("iam"), names.resource_name("local-service-role", env), created)
+    function_arn = _function(c("lambda"), names.resource_name("data-validation", env), role_arn, created)
+    dms = _dms(c("dms"), stack, secret_arns, created)
+    machines = _state_machines(c("stepfunctions"), env, role_arn, buckets, topics, dms, function_arn,
+                               created)
+    src, tgt, rtr = stack.port("source"), stack.port("target"), stack.port("router")
+    values = {
+        "database/production/endpoint": f"127.0.0.1:{src}",
+        "database/migration/endpoint": f"127.0.0.1:{tgt}",
+        "database/source-secret-arn": secret_arns["source-db"],
+        "database/target-secret-arn": secret_arns["target-db"],
+        # Stack-owned: the real location is what the AWS REST API would give; moto does not serve it.
+        "api/endpoint": f"https://local.execute-api.{stack.env_vars()['AWS_DEFAULT_REGION']}.amazonaws.com/{env}",
+        "api/auth-token": stack.secrets()["api-token"],
+        "api/auth-token-secret-arn": secret_arns["api-token"],
+        "router/endpoint": f"127.0.0.1:{rtr}",
+        "router/admin-endpoint": f"127.0.0.1:{rtr}",
+        "router/admin-secret-arn": secret_arns["router-admin"],
+        "storage/checkpoints-bucket": buckets["checkpoints"],
+        "storage/rollback-bucket": buckets["rollback"],
+        "storage/dms-logs-bucket": buckets["dms-logs"],
+        **{f"notifications/{role}-topic-arn": arn for role, arn in topics.items()},
+        "workflows/migration-state-machine-arn": machines["migration"],
+        "workflows/rollback-state-machine-arn": machines["rollback"],
+        "functions/validation-function-arn": function_arn,
+        "replication/dms-task-arn": dms["task"],
+        "replication/dms-instance-arn": dms["instance"],
+        "replication/dms-source-endpoint-arn": dms["source"],
+        "replication/dms-target-endpoint-arn": dms["target"],
+    }
+    _parameters(c("ssm"), values, env, created)
+    return f"{len(created)} created" + (f" ({', '.join(created[:6])}{', ...' if len(created) > 6 else ''})"
+                                        if created else ", all present")
+
+
+# Operator-set values (mode, flags, split, thresholds) keep what is stored; infra-derived ones
+# (endpoints, ARNs, names) are always rewritten.
+OPERATOR_SET = {k for k, p in contract.PARAMETERS.items() if p.default is not None}
+
+
+def _parameters(ssm: Any, values: dict[str, Any], env: str, created: list[str]) -> None:
+    existing = {p["Name"]: p["Value"] for page in ssm.get_paginator("get_parameters_by_path").paginate(
+        Path=f"{contract.ROOT}/{env}/", Recursive=True, WithDecryption=True) for p in page["Parameters"]}
+    keep = {}
+    for key in OPERATOR_SET:
+        stored = existing.get(contract.path(key, env))
+        if stored is not None:
+            keep[key] = stored
+    for path, (value, secure) in contract.render_all({**keep, **values}, env).items():
+        if existing.get(path) == value:
+            continue
+        ssm.put_parameter(Name=path, Value=value, Type="SecureString" if secure else "String",
+                          Overwrite=True, Description=contract.PARAMETERS[contract.key_of(path, env)].description[:1024])
+        if path not in existing:
+            created.append(f"parameter {path}")
+
+
+def _bucket(s3: Any, name: str, *, versioned: bool, created: list[str]) -> str:
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
+        created.append(f"bucket {name}")
+    if versioned:
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True})
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}))
+    return name
+
+
+def _topic(sns: Any, name: str, created: list[str]) -> str:
+    for page in sns.get_paginator("list_topics").paginate():
+        for t in page["Topics"]:
+            if t["TopicArn"].rsplit(":", 1)[1] == name:
+                return t["TopicArn"]
+    created.append(f"topic {name}")
+    return sns.create_topic(Name=name)["TopicArn"]
+
+
+def _secrets(sm: Any, stack: LocalStack, created: list[str]) -> dict[str, str]:
+    from paymigrate.local.pgbouncer import ADMIN_USER
+    from paymigrate.local.stack import APP_USER, DATABASE, SUPERUSER
+
+    s = stack.secrets()
+    db = {"engine": "postgres", "host": "127.0.0.1", "dbname": DATABASE}
+    values = {
+        "source-db": {**db, "port": stack.port("source"), "username": SUPERUSER, "password": s["source-db"]},
+        "target-db": {**db, "port": stack.port("target"), "username": SUPERUSER, "password": s["target-db"]},
+        "app-db": {**db, "port": stack.port("router"), "username": APP_USER, "password": s["app-db"]},
+        "router-admin": {"host": "127.0.0.1", "port": stack.port("router"), "dbname": "pgbouncer",
+                         "username": ADMIN_USER, "password": s["router-admin"]},
+        "api-token": {"token": s["api-token"]},
+    }
+    arns = {}
+    for role, value in values.items():
+        name = names.secret_name(role, stack.env)
+        text = json.dumps(value, sort_keys=True)
+        try:
+            current = sm.get_secret_value(SecretId=name)
+            arns[role] = current["ARN"]
+            if current.get("SecretString") != text:
+                sm.put_secret_value(SecretId=name, SecretString=text)
+        except sm.exceptions.ResourceNotFoundException:
+            arns[role] = sm.create_secret(Name=name, SecretString=text)["ARN"]
+            created.append(f"secret {name}")
+    return arns
+
+
+def _role(iam: Any, name: str, created: list[str]) -> str:
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        created.append(f"role {name}")
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=ACCOUNT_ROLE_POLICY)["Role"]["Arn"]
+
+
+def lambda_bundle() -> bytes:
+    """The Lambda deployment zip: ``lambdas/`` and the ``paymigrate`` package, as infra bundles it."""
+    pkg = Path(__file__).resolve().parents[1]
+    lambdas = pkg.parents[1] / "lambdas"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for base, prefix in ((lambdas, ""), (pkg, "paymigrate/")):
+            if not base.exists():
+                continue
+            for f in sorted(base.rglob("*.py")):
+                if "__pycache__" not in f.parts and "airflow" not in f.relative_to(base).parts[:1]:
+                    zf.write(f, prefix + str(f.relative_to(base)))
+    return buf.getvalue()
+
+
+def _function(lam: Any, name: str, role_arn: str, created: list[str]) -> str:
+    try:
+        return lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    except lam.exceptions.ResourceNotFoundException:
+        created.append(f"function {name}")
+        return lam.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn,
+                                   Handler="data_validation.handler", Code={"ZipFile": lambda_bundle()},
+                                   Timeout=900, MemorySize=1024)["FunctionArn"]
+
+
+def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list[str]) -> dict[str, str]:
+    from paymigrate.local.stack import DATABASE
+
+    env = stack.env
+    inst_id = names.dms_identifier("instance", env)
+    found = dms.describe_replication_instances(
+        Filters=[{"Name": "replication-instance-id", "Values": [inst_id]}])["ReplicationInstances"]
+    if found:
+        instance = found[0]["ReplicationInstanceArn"]
+    else:
+        instance = dms.create_replication_instance(
+            ReplicationInstanceIdentifier=inst_id, ReplicationInstanceClass="dms.t3.medium",
+            AllocatedStorage=50, PubliclyAccessible=False)["ReplicationInstance"]["ReplicationInstanceArn"]
+        created.append(f"dms instance {inst_id}")
+    endpoints = {}
+    for role, kind, side in (("source", "source", "source-db"), ("target", "target", "target-db")):
+        ep_id = names.dms_identifier(f"{role}-endpoint", env)
+        found = dms.describe_endpoints(Filters=[{"Name": "endpoint-id", "Values": [ep_id]}])["Endpoints"]
+        if found:
+            endpoints[role] = found[0]["EndpointArn"]
+            continue
+        endpoints[role] = dms.create_endpoint(
+            EndpointIdentifier=ep_id, EndpointType=kind, EngineName="postgres",
+            ServerName="127.0.0.1", Port=stack.port(role), DatabaseName=DATABASE, SslMode="none",
+            PostgreSQLSettings={"SecretsManagerSecretId": secret_arns[side]},
+        )["Endpoint"]["EndpointArn"]
+        created.append(f"dms endpoint {ep_id}")
+    task_id = names.dms_identifier("task", env)
+    found = dms.describe_replication_tasks(
+        Filters=[{"Name": "replication-task-id", "Values": [task_id]}])["ReplicationTasks"]
+    if found:
+        task = found[0]["ReplicationTaskArn"]
+    else:
+        task = dms.create_replication_task(
+            ReplicationTaskIdentifier=task_id, SourceEndpointArn=endpoints["source"],
+            TargetEndpointArn=endpoints["target"], ReplicationInstanceArn=instance,
+            MigrationType="full-load-and-cdc", TableMappings=json.dumps(TABLE_MAPPINGS),
+        )["ReplicationTask"]["ReplicationTaskArn"]
+        created.append(f"dms task {task_id}")
+    return {"instance": instance, "task": task, **endpoints}
+
+
+def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], topics: dict[str, str],
+                    dms: dict[str, str], function_arn: str, created: list[str]) -> dict[str, str]:
+    existing = {m["name"]: m["stateMachineArn"] for page in sfn.get_paginator("list_state_machines").paginate()
+                for m in page["stateMachines"]}
+    common = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
+              "dms_task_arn": dms["task"],
+              "sdk_service": "dms"}  # moto's name for what AWS calls `databasemigration` (FACTS.md)
+    definitions = {
+        "migration": statemachines.migration_definition(
+            checkpoints_bucket=buckets["checkpoints"], validation_function_arn=function_arn, **common),
+        "rollback": statemachines.rollback_definition(rollback_bucket=buckets["rollback"], **common),
+    }
+    arns = {}
+    for role, definition in definitions.items():
+        name = names.state_machine_name(role, env)
+        text = json.dumps(definition)
+        if name in existing:
+            arns[role] = existing[name]
+            sfn.update_state_machine(stateMachineArn=arns[role], definition=text, roleArn=role_arn)
+        else:
+            arns[role] = sfn.create_state_machine(name=name, definition=text, roleArn=role_arn)["stateMachineArn"]
+            created.append(f"state machine {name}")
+    return arns

@@ -1,0 +1,350 @@
+"""The local stack: source and target PostgreSQL, PgBouncer and moto, with state in ``stack.json``.
+
+``up`` is idempotent: a running, healthy component is left alone, a dead one is restarted on the
+same port, a missing one is created. ``down`` stops only the processes recorded as ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from paymigrate.errors import StackError
+from paymigrate.local import proc
+from paymigrate.local.moto import MotoServer
+from paymigrate.local.pgbouncer import ADMIN_USER, Router
+from paymigrate.local.postgres import Cluster
+
+log = logging.getLogger(__name__)
+
+DATABASE = "payments"
+SUPERUSER = "paymigrate"
+APP_USER = "payments_app"
+REGION = "ap-southeast-1"
+COMPONENTS = ("source", "target", "router", "moto")
+# Secret roles (names.SECRETS) and what each holds locally.
+SECRET_ROLES = ("source-db", "target-db", "app-db", "router-admin", "api-token")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("PAYMIGRATE_HOME") or Path.cwd() / ".local").resolve()
+
+
+@dataclass
+class Status:
+    component: str
+    port: int | None
+    pid: int | None
+    healthy: bool
+    detail: str
+
+
+class LocalStack:
+    """The stand-ins under one home folder (``.local/`` by default)."""
+
+    def __init__(self, home: Path | str | None = None, *, env: str = "local"):
+        self.home = Path(home).resolve() if home else default_home()
+        self.env = env
+        self.user = proc.service_user()
+        self.state: dict[str, Any] = self._load()
+
+    # ---- state -------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.home / "stack.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.json"
+
+    @property
+    def passfile(self) -> Path:
+        return self.home / "pgpass"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            state = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {"env": self.env, "components": {}}
+        except ValueError as exc:
+            raise StackError(f"{self.state_file} is not valid JSON ({exc}); `down --purge` starts over") from None
+        self.env = state.get("env", self.env)
+        return state
+
+    def _save(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.state_file)
+
+    def _component(self, name: str) -> dict[str, Any]:
+        return self.state.setdefault("components", {}).setdefault(name, {})
+
+    def port(self, name: str) -> int:
+        try:
+            return int(self.state["components"][name]["port"])
+        except KeyError:
+            raise StackError(f"the local stack has no {name}: run `paymigrate up` first") from None
+
+    # ---- secrets -----------------------------------------------------------------------------
+    def secrets(self) -> dict[str, str]:
+        """Generated passwords and the API token, from a 0600 file (created on first use)."""
+        try:
+            values = json.loads(self.secrets_file.read_text())
+        except FileNotFoundError:
+            values = {}
+        missing = [r for r in SECRET_ROLES if r not in values]
+        if missing:
+            for role in missing:
+                values[role] = secrets.token_urlsafe(32)
+            self.home.mkdir(parents=True, exist_ok=True)
+            self._write_private(self.secrets_file, json.dumps(values, indent=2) + "\n")
+        return values
+
+    @staticmethod
+    def _write_private(path: Path, text: str) -> None:
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+
+    def _write_passfile(self) -> None:
+        s = self.secrets()
+        rows = []
+        for side, role in (("source", "source-db"), ("target", "target-db")):
+            if side in self.state.get("components", {}):
+                port = self.port(side)
+                rows.append(f"127.0.0.1:{port}:*:{SUPERUSER}:{s[role]}")
+                rows.append(f"127.0.0.1:{port}:*:{APP_USER}:{s['app-db']}")
+        if "router" in self.state.get("components", {}):
+            port = self.port("router")
+            rows.append(f"127.0.0.1:{port}:*:{APP_USER}:{s['app-db']}")
+            rows.append(f"127.0.0.1:{port}:pgbouncer:{ADMIN_USER}:{s['router-admin']}")
+        self._write_private(self.passfile, "\n".join(rows) + "\n")
+
+    # ---- DSNs and environment ----------------------------------------------------------------
+    def dsn(self, name: str, *, user: str | None = None, dbname: str = DATABASE) -> str:
+        """A libpq DSN without the password (libpq reads it from the 0600 passfile).
+
+        ``name`` is ``source``, ``target``, ``router`` (the application's entry point) or
+        ``router-admin`` (PgBouncer's admin console).
+        """
+        if name == "router-admin":
+            port, user, dbname = self.port("router"), ADMIN_USER, "pgbouncer"
+        elif name == "router":
+            port, user = self.port("router"), user or APP_USER
+        elif name in ("source", "target"):
+            port, user = self.port(name), user or SUPERUSER
+        else:
+            raise StackError(f"unknown component {name!r}; known: source, target, router, router-admin")
+        return (f"host=127.0.0.1 port={port} dbname={dbname} user={user} "
+                f"passfile={self.passfile} connect_timeout=10 application_name=paymigrate")
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.port('moto')}"
+
+    def env_vars(self) -> dict[str, str]:
+        return {
+            "PAYMIGRATE_SOURCE_DSN": self.dsn("source"),
+            "PAYMIGRATE_TARGET_DSN": self.dsn("target"),
+            "PAYMIGRATE_APP_DSN": self.dsn("router"),
+            "PAYMIGRATE_ROUTER_ADMIN_DSN": self.dsn("router-admin"),
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_DEFAULT_REGION": REGION,
+            # moto accepts any credentials; boto3 refuses to sign a request without some.
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "PAYMIGRATE_ENV": self.env,
+            "PAYMIGRATE_HOME": str(self.home),
+        }
+
+    # ---- components --------------------------------------------------------------------------
+    def data_root(self) -> Path:
+        """Where the servers keep their files: under home when the service user can reach it,
+        else under /var/tmp (a clone under /root is not reachable by ``postgres``)."""
+        if "data_root" in self.state:
+            return Path(self.state["data_root"])
+        self.home.mkdir(parents=True, exist_ok=True)
+        root = self.home / "data"
+        if not proc.can_reach(self.home, self.user):
+            digest = hashlib.sha1(str(self.home).encode()).hexdigest()[:12]
+            root = Path("/var/tmp") / f"paymigrate-{digest}"
+        root.mkdir(parents=True, exist_ok=True)
+        proc.chown(root, self.user)
+        self.state["data_root"] = str(root)
+        return root
+
+    def cluster(self, side: str) -> Cluster:
+        root = self.data_root()
+        return Cluster(name=side, datadir=root / side, logfile=root / "logs" / f"{side}.log",
+                       port=self._component(side).get("port") or 0, superuser=SUPERUSER, user=self.user)
+
+    def router(self) -> Router:
+        return Router(folder=self.data_root() / "router", port=self._component("router").get("port") or 0,
+                      user=self.user)
+
+    def moto(self) -> MotoServer:
+        return MotoServer(port=self._component("moto").get("port") or 0,
+                          logfile=self.home / "logs" / "moto.log", user=self.user)
+
+    # ---- up / down / status ------------------------------------------------------------------
+    def up(self, *, bootstrap: bool = True) -> list[str]:
+        """Start whatever is not running; return one line per component saying what was done."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.airflow_home.mkdir(parents=True, exist_ok=True)
+        s = self.secrets()
+        lines = [self._up_cluster("source", s["source-db"]), self._up_cluster("target", s["target-db"])]
+        self._write_passfile()
+        for side in ("source", "target"):
+            self._ensure_roles(side, s["app-db"])
+        lines.append(self._up_router(s))
+        lines.append(self._up_moto())
+        self._write_passfile()
+        self._save()
+        if bootstrap:
+            from paymigrate.local.bootstrap import bootstrap as run_bootstrap
+
+            created = run_bootstrap(self)
+            lines.append(f"aws       bootstrap in moto: {created}")
+        return lines
+
+    def _up_cluster(self, side: str, password: str) -> str:
+        comp = self._component(side)
+        cluster = self.cluster(side)
+        if cluster.pid() and comp.get("port"):
+            comp["pid"] = cluster.pid()
+            self._save()
+            return f"{side:<9} already running on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+        fresh = not cluster.initialized()
+        cluster.port = comp["port"] = proc.free_port(comp.get("port"))
+        if fresh:
+            cluster.init(password)
+        comp["pid"] = cluster.start()
+        comp["datadir"] = str(cluster.datadir)
+        self._save()
+        verb = "created and started" if fresh else "started"
+        return f"{side:<9} {verb} on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+
+    def _ensure_roles(self, side: str, app_password: str) -> None:
+        """The application role and the database on each side, with the current password."""
+        conn = psycopg2.connect(self.dsn(side, dbname="postgres"))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(APP_USER)),
+                            (app_password,))
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+                if not cur.fetchone():
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        finally:
+            conn.close()
+
+    def _up_router(self, s: dict[str, str]) -> str:
+        comp = self._component("router")
+        router = self.router()
+        if router.pid() and not comp.get("port"):
+            comp["port"] = router.configured_port()  # started before a crash of `up` saved it
+        if router.pid() and comp.get("port"):
+            comp["pid"] = router.pid()
+            router.configure(database=DATABASE, writer_port=self.port("source"),
+                             users={APP_USER: s["app-db"], ADMIN_USER: s["router-admin"]})
+            return f"router    already running on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+        router.port = comp["port"] = proc.free_port(comp.get("port"))
+        router.configure(database=DATABASE, writer_port=self.port("source"),
+                         users={APP_USER: s["app-db"], ADMIN_USER: s["router-admin"]})
+        comp["pid"] = router.start()
+        comp["folder"] = str(router.folder)
+        self._save()
+        return f"router    PgBouncer started on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+
+    def _up_moto(self) -> str:
+        comp = self._component("moto")
+        server = self.moto()
+        pid = comp.get("pid")
+        if pid and proc.pid_alive(pid) and "moto" in proc.cmdline(pid) and server.healthy()[0]:
+            return f"moto      already running on 127.0.0.1:{comp['port']} (pid {pid})"
+        server.port = comp["port"] = proc.free_port(comp.get("port"))
+        comp["pid"] = server.start()
+        self._save()
+        return f"moto      started on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+
+    def status(self) -> list[Status]:
+        out = []
+        comps = self.state.get("components", {})
+        for side in ("source", "target"):
+            if side not in comps:
+                out.append(Status(side, None, None, False, "not created"))
+                continue
+            cluster = self.cluster(side)
+            pid = cluster.pid()
+            ok, detail = cluster.healthy(self.dsn(side)) if pid else (False, "not running")
+            out.append(Status(side, cluster.port, pid, ok, detail))
+        if "router" in comps:
+            router = self.router()
+            pid = router.pid()
+            ok, detail = router.healthy(self.dsn("router-admin")) if pid else (False, "not running")
+            out.append(Status("router", router.port, pid, ok, detail))
+        else:
+            out.append(Status("router", None, None, False, "not created"))
+        if "moto" in comps:
+            pid = comps["moto"].get("pid")
+            alive = bool(pid and proc.pid_alive(pid) and "moto" in proc.cmdline(pid))
+            ok, detail = self.moto().healthy() if alive else (False, "not running")
+            out.append(Status("moto", self.port("moto"), pid if alive else None, ok, detail))
+        else:
+            out.append(Status("moto", None, None, False, "not created"))
+        return out
+
+    def down(self, *, purge: bool = False) -> list[str]:
+        """Stop the processes recorded as ours; with ``purge`` also delete the folders."""
+        lines = []
+        comps = self.state.get("components", {})
+        if "moto" in comps:
+            pid = comps["moto"].get("pid")
+            if pid and proc.pid_alive(pid) and "moto" in proc.cmdline(pid):
+                proc.terminate(pid)
+                lines.append(f"moto      stopped (pid {pid})")
+        if "router" in comps:
+            router = self.router()
+            pid = router.pid()
+            if pid:
+                router.stop()
+                lines.append(f"router    stopped (pid {pid})")
+        for side in ("target", "source"):
+            if side in comps:
+                cluster = self.cluster(side)
+                pid = cluster.pid()
+                if pid:
+                    cluster.stop()
+                    lines.append(f"{side:<9} stopped (pid {pid})")
+        for comp in comps.values():
+            comp.pop("pid", None)
+        if purge:
+            root = Path(self.state.get("data_root", self.home / "data"))
+            for folder in {root, self.home}:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                    lines.append(f"removed   {folder}")
+            self.state = {"env": self.env, "components": {}}
+        elif self.home.exists():
+            self._save()
+        return lines or ["nothing of ours was running"]

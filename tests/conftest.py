@@ -1,0 +1,85 @@
+"""Fixtures shared by every test tier.
+
+``stack`` starts one real local stack (two PostgreSQL clusters, PgBouncer, moto) for the whole
+session in a throw-away home, and exports its endpoints into ``os.environ`` as ``paymigrate env``
+would. Tests that need their own data use ``databases`` to get a fresh database pair.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from paymigrate.local.stack import APP_USER, LocalStack
+from psycopg2 import sql
+
+TEST_ENV = "test"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    home = Path(tempfile.mkdtemp(prefix="paymigrate-test-"))
+    home.chmod(0o755)  # the servers run as the unprivileged service user
+    s = LocalStack(home, env=TEST_ENV)
+    s.up()
+    saved = dict(os.environ)
+    os.environ.update(s.env_vars())
+    try:
+        yield s
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        s.down(purge=True)
+
+
+def _admin(stack: LocalStack, side: str):
+    conn = psycopg2.connect(stack.dsn(side, dbname="postgres"))
+    conn.autocommit = True
+    return conn
+
+
+def create_database(stack: LocalStack, side: str, name: str) -> str:
+    """Create an empty database ``name`` on ``side`` (the app role may use it); return its DSN."""
+    conn = _admin(stack, side)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(sql.Identifier(name),
+                                                                         sql.Identifier(APP_USER)))
+    finally:
+        conn.close()
+    conn = psycopg2.connect(stack.dsn(side, dbname=name))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(sql.Identifier(APP_USER)))
+    finally:
+        conn.close()
+    return stack.dsn(side, dbname=name)
+
+
+def drop_database(stack: LocalStack, side: str, name: str) -> None:
+    conn = _admin(stack, side)
+    try:
+        with conn.cursor() as cur:
+            # Subscriptions in it would keep a slot on the other side; the tests that make them
+            # drop them, and FORCE ends any session still attached.
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def databases(stack: LocalStack) -> Iterator[tuple[str, str]]:
+    """A fresh, empty database of the same name on source and target: ``(source_dsn, target_dsn)``."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    dsns = (create_database(stack, "source", name), create_database(stack, "target", name))
+    yield dsns
+    for side in ("target", "source"):
+        drop_database(stack, side, name)
