@@ -19,6 +19,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from paymigrate.db import Endpoint
 from paymigrate.errors import StackError
 from paymigrate.local import proc
 from paymigrate.local.moto import MotoServer
@@ -154,6 +155,18 @@ class LocalStack:
             raise StackError(f"unknown component {name!r}; known: source, target, router, router-admin")
         return (f"host=127.0.0.1 port={port} dbname={dbname} user={user} "
                 f"passfile={self.passfile} connect_timeout=10 application_name=paymigrate")
+
+    def endpoint(self, name: str, *, dbname: str = DATABASE) -> Endpoint:
+        """Like :meth:`dsn` but as an :class:`Endpoint` carrying the password, for the places a
+        server must connect on our behalf (a subscription's conninfo) and a passfile will not do."""
+        s = self.secrets()
+        if name == "router-admin":
+            return Endpoint("127.0.0.1", self.port("router"), "pgbouncer", ADMIN_USER, s["router-admin"])
+        if name == "router":
+            return Endpoint("127.0.0.1", self.port("router"), dbname, APP_USER, s["app-db"])
+        if name in ("source", "target"):
+            return Endpoint("127.0.0.1", self.port(name), dbname, SUPERUSER, s[f"{name}-db"])
+        raise StackError(f"unknown component {name!r}; known: source, target, router, router-admin")
 
     @property
     def moto_url(self) -> str:
