@@ -15,8 +15,9 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from paymigrate.local.stack import APP_USER, LocalStack
 from psycopg2 import sql
+
+from paymigrate.local.stack import APP_USER, LocalStack
 
 TEST_ENV = "test"
 

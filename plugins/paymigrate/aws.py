@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from urllib.parse import urlparse
 from typing import Any
+from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
