@@ -1,0 +1,1 @@
+"""One ComponentResource per concern of the stack; ``__main__.py`` wires them together."""

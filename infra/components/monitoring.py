@@ -1,0 +1,197 @@
+"""Dashboard, alarms (to the error-alerts topic), log metric filters, DMS event subscriptions
+and an EventBridge rule that reports failed workflow executions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from paymigrate import names
+
+REPLICATION_NAMESPACE = "Migration/Replication"
+VALIDATION_NAMESPACE = "Migration/DataValidation"
+
+
+def dashboard_body(*, region: str, source_cluster: str, target_cluster: str,
+                   dms_instance: str, dms_task: str, validation_function: str,
+                   api_name: str, api_stage: str, migration_machine_arn: str,
+                   rollback_machine_arn: str) -> dict[str, Any]:
+    """The CloudWatch dashboard: databases, DMS, validation, API and the workflows."""
+    def widget(title: str, metrics: list[list[Any]], x: int, y: int, stat: str = "Average"
+               ) -> dict[str, Any]:
+        return {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+                "properties": {"title": title, "region": region, "stat": stat, "period": 60,
+                               "view": "timeSeries", "metrics": metrics}}
+
+    rds, dms = "AWS/RDS", "AWS/DMS"
+    cluster = "DBClusterIdentifier"
+    task_dims = ["ReplicationInstanceIdentifier", dms_instance, "ReplicationTaskIdentifier",
+                 dms_task]
+    return {"widgets": [
+        widget("Database CPU (%)", [
+            [rds, "CPUUtilization", cluster, source_cluster, {"label": "source"}],
+            [rds, "CPUUtilization", cluster, target_cluster, {"label": "target"}]], 0, 0),
+        widget("Database connections", [
+            [rds, "DatabaseConnections", cluster, source_cluster, {"label": "source"}],
+            [rds, "DatabaseConnections", cluster, target_cluster, {"label": "target"}]], 12, 0),
+        widget("DMS CDC latency (s)", [
+            [dms, "CDCLatencySource", *task_dims], [dms, "CDCLatencyTarget", *task_dims]],
+            0, 6, stat="Maximum"),
+        widget("DMS throughput (rows/s)", [
+            [dms, "CDCThroughputRowsSource", *task_dims],
+            [dms, "CDCThroughputRowsTarget", *task_dims],
+            [dms, "FullLoadThroughputRowsTarget", *task_dims]], 12, 6),
+        widget("Validation function", [
+            ["AWS/Lambda", "Invocations", "FunctionName", validation_function],
+            ["AWS/Lambda", "Errors", "FunctionName", validation_function],
+            ["AWS/Lambda", "Duration", "FunctionName", validation_function,
+             {"stat": "Maximum"}]], 0, 12, stat="Sum"),
+        widget("Validation discrepancies and errors", [
+            [VALIDATION_NAMESPACE, "ValidationFunctionErrors"],
+            [REPLICATION_NAMESPACE, "DmsTaskErrors"]], 12, 12, stat="Sum"),
+        widget("API requests and errors", [
+            ["AWS/ApiGateway", "Count", "ApiName", api_name, "Stage", api_stage],
+            ["AWS/ApiGateway", "4XXError", "ApiName", api_name, "Stage", api_stage],
+            ["AWS/ApiGateway", "5XXError", "ApiName", api_name, "Stage", api_stage]],
+            0, 18, stat="Sum"),
+        widget("API latency (ms)", [
+            ["AWS/ApiGateway", "Latency", "ApiName", api_name, "Stage", api_stage,
+             {"stat": "p99"}]], 12, 18),
+        widget("Workflow executions", [
+            ["AWS/States", "ExecutionsSucceeded", "StateMachineArn", migration_machine_arn],
+            ["AWS/States", "ExecutionsFailed", "StateMachineArn", migration_machine_arn],
+            ["AWS/States", "ExecutionsFailed", "StateMachineArn", rollback_machine_arn]],
+            0, 24, stat="Sum"),
+    ]}
+
+
+@dataclass
+class MonitoringArgs:
+    env: str
+    region: str
+    error_topic_arn: pulumi.Input[str]
+    dms_topic_arn: pulumi.Input[str]
+    source_cluster_id: pulumi.Input[str]
+    target_cluster_id: pulumi.Input[str]
+    dms_instance_id: pulumi.Input[str]
+    dms_task_id: pulumi.Input[str]
+    dms_task_log_group: pulumi.Input[str]
+    validation_function_name: pulumi.Input[str]
+    validation_log_group: pulumi.Input[str]
+    api_name: pulumi.Input[str]
+    api_stage: pulumi.Input[str]
+    migration_machine_arn: pulumi.Input[str]
+    rollback_machine_arn: pulumi.Input[str]
+    replication_lag_threshold_seconds: float = 300.0
+
+
+class Monitoring(pulumi.ComponentResource):
+    dashboard_name: pulumi.Output[str]
+    alarm_names: list[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: MonitoringArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("paymigrate:monitoring:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        env, a = args.env, args
+        self.alarm_names = []
+
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=names.resource_name("migration", env),
+            dashboard_body=pulumi.Output.all(
+                a.source_cluster_id, a.target_cluster_id, a.dms_instance_id, a.dms_task_id,
+                a.validation_function_name, a.api_name, a.api_stage, a.migration_machine_arn,
+                a.rollback_machine_arn,
+            ).apply(lambda v: json.dumps(dashboard_body(
+                region=a.region, source_cluster=v[0], target_cluster=v[1], dms_instance=v[2],
+                dms_task=v[3], validation_function=v[4], api_name=v[5], api_stage=v[6],
+                migration_machine_arn=v[7], rollback_machine_arn=v[8]))),
+            opts=child)
+
+        def alarm(role: str, description: str, *, namespace: str, metric: str,
+                  dimensions: dict[str, pulumi.Input[str]] | None, statistic: str,
+                  threshold: float, periods: int = 2, period: int = 60,
+                  comparison: str = "GreaterThanThreshold",
+                  missing: str = "notBreaching") -> None:
+            created = aws.cloudwatch.MetricAlarm(
+                f"{name}-{role}", name=names.resource_name(role, env),
+                alarm_description=description, namespace=namespace, metric_name=metric,
+                dimensions=dimensions, statistic=statistic, threshold=threshold,
+                period=period, evaluation_periods=periods, comparison_operator=comparison,
+                treat_missing_data=missing, alarm_actions=[a.error_topic_arn],
+                ok_actions=[a.error_topic_arn], opts=child)
+            self.alarm_names.append(created.name)
+
+        for role, cluster_id in (("source", a.source_cluster_id), ("target", a.target_cluster_id)):
+            alarm(f"{role}-db-cpu", f"{role} database CPU above 80% for 10 minutes",
+                  namespace="AWS/RDS", metric="CPUUtilization",
+                  dimensions={"DBClusterIdentifier": cluster_id}, statistic="Average",
+                  threshold=80, periods=2, period=300, missing="missing")
+        task_dims = {"ReplicationInstanceIdentifier": a.dms_instance_id,
+                     "ReplicationTaskIdentifier": a.dms_task_id}
+        alarm("dms-replication-lag", "DMS target latency above the lag threshold",
+              namespace="AWS/DMS", metric="CDCLatencyTarget", dimensions=task_dims,
+              statistic="Maximum", threshold=a.replication_lag_threshold_seconds, periods=3)
+        alarm("validation-errors", "Data validation function errors",
+              namespace="AWS/Lambda", metric="Errors",
+              dimensions={"FunctionName": a.validation_function_name}, statistic="Sum",
+              threshold=5, periods=1, period=300)
+        for role, arn in (("migration", a.migration_machine_arn),
+                          ("rollback", a.rollback_machine_arn)):
+            for metric in ("ExecutionsFailed", "ExecutionsTimedOut"):
+                alarm(f"{role}-workflow-{metric.removeprefix('Executions').lower()}",
+                      f"{role} workflow: {metric}", namespace="AWS/States", metric=metric,
+                      dimensions={"StateMachineArn": arn}, statistic="Sum", threshold=0,
+                      periods=1)
+        alarm("api-5xx", "Payments API server errors", namespace="AWS/ApiGateway",
+              metric="5XXError", dimensions={"ApiName": a.api_name, "Stage": a.api_stage},
+              statistic="Sum", threshold=10, periods=2, period=300)
+
+        for role, log_group, namespace, metric, pattern in (
+            ("dms-errors", a.dms_task_log_group, REPLICATION_NAMESPACE, "DmsTaskErrors",
+             # DMS task log lines carry their severity as "]E:" (error) or "]F:" (fatal).
+             '?"]E:" ?"]F:"'),
+            ("validation-function-errors", a.validation_log_group, VALIDATION_NAMESPACE,
+             "ValidationFunctionErrors", '{ $.level = "ERROR" }'),
+        ):
+            aws.cloudwatch.LogMetricFilter(
+                f"{name}-{role}-filter", name=names.resource_name(role, env),
+                log_group_name=log_group, pattern=pattern,
+                metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                    name=metric, namespace=namespace, value="1", default_value="0"),
+                opts=child)
+            alarm(role, f"{metric} in the logs", namespace=namespace, metric=metric,
+                  dimensions=None, statistic="Sum", threshold=0, periods=1, period=300)
+
+        for role, source_type, categories, source_id in (
+            ("dms-task-events", "replication-task",
+             ["failure", "state change", "configuration change", "deletion"], a.dms_task_id),
+            ("dms-instance-events", "replication-instance",
+             ["failure", "failover", "low storage", "configuration change", "deletion"],
+             a.dms_instance_id),
+        ):
+            aws.dms.EventSubscription(
+                f"{name}-{role}", name=names.resource_name(role, env),
+                sns_topic_arn=a.dms_topic_arn, source_type=source_type,
+                event_categories=categories, source_ids=[source_id], enabled=True, opts=child)
+
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-workflow-failures", name=names.resource_name("workflow-failures", env),
+            description="Failed, timed-out or aborted migration and rollback executions",
+            event_pattern=pulumi.Output.all(a.migration_machine_arn, a.rollback_machine_arn)
+            .apply(lambda arns: json.dumps({
+                "source": ["aws.states"],
+                "detail-type": ["Step Functions Execution Status Change"],
+                "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"],
+                           "stateMachineArn": list(arns)}})),
+            opts=child)
+        aws.cloudwatch.EventTarget(f"{name}-workflow-failures-target", rule=rule.name,
+                                   arn=a.error_topic_arn, opts=child)
+
+        self.dashboard_name = dashboard.dashboard_name
+        self.register_outputs({"dashboard_name": self.dashboard_name})

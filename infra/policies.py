@@ -1,0 +1,234 @@
+"""IAM and resource policy documents as plain dicts of plain strings; no Pulumi here.
+
+Least privilege: each statement names the resources it needs. The few actions AWS only accepts
+on ``Resource: "*"`` are kept in their own statements with the reason beside them, and the
+infra tests keep the same list, so a new wildcard cannot slip in unnoticed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+VERSION = "2012-10-17"
+VALIDATION_METRICS_NAMESPACE = "Migration/DataValidation"
+
+Doc = dict[str, Any]
+
+
+def document(*statements: Doc) -> Doc:
+    return {"Version": VERSION, "Statement": list(statements)}
+
+
+def _sid(text: str) -> str:
+    return "".join(part.capitalize() for part in text.replace("-", " ").split())
+
+
+def assume_role(*services: str, source_account: str | None = None) -> Doc:
+    """Trust policy for AWS services; ``source_account`` guards against the confused deputy."""
+    statement: Doc = {
+        "Sid": "AssumedByService",
+        "Effect": "Allow",
+        "Principal": {"Service": sorted(services) if len(services) > 1 else services[0]},
+        "Action": "sts:AssumeRole",
+    }
+    if source_account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return document(statement)
+
+
+def _logs(log_group_arns: Iterable[str]) -> Doc:
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [f"{arn}:*" for arn in log_group_arns],
+    }
+
+
+def _xray() -> Doc:
+    # X-Ray trace segments have no resource ARN: AWS only accepts "*" here.
+    return {
+        "Sid": "XRayTracing",
+        "Effect": "Allow",
+        "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                   "xray:GetSamplingRules", "xray:GetSamplingTargets"],
+        "Resource": "*",
+    }
+
+
+def _kms_via(key_arn: str, region: str, services: Sequence[str], actions: Sequence[str]) -> Doc:
+    return {
+        "Sid": "UseKeyThrough" + "".join(_sid(s) for s in services),
+        "Effect": "Allow",
+        "Action": list(actions),
+        "Resource": key_arn,
+        "Condition": {"StringEquals": {
+            "kms:ViaService": [f"{s}.{region}.amazonaws.com" for s in services]}},
+    }
+
+
+def kms_key_policy(*, partition: str, account_id: str, region: str) -> Doc:
+    """Key policy of the stack's customer-managed key.
+
+    The account root statement delegates to IAM (the AWS default, without which the key is
+    unmanageable). Services that encrypt on their own behalf need explicit grants: CloudWatch
+    Logs for the encrypted log groups, and the services that publish to the encrypted topics.
+    """
+    root = f"arn:{partition}:iam::{account_id}:root"
+    return document(
+        {"Sid": "AccountAdministersKeyThroughIam", "Effect": "Allow",
+         "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchLogsEncryptsOwnLogGroups", "Effect": "Allow",
+         "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+         "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                    "kms:Describe*"],
+         "Resource": "*",
+         "Condition": {"ArnLike": {
+             "kms:EncryptionContext:aws:logs:arn":
+                 f"arn:{partition}:logs:{region}:{account_id}:log-group:*"}}},
+        {"Sid": "ServicesPublishToEncryptedTopics", "Effect": "Allow",
+         "Principal": {"Service": ["cloudwatch.amazonaws.com", "dms.amazonaws.com",
+                                   "events.amazonaws.com"]},
+         "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+    )
+
+
+def tls_only_bucket_policy(bucket_arn: str) -> Doc:
+    return document({
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    })
+
+
+def topic_policy(*, topic_arn: str, account_id: str) -> Doc:
+    """CloudWatch alarms, EventBridge rules and DMS event subscriptions of this account publish."""
+    return document(
+        {"Sid": "AwsServicesOfThisAccountPublish", "Effect": "Allow",
+         "Principal": {"Service": ["cloudwatch.amazonaws.com", "dms.amazonaws.com",
+                                   "events.amazonaws.com"]},
+         "Action": "sns:Publish", "Resource": topic_arn,
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
+         "Action": "sns:Publish", "Resource": topic_arn,
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+    )
+
+
+def parameter_arns(*, partition: str, region: str, account_id: str, root: str) -> list[str]:
+    """The ARNs of a parameter path and everything under it (``root`` like ``/migration/dev``)."""
+    base = f"arn:{partition}:ssm:{region}:{account_id}:parameter{root.rstrip('/')}"
+    return [base, f"{base}/*"]
+
+
+def validator_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
+                     secret_arns: Sequence[str], topic_arns: Sequence[str], log_group_arn: str,
+                     key_arn: str) -> Doc:
+    """The data validation Lambda: read the contract and two secrets, alert, publish metrics."""
+    return document(
+        {"Sid": "ReadMigrationParameters", "Effect": "Allow",
+         "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+         "Resource": parameter_arns(partition=partition, region=region, account_id=account_id,
+                                    root=parameter_root)},
+        {"Sid": "ReadDatabaseCredentials", "Effect": "Allow",
+         "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+         "Resource": list(secret_arns)},
+        _kms_via(key_arn, region, ("ssm", "secretsmanager", "sns"),
+                 ("kms:Decrypt", "kms:GenerateDataKey")),
+        {"Sid": "PublishAlerts", "Effect": "Allow", "Action": "sns:Publish",
+         "Resource": list(topic_arns)},
+        # PutMetricData has no resource ARN; the namespace condition is what scopes it.
+        {"Sid": "PublishValidationMetrics", "Effect": "Allow",
+         "Action": "cloudwatch:PutMetricData", "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": VALIDATION_METRICS_NAMESPACE}}},
+        # A Lambda in a VPC manages its own network interfaces; AWS requires "*" for these.
+        {"Sid": "ManageVpcNetworkInterfaces", "Effect": "Allow",
+         "Action": ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces",
+                    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses"],
+         "Resource": "*"},
+        _logs([log_group_arn]),
+        _xray(),
+    )
+
+
+def authorizer_policy(*, token_parameter_arn: str, region: str, log_group_arn: str,
+                      key_arn: str) -> Doc:
+    """The API authorizer: read the one token parameter, nothing else."""
+    return document(
+        {"Sid": "ReadApiToken", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": token_parameter_arn},
+        _kms_via(key_arn, region, ("ssm",), ("kms:Decrypt",)),
+        _logs([log_group_arn]),
+        _xray(),
+    )
+
+
+def dms_secrets_access_policy(*, secret_arns: Sequence[str], key_arn: str, region: str) -> Doc:
+    """What DMS may read through the endpoints' secrets access role."""
+    return document(
+        {"Sid": "ReadEndpointSecrets", "Effect": "Allow",
+         "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+         "Resource": list(secret_arns)},
+        _kms_via(key_arn, region, ("secretsmanager",), ("kms:Decrypt",)),
+    )
+
+
+def _vended_logs() -> Doc:
+    # Step Functions delivers logs through CloudWatch "vended logs"; these log-delivery actions
+    # have no resource ARN, AWS documents them with "*".
+    return {
+        "Sid": "DeliverExecutionLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                   "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
+                   "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                   "logs:DescribeLogGroups"],
+        "Resource": "*",
+    }
+
+
+def _describe_dms_tasks() -> Doc:
+    # DescribeReplicationTasks does not support resource-level permissions.
+    return {"Sid": "DescribeReplicationTasks", "Effect": "Allow",
+            "Action": "dms:DescribeReplicationTasks", "Resource": "*"}
+
+
+def migration_workflow_policy(*, checkpoints_bucket_arn: str, topic_arns: Sequence[str],
+                              dms_task_arn: str, function_arn: str, key_arn: str,
+                              region: str) -> Doc:
+    return document(
+        {"Sid": "WriteCheckpoints", "Effect": "Allow", "Action": "s3:PutObject",
+         "Resource": f"{checkpoints_bucket_arn}/migration/*"},
+        {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish",
+         "Resource": list(topic_arns)},
+        _kms_via(key_arn, region, ("s3", "sns"), ("kms:Decrypt", "kms:GenerateDataKey")),
+        {"Sid": "StartReplication", "Effect": "Allow", "Action": "dms:StartReplicationTask",
+         "Resource": dms_task_arn},
+        _describe_dms_tasks(),
+        {"Sid": "RunValidation", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+         "Resource": [function_arn, f"{function_arn}:*"]},
+        _vended_logs(),
+        _xray(),
+    )
+
+
+def rollback_workflow_policy(*, rollback_bucket_arn: str, topic_arns: Sequence[str],
+                             dms_task_arn: str, key_arn: str, region: str) -> Doc:
+    return document(
+        {"Sid": "SaveRollbackState", "Effect": "Allow", "Action": "s3:PutObject",
+         "Resource": f"{rollback_bucket_arn}/rollback/*"},
+        {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish",
+         "Resource": list(topic_arns)},
+        _kms_via(key_arn, region, ("s3", "sns"), ("kms:Decrypt", "kms:GenerateDataKey")),
+        {"Sid": "StopReplication", "Effect": "Allow", "Action": "dms:StopReplicationTask",
+         "Resource": dms_task_arn},
+        _describe_dms_tasks(),
+        _vended_logs(),
+        _xray(),
+    )
