@@ -11,6 +11,7 @@ import logging
 import os
 
 import boto3
+
 from paymigrate import authorizer, contract
 
 logging.getLogger().setLevel(logging.INFO)

@@ -49,18 +49,19 @@ class Parameters(pulumi.ComponentResource):
         for key, parameter in contract.PARAMETERS.items():
             path = parameter.path(env)
             value = rendered.apply(lambda r, path=path: r[path][0])
-            # One secret input (the API token) makes the whole rendered map secret; only the
-            # secure parameters stay secret in state, the others are plain configuration.
-            value = (pulumi.Output.secret(value) if parameter.secure
-                     else pulumi.Output.unsecret(value))
+            # One secret input (the API token) makes the whole rendered map secret. Only secure
+            # parameters stay secret in state; the others are plain configuration, written as
+            # insecure_value so that diffs show them.
+            value_args = ({"value": pulumi.Output.secret(value)} if parameter.secure
+                          else {"insecure_value": pulumi.Output.unsecret(value)})
             aws.ssm.Parameter(
                 f"{name}-{key.replace('/', '-')}",
                 name=path,
                 description=parameter.description,
                 type="SecureString" if parameter.secure else "String",
                 key_id=args.kms_key_id if parameter.secure else None,
-                value=value,
                 tier="Standard",
+                **value_args,
                 opts=pulumi.ResourceOptions(parent=self))
             self.names.append(path)
         self.register_outputs({"parameter_names": self.names})

@@ -1,0 +1,9 @@
+"""Put ``infra/`` and ``lambdas/`` on sys.path the way Pulumi and Lambda do for their code."""
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+for folder in (REPO / "infra", REPO / "lambdas"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
