@@ -15,6 +15,10 @@ import boto3
 from paymigrate import authorizer, contract
 
 logging.getLogger().setLevel(logging.INFO)
+# botocore logs response bodies at DEBUG, and GetParameter's body is the token: whatever level
+# the root logger is given, the AWS SDK's loggers never go below WARNING here.
+for _sdk_logger in ("botocore", "boto3", "urllib3"):
+    logging.getLogger(_sdk_logger).setLevel(logging.WARNING)
 
 
 @functools.cache

@@ -36,12 +36,16 @@ MIGRATION_STATES = (
 )
 MIGRATION_HELPER_STATES = (
     "preflight_check",
+    "task_not_startable",
     "plan_fresh_start",
     "plan_resume",
     "init_running_polls",
     "describe_replication_running",
     "replication_running_check",
     "count_running_polls",
+    "replication_not_running",
+    "record_running_state",
+    "validation_mismatch",
 )
 ROLLBACK_STATES = (
     "notify_rollback_start",
@@ -56,10 +60,13 @@ ROLLBACK_STATES = (
 ROLLBACK_HELPER_STATES = (
     "describe_replication_before_stop",
     "replication_stop_needed",
+    "task_not_stoppable",
     "init_stopped_polls",
     "describe_replication_stopped",
     "replication_stopped_check",
     "count_stopped_polls",
+    "replication_not_stopped",
+    "record_stopped_state",
 )
 
 # Which states have a DAG task of the same id. The Succeed/Fail terminals are not tasks: the DAG
@@ -85,6 +92,7 @@ _RESUMABLE = ("stopped",)
 _ALREADY_RUNNING = ("running", "starting")
 _BROKEN = ("failed", "deleting", "failed-move", "stopped", "stopping")
 
+_FULL_LOAD = "$.replication.task.ReplicationTaskStats.FullLoadProgressPercent"
 _SNS_PUBLISH = "arn:aws:states:::sns:publish"
 _S3_PUT = "arn:aws:states:::aws-sdk:s3:putObject"
 _LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
@@ -135,15 +143,23 @@ def _task(resource: str, parameters: dict[str, Any], next_state: str, *, failure
     return state
 
 
-def _checkpoint(bucket: str, workflow: str, phase: str, next_state: str, failure: str) -> dict:
-    # Keyed by execution name so a rerun (new execution) never overwrites an earlier run's record.
+def _checkpoint(bucket: str, workflow: str, phase: str, next_state: str, failure: str, *,
+                detail: str) -> dict:
+    """Record a phase in S3, keyed by execution so a rerun never overwrites an earlier record.
+
+    The body is the JSON of ``detail`` (a path to plain data), not the whole state: the state
+    holds the DMS task description, which is large and which moto cannot serialise. Execution
+    and entry time go into the object's metadata.
+    """
     return _task(
         _S3_PUT,
         {
             "Bucket": bucket,
             "Key.$": f"States.Format('{workflow}/{{}}/{phase}.json', $$.Execution.Name)",
-            "Body.$": "States.JsonToString($)",
+            "Body.$": f"States.JsonToString({detail})",
             "ContentType": "application/json",
+            "Metadata": {"execution.$": "$$.Execution.Name",
+                         "entered-at.$": "$$.State.EnteredTime"},
         },
         next_state,
         failure=failure,
@@ -166,8 +182,10 @@ def _describe(service: str, task_arn: str, next_state: str, failure: str) -> dic
         next_state,
         failure=failure,
         # The whole task, not single fields: ReplicationTaskStats is absent until a task has
-        # started, and a ResultSelector path that does not exist fails the execution.
-        result_selector={"task.$": "$.ReplicationTasks[0]"},
+        # started, and a ResultSelector path that does not exist fails the execution; the
+        # choices test it with IsPresent instead. ArrayGetItem rather than a [0] path, which
+        # moto's JSONPath answers with a list.
+        result_selector={"task.$": "States.ArrayGetItem($.ReplicationTasks, 0)"},
         result_path="$.replication",
     )
 
@@ -176,22 +194,38 @@ def _status_in(statuses: tuple[str, ...]) -> list[dict[str, Any]]:
     return [{"Variable": "$.replication.task.Status", "StringEquals": s} for s in statuses]
 
 
-def _poll_loop(*, wait: str, describe: str, check: str, count: str, init: str,
+def _refuse(error: str, cause: str, failure: str) -> dict[str, Any]:
+    """A Choice's way to the failure path, with the ``$.error`` a Catch would have set."""
+    return {"Type": "Pass", "Result": {"Error": error, "Cause": cause}, "ResultPath": "$.error",
+            "Next": failure}
+
+
+def _poll_loop(*, wait: str, describe: str, check: str, count: str, init: str, gave_up: str,
+               record: str,
                service: str, task_arn: str, done: dict[str, Any], done_next: str,
                failure: str, poll_seconds: int, max_polls: int,
                failed_statuses: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Wait, describe, check; give up through ``failure`` after ``max_polls`` rounds."""
+    """Wait, describe, check; give up through ``gave_up`` on a failed task or after
+    ``max_polls`` rounds."""
     return {
+        # Keep only the status once the wait is over: the task description carries timestamps
+        # and mappings that would ride along in every later state (and moto cannot serialise
+        # its timestamps in an execution's output).
+        record: {"Type": "Pass", "Parameters": {"status.$": "$.replication.task.Status"},
+                 "ResultPath": "$.replication", "Next": done_next},
+        gave_up: _refuse("ReplicationStateNotReached",
+                         f"the DMS task failed or did not reach the state in {max_polls} polls",
+                         failure),
         init: {"Type": "Pass", "Result": {"count": 0}, "ResultPath": "$.polls", "Next": wait},
         wait: {"Type": "Wait", "Seconds": poll_seconds, "Next": describe},
         describe: _describe(service, task_arn, check, failure),
         check: {
             "Type": "Choice",
             "Choices": [
-                {**done, "Next": done_next},
-                {"Or": _status_in(failed_statuses), "Next": failure},
+                {**done, "Next": record},
+                {"Or": _status_in(failed_statuses), "Next": gave_up},
                 {"Variable": "$.polls.count", "NumericGreaterThanEquals": max_polls,
-                 "Next": failure},
+                 "Next": gave_up},
             ],
             "Default": count,
         },
@@ -232,8 +266,11 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
                 {"Or": _status_in(_STARTABLE_FRESH), "Next": "plan_fresh_start"},
                 {"Or": _status_in(_RESUMABLE), "Next": "plan_resume"},
             ],
-            "Default": fail,
+            "Default": "task_not_startable",
         },
+        "task_not_startable": _refuse(
+            "ReplicationTaskNotStartable",
+            "the DMS task is neither ready, stopped nor running", fail),
         # A stopped full-load-and-cdc task must resume from its CDC position: start-replication
         # on it would truncate and reload the target.
         "plan_fresh_start": {"Type": "Pass", "Result": {"type": "start-replication"},
@@ -241,7 +278,8 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
         "plan_resume": {"Type": "Pass", "Result": {"type": "resume-processing"},
                         "ResultPath": "$.start", "Next": "checkpoint_preparation"},
         "checkpoint_preparation": _checkpoint(
-            checkpoints_bucket, "migration", "preparation", "notify_start", fail),
+            checkpoints_bucket, "migration", "preparation", "notify_start", fail,
+            detail="$.start"),
         "notify_start": _notify(
             status_topic_arn, "Migration started",
             "States.Format('Migration {} started: replication {}.', $$.Execution.Name, "
@@ -258,20 +296,20 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
         ),
         **_poll_loop(
             init="init_running_polls", wait="wait_replication_running",
+            gave_up="replication_not_running", record="record_running_state",
             describe="describe_replication_running", check="replication_running_check",
             count="count_running_polls", service=sdk_service, task_arn=dms_task_arn,
             done={"And": [
                 {"Variable": "$.replication.task.Status", "StringEquals": "running"},
-                {"Variable": "$.replication.task.ReplicationTaskStats.FullLoadProgressPercent",
-                 "IsPresent": True},
-                {"Variable": "$.replication.task.ReplicationTaskStats.FullLoadProgressPercent",
-                 "NumericGreaterThanEquals": 100},
+                {"Variable": _FULL_LOAD, "IsPresent": True},
+                {"Variable": _FULL_LOAD, "NumericGreaterThanEquals": 100},
             ]},
             done_next="checkpoint_replication", failure=fail, poll_seconds=poll_seconds,
             max_polls=max_polls, failed_statuses=_BROKEN,
         ),
         "checkpoint_replication": _checkpoint(
-            checkpoints_bucket, "migration", "replication", "validate", fail),
+            checkpoints_bucket, "migration", "replication", "validate", fail,
+            detail="$.polls"),
         "validate": _task(
             _LAMBDA_INVOKE,
             {
@@ -294,10 +332,14 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
                      "BooleanEquals": True},
                 ], "Next": "checkpoint_validation"},
             ],
-            "Default": fail,
+            "Default": "validation_mismatch",
         },
+        "validation_mismatch": _refuse(
+            "ValidationMismatch", "source and target differ, or validation gave no verdict",
+            fail),
         "checkpoint_validation": _checkpoint(
-            checkpoints_bucket, "migration", "validation", "notify_cutover_ready", fail),
+            checkpoints_bucket, "migration", "validation", "notify_cutover_ready", fail,
+            detail="$.validation.report"),
         "notify_cutover_ready": _notify(
             status_topic_arn, "Migration ready for cutover",
             "States.Format('Migration {} is ready for cutover: full load done, CDC running, "
@@ -306,7 +348,7 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
         "notify_failure": _notify(
             error_topic_arn, "Migration failed",
             "States.Format('Migration {} failed: {}', $$.Execution.Name, "
-            "States.JsonToString($))",
+            "States.JsonToString($.error))",
             "migration_failed", "migration_failed"),
         "migration_failed": {"Type": "Fail", "Error": "MigrationFailed",
                              "Cause": "The migration stopped before cutover; see notify_failure."},
@@ -334,7 +376,9 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
             "States.Format('Rollback {} started.', $$.Execution.Name)",
             "save_rollback_state", fail),
         "save_rollback_state": _checkpoint(
-            rollback_bucket, "rollback", "state", "describe_replication_before_stop", fail),
+            rollback_bucket, "rollback", "state", "describe_replication_before_stop", fail,
+            # The execution input: who asked for the rollback and why.
+            detail="$"),
         "describe_replication_before_stop": _describe(
             sdk_service, dms_task_arn, "replication_stop_needed", fail),
         "replication_stop_needed": {
@@ -344,10 +388,13 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
                 {"Variable": "$.replication.task.Status", "StringEquals": "stopping",
                  "Next": "init_stopped_polls"},
                 {"Or": _status_in(("stopped", "ready", "failed")),
-                 "Next": "notify_rollback_complete"},
+                 "Next": "record_stopped_state"},
             ],
-            "Default": fail,
+            "Default": "task_not_stoppable",
         },
+        "task_not_stoppable": _refuse(
+            "ReplicationTaskNotStoppable", "the DMS task is in a state rollback cannot handle",
+            fail),
         "stop_replication": _task(
             _sdk(sdk_service, "stopReplicationTask"),
             {"ReplicationTaskArn": dms_task_arn},
@@ -356,6 +403,7 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
         ),
         **_poll_loop(
             init="init_stopped_polls", wait="wait_replication_stopped",
+            gave_up="replication_not_stopped", record="record_stopped_state",
             describe="describe_replication_stopped", check="replication_stopped_check",
             count="count_stopped_polls", service=sdk_service, task_arn=dms_task_arn,
             done={"Or": _status_in(("stopped", "ready"))},
@@ -369,7 +417,8 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
             "rollback_done", fail),
         "notify_failure": _notify(
             error_topic_arn, "Rollback failed",
-            "States.Format('Rollback {} failed: {}', $$.Execution.Name, States.JsonToString($))",
+            "States.Format('Rollback {} failed: {}', $$.Execution.Name, "
+            "States.JsonToString($.error))",
             "rollback_failed", "rollback_failed"),
         "rollback_failed": {"Type": "Fail", "Error": "RollbackFailed",
                             "Cause": "The rollback did not complete; see notify_failure."},
