@@ -31,6 +31,15 @@ class NetworkArgs:
     nat_per_az: bool = False
 
 
+@dataclass
+class VpcArgs:
+    env: str
+    role: str
+    cidr: str
+    availability_zones: Sequence[str]
+    nat_per_az: bool = False
+
+
 class Vpc(pulumi.ComponentResource):
     """One VPC with its three subnet tiers, IGW, NAT and route tables."""
 
@@ -110,15 +119,6 @@ class Vpc(pulumi.ComponentResource):
             "private_subnet_ids": self.private_subnet_ids,
             "dms_subnet_ids": self.dms_subnet_ids,
         })
-
-
-@dataclass
-class VpcArgs:
-    env: str
-    role: str
-    cidr: str
-    availability_zones: Sequence[str]
-    nat_per_az: bool = False
 
 
 class Network(pulumi.ComponentResource):
