@@ -15,3 +15,24 @@ class StackError(PaymigrateError):
 
 class PrerequisiteError(StackError):
     """A program the local stand-ins need is not installed."""
+
+
+class ReplicationError(PaymigrateError):
+    """A replication engine could not do what was asked (start, stop, reverse, sync sequences)."""
+
+
+class PreflightError(ReplicationError):
+    """Preflight found problems that would lose data; the message lists every one."""
+
+
+class SeedError(PaymigrateError):
+    """The demo database could not be seeded (bad input, or already seeded without --replace)."""
+
+
+class WorkloadError(PaymigrateError):
+    """The write workload could not start, stop or report (bad input, missing schema, no ledger)."""
+
+
+class ValidationError(PaymigrateError):
+    """Source and target cannot be compared: a server is unreachable, or a table or a column is
+    missing on one side or differs in type. The message names each problem."""

@@ -1,0 +1,44 @@
+"""Replication engines behind one interface: ``engine_for(name, **kwargs)``.
+
+``name`` is one of :data:`paymigrate.contract.ENGINES`: ``postgres-logical`` builds a
+:class:`~paymigrate.replication.logical.LogicalEngine` (keyword arguments ``source``, ``target``,
+``name``, ``tables``, ``exclude``, ``replica_identity_full``, ``binary``), ``dms`` a
+:class:`~paymigrate.replication.dms.DmsEngine` (``task_arn``, ``dms_client``,
+``cloudwatch_client``, optional ``source``/``target`` endpoints). The call order the cutover and the
+rollback follow is in :mod:`paymigrate.replication.base`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paymigrate.contract import ENGINES
+from paymigrate.errors import PreflightError, ReplicationError
+from paymigrate.replication.base import (
+    Engine,
+    Lag,
+    Problem,
+    ReplicationStatus,
+    StartResult,
+    int_to_lsn,
+    lsn_to_int,
+    raise_for_problems,
+)
+
+__all__ = ["ENGINES", "Engine", "Lag", "PreflightError", "Problem", "ReplicationError",
+           "ReplicationStatus", "StartResult", "engine_for", "int_to_lsn", "lsn_to_int",
+           "raise_for_problems"]
+
+
+def engine_for(name: str, /, **kwargs: Any) -> Engine:
+    """The engine called ``name`` (``workflow/replication-engine``), built with ``kwargs``
+    (positional-only, so the logical engine's own ``name`` keyword passes through)."""
+    if name == "postgres-logical":
+        from paymigrate.replication.logical import LogicalEngine
+
+        return LogicalEngine(**kwargs)
+    if name == "dms":
+        from paymigrate.replication.dms import DmsEngine
+
+        return DmsEngine(**kwargs)
+    raise ValueError(f"replication engine {name!r} is not one of {', '.join(ENGINES)}")

@@ -1,0 +1,176 @@
+"""What every replication engine answers, as plain types: no server, no Airflow.
+
+The cutover and the rollback drive an engine through these calls only, so an operator can switch
+``workflow/replication-engine`` between ``postgres-logical`` and ``dms`` without touching a DAG:
+
+* migration: ``preflight`` -> ``start`` -> poll ``status`` until ``full_load_done`` -> ``lag``;
+* cutover: PAUSE writes -> source read-only -> ``pos = position(side="source")`` ->
+  ``wait_drained(pos, timeout=...)`` -> ``sync_sequences()`` -> ``reverse()`` while still paused
+  (the reverse slot must exist before the first write reaches the target) -> repoint -> RESUME;
+* rollback after a cutover: PAUSE -> ``pos = position(side="target")`` ->
+  ``wait_drained(pos, direction="reverse", timeout=...)`` -> ``sync_sequences(direction="reverse")``
+  -> repoint to the source -> RESUME.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from paymigrate.errors import PreflightError
+
+Direction = Literal["forward", "reverse"]
+Side = Literal["source", "target"]
+DIRECTIONS: tuple[str, ...] = ("forward", "reverse")
+SIDES: tuple[str, ...] = ("source", "target")
+
+_LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+
+
+def lsn_to_int(lsn: str) -> int:
+    """A PostgreSQL LSN as a byte position: ``lsn_to_int("1/0000000A") == 4294967306``."""
+    m = _LSN.match(lsn.strip()) if isinstance(lsn, str) else None
+    if not m:
+        raise ValueError(f"{lsn!r} is not a PostgreSQL WAL position (like 16/B374D848)")
+    return (int(m.group(1), 16) << 32) | int(m.group(2), 16)
+
+
+def int_to_lsn(pos: int) -> str:
+    """``int_to_lsn(4294967306) == "1/A"``: the inverse of :func:`lsn_to_int`."""
+    if not isinstance(pos, int) or pos < 0 or pos >= 1 << 64:
+        raise ValueError(f"{pos!r} is not a WAL byte position")
+    return f"{pos >> 32:X}/{pos & 0xFFFFFFFF:X}"
+
+
+def check_direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    return direction
+
+
+def check_side(side: str) -> str:
+    if side not in SIDES:
+        raise ValueError(f"side {side!r} is not one of {', '.join(SIDES)}")
+    return side
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason preflight refuses: ``table`` is ``schema.table``, or None for the server."""
+
+    table: str | None
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not self.reason or not self.reason.strip():
+            raise ValueError("a preflight problem needs a reason")
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.reason}" if self.table else self.reason
+
+
+def raise_for_problems(problems: Iterable[Problem], *, engine: str = "replication") -> None:
+    """Raise :class:`PreflightError` listing every problem, or return when there is none."""
+    found = list(problems)
+    if found:
+        lines = "\n".join(f"  - {p}" for p in found)
+        raise PreflightError(f"{engine} preflight refused, {len(found)} problem(s):\n{lines}")
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What ``start`` did: ``created`` | ``resumed`` | ``already-running`` (idempotent reruns)."""
+
+    engine: str
+    action: str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        if self.action not in {"created", "resumed", "already-running"}:
+            raise ValueError(f"start action {self.action!r} is not created, resumed or already-running")
+
+
+@dataclass(frozen=True)
+class ReplicationStatus:
+    """A snapshot of one replication direction.
+
+    ``state`` is engine-neutral: ``absent`` (nothing created), ``copying`` (initial load),
+    ``streaming`` (full load done, changes applied), ``stopped``, ``failed``, or ``starting``.
+    ``tables`` maps ``schema.table`` to the engine's own per-table state word.
+    """
+
+    state: str
+    running: bool
+    full_load_done: bool
+    tables: Mapping[str, str] = field(default_factory=dict)
+    tables_synced: int = 0
+    tables_total: int = 0
+    detail: str = ""
+
+    STATES = ("absent", "starting", "copying", "streaming", "stopped", "failed")
+
+    def __post_init__(self) -> None:
+        if self.state not in self.STATES:
+            raise ValueError(f"replication state {self.state!r} is not one of {', '.join(self.STATES)}")
+        if not 0 <= self.tables_synced <= self.tables_total:
+            raise ValueError(f"tables synced {self.tables_synced} is outside 0..{self.tables_total}")
+
+    @property
+    def progress(self) -> str:
+        return f"{self.tables_synced}/{self.tables_total}"
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Replication lag. ``bytes`` is WAL not yet confirmed applied (None where the engine cannot
+    see WAL, as with DMS); ``seconds`` is None when it cannot be known, and ``reason`` says why."""
+
+    bytes: int | None
+    seconds: float | None
+    reason: str = ""
+    source: str = ""  # where the seconds come from, for the logs
+
+    def __post_init__(self) -> None:
+        if self.bytes is not None and self.bytes < 0:
+            raise ValueError(f"lag bytes {self.bytes} is negative")
+        if self.seconds is not None and self.seconds < 0:
+            raise ValueError(f"lag seconds {self.seconds} is negative")
+        if self.seconds is None and not self.reason:
+            raise ValueError("lag without seconds needs a reason")
+
+    def __str__(self) -> str:
+        b = "?" if self.bytes is None else f"{self.bytes} bytes"
+        s = f"{self.seconds:.1f}s" if self.seconds is not None else f"seconds unknown ({self.reason})"
+        return f"{b}, {s}"
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The interface both engines implement (see the module docstring for the call order)."""
+
+    engine: str
+
+    def preflight(self) -> list[Problem]: ...
+
+    def start(self) -> StartResult: ...
+
+    def status(self, *, direction: Direction = "forward") -> ReplicationStatus: ...
+
+    def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus: ...
+
+    def lag(self, *, direction: Direction = "forward") -> Lag: ...
+
+    def position(self, *, side: Side = "source") -> str: ...
+
+    def drained(self, position: str, *, direction: Direction = "forward") -> bool: ...
+
+    def wait_drained(self, position: str, *, timeout: float,
+                     direction: Direction = "forward") -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def reverse(self) -> StartResult: ...
+
+    def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]: ...

@@ -1,0 +1,325 @@
+"""AWS DMS (full-load-and-cdc) behind the engine interface, on injected boto3 clients.
+
+No Airflow here: the Airflow side passes ``DmsHook(aws_conn_id=...).conn`` and
+``AwsBaseHook(client_type="cloudwatch").conn``; plain Python gets them from
+:func:`paymigrate.aws.client`. Never the provider's create/delete operators or boto waiters: they
+wait forever against moto (FACTS.md); every wait here polls with a deadline.
+
+What DMS cannot say comes from the databases when ``source``/``target`` endpoints are given:
+positions (``pg_current_wal_lsn``), the drain (``confirmed_flush_lsn`` of DMS's slot on the source,
+which DMS advances once the changes are committed on the target) and sequences, which DMS does not
+carry either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from paymigrate.db import Endpoint, connection
+from paymigrate.errors import ReplicationError
+from paymigrate.replication import preflight as pf
+from paymigrate.replication import sequences as seqs
+from paymigrate.replication.base import (
+    Direction,
+    Lag,
+    Problem,
+    ReplicationStatus,
+    StartResult,
+    check_direction,
+    check_side,
+    lsn_to_int,
+)
+
+log = logging.getLogger(__name__)
+
+RUNNING = {"running", "starting", "resuming"}  # DMS is working on it: start does nothing
+BUSY = {"stopping", "modifying", "deleting", "moving", "testing"}
+STATE = {"running": "streaming", "starting": "starting", "resuming": "starting",
+         "stopping": "stopped", "stopped": "stopped", "ready": "stopped", "creating": "stopped",
+         "modifying": "stopped", "moving": "stopped", "testing": "stopped", "failed": "failed",
+         "failed-move": "failed", "deleting": "stopped"}
+LATENCY_WINDOW = dt.timedelta(minutes=10)
+
+
+def start_type(task: dict[str, Any], *, reload: bool = False) -> str | None:
+    """The ``StartReplicationTaskType`` for a task as described, or None when it already runs.
+
+    >>> start_type({"Status": "ready"})
+    'start-replication'
+    >>> start_type({"Status": "stopped", "ReplicationTaskStartDate": "2026-01-01"})
+    'resume-processing'
+    >>> start_type({"Status": "running"}) is None
+    True
+    """
+    status = task.get("Status", "")
+    if status in RUNNING:
+        return None
+    if status in BUSY:
+        raise ReplicationError(f"DMS task {task.get('ReplicationTaskIdentifier')} is {status}: "
+                               "try again once it settles")
+    if reload:
+        return "reload-target"
+    started = task.get("ReplicationTaskStartDate") or (task.get("ReplicationTaskStats") or {}).get("StartDate")
+    return "resume-processing" if started and status in {"stopped", "failed"} else "start-replication"
+
+
+def full_load_done(task: dict[str, Any]) -> bool:
+    """Every table loaded: 100 percent, none loading, queued or errored."""
+    st = task.get("ReplicationTaskStats") or {}
+    return (task.get("Status") in {"running", "stopped"} and st.get("FullLoadProgressPercent") == 100
+            and not st.get("TablesLoading") and not st.get("TablesQueued")
+            and not st.get("TablesErrored") and st.get("TablesLoaded", 0) > 0)
+
+
+class DmsEngine:
+    """``dms``: one replication task (and an optional reverse CDC task for fallback)."""
+
+    engine = "dms"
+
+    def __init__(self, *, task_arn: str, dms_client: Any = None, cloudwatch_client: Any = None,
+                 source: Endpoint | None = None, target: Endpoint | None = None,
+                 reverse_task_arn: str | None = None, slot_name: str | None = None,
+                 poll: float = 5.0, reload: bool = False):
+        for label, arn in (("task_arn", task_arn), ("reverse_task_arn", reverse_task_arn)):
+            if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")
+                                        and ":task:" in arn):
+                raise ValueError(f"{label} {arn!r} is not a DMS task ARN (arn:aws:dms:...:task:...)")
+        if poll <= 0:
+            raise ValueError(f"poll interval {poll!r} must be positive")
+        self.task_arn, self.reverse_task_arn = task_arn, reverse_task_arn
+        self.source, self.target, self.slot_name = source, target, slot_name
+        self.poll, self.reload = poll, reload
+        self._dms, self._cw = dms_client, cloudwatch_client
+
+    def __repr__(self) -> str:
+        return f"DmsEngine({self.task_arn})"
+
+    @property
+    def dms(self) -> Any:
+        if self._dms is None:
+            from paymigrate import aws
+
+            self._dms = aws.client("dms")
+        return self._dms
+
+    @property
+    def cloudwatch(self) -> Any:
+        if self._cw is None:
+            from paymigrate import aws
+
+            self._cw = aws.client("cloudwatch")
+        return self._cw
+
+    def _arn(self, direction: str) -> str:
+        if check_direction(direction) == "forward":
+            return self.task_arn
+        if not self.reverse_task_arn:
+            raise ReplicationError("no reverse DMS task: give reverse_task_arn (a CDC-only task "
+                                   "from the target endpoint to the source endpoint)")
+        return self.reverse_task_arn
+
+    def task(self, *, direction: Direction = "forward") -> dict[str, Any]:
+        arn = self._arn(direction)
+        try:
+            found = self.dms.describe_replication_tasks(
+                Filters=[{"Name": "replication-task-arn", "Values": [arn]}])["ReplicationTasks"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundFault":
+                found = []
+            else:
+                raise ReplicationError(f"describing DMS task {arn}: {exc}") from None
+        if not found:
+            raise ReplicationError(f"DMS task {arn} does not exist")
+        return found[0]
+
+    # ---- preflight and start -----------------------------------------------------------------
+    def preflight(self) -> list[Problem]:
+        problems: list[Problem] = []
+        try:
+            task = self.task()
+        except ReplicationError as exc:
+            return [Problem(None, str(exc))]
+        if task.get("MigrationType") != "full-load-and-cdc":
+            problems.append(Problem(None, f"DMS task {task['ReplicationTaskIdentifier']} is "
+                                          f"{task.get('MigrationType')}: changes made after the "
+                                          "load would not be carried (needs full-load-and-cdc)"))
+        if task.get("Status") in {"failed", "failed-move"}:
+            problems.append(Problem(None, f"DMS task {task['ReplicationTaskIdentifier']} is "
+                                          f"{task['Status']}: {task.get('LastFailureMessage', '')}"))
+        if self.source is not None:
+            with connection(self.source) as conn, conn.cursor() as cur:
+                oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
+                problems += pf.evaluate_source(*pf.gather_source(cur, oids))
+        else:
+            log.warning("DMS preflight without the source endpoint: table checks skipped")
+        log.info("DMS preflight of %s: %d problem(s)", self.task_arn, len(problems))
+        return problems
+
+    def start(self) -> StartResult:
+        return self._start("forward")
+
+    def _start(self, direction: str) -> StartResult:
+        task = self.task(direction=direction)
+        kind = start_type(task, reload=self.reload)
+        if kind is None:
+            log.info("DMS task %s is %s: nothing to start", task["ReplicationTaskIdentifier"],
+                     task["Status"])
+            return StartResult(self.engine, "already-running", task["Status"])
+        try:
+            self.dms.start_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
+                                            StartReplicationTaskType=kind)
+        except ClientError as exc:
+            raise ReplicationError(f"{kind} of DMS task {task['ReplicationTaskIdentifier']} "
+                                   f"(status {task['Status']}) refused: {exc}") from None
+        log.info("DMS task %s: %s", task["ReplicationTaskIdentifier"], kind)
+        return StartResult(self.engine, "resumed" if kind == "resume-processing" else "created", kind)
+
+    # ---- status and lag ----------------------------------------------------------------------
+    def table_statistics(self, *, direction: Direction = "forward") -> tuple[dict[str, str], str]:
+        """``({schema.table: TableState}, note)``; the note says why the map is empty."""
+        tables: dict[str, str] = {}
+        try:
+            for page in self.dms.get_paginator("describe_table_statistics").paginate(
+                    ReplicationTaskArn=self._arn(direction)):
+                for t in page.get("TableStatistics", []):
+                    tables[f"{t['SchemaName']}.{t['TableName']}"] = t.get("TableState", "?")
+        except (ClientError, BotoCoreError) as exc:
+            return {}, f"per-table statistics unavailable (describe_table_statistics: {exc})"
+        return tables, ""
+
+    def status(self, *, direction: Direction = "forward") -> ReplicationStatus:
+        task = self.task(direction=direction)
+        stats = task.get("ReplicationTaskStats") or {}
+        tables, note = self.table_statistics(direction=direction)
+        done = full_load_done(task)
+        state = STATE.get(task["Status"], "failed")
+        if state == "streaming" and not done:
+            state = "copying"
+        loaded = int(stats.get("TablesLoaded", 0))
+        total = loaded + sum(int(stats.get(k, 0)) for k in ("TablesLoading", "TablesQueued", "TablesErrored"))
+        detail = "; ".join(x for x in (
+            f"DMS status {task['Status']}, full load {stats.get('FullLoadProgressPercent', 0)}%",
+            task.get("StopReason", ""), task.get("LastFailureMessage", ""), note) if x)
+        return ReplicationStatus(state, task["Status"] == "running", done, tables, loaded, total, detail)
+
+    def wait_full_load(self, *, timeout: float, poll: float | None = None) -> ReplicationStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.status()
+            log.info("DMS full load: tables loaded %s, %s, lag %s", st.progress, st.detail, self.lag())
+            if st.full_load_done or st.state == "failed" or time.monotonic() >= deadline:
+                return st
+            time.sleep(poll or self.poll)
+
+    def _dimensions(self, task: dict[str, Any]) -> list[dict[str, str]]:
+        found = self.dms.describe_replication_instances(Filters=[
+            {"Name": "replication-instance-arn", "Values": [task["ReplicationInstanceArn"]]}])
+        instances = found.get("ReplicationInstances", [])
+        if not instances:
+            raise ReplicationError(f"DMS replication instance {task['ReplicationInstanceArn']} "
+                                   "of the task does not exist")
+        # CloudWatch names a task by its resource id, the last part of its ARN.
+        return [{"Name": "ReplicationInstanceIdentifier",
+                 "Value": instances[0]["ReplicationInstanceIdentifier"]},
+                {"Name": "ReplicationTaskIdentifier", "Value": task["ReplicationTaskArn"].rsplit(":", 1)[1]}]
+
+    def lag(self, *, direction: Direction = "forward") -> Lag:
+        """Seconds: the newest ``CDCLatencyTarget`` (source commit to target apply), AWS/DMS
+        namespace, in the last ten minutes. DMS shows no WAL bytes: ``bytes`` is None."""
+        task = self.task(direction=direction)
+        dims = self._dimensions(task)
+        # One period past now: the newest, still-open minute counts too.
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60)
+        latest: dict[str, float] = {}
+        for metric in ("CDCLatencySource", "CDCLatencyTarget"):
+            points = self.cloudwatch.get_metric_statistics(
+                Namespace="AWS/DMS", MetricName=metric, Dimensions=dims, StartTime=end - LATENCY_WINDOW - dt.timedelta(seconds=60),
+                EndTime=end, Period=60, Statistics=["Maximum"]).get("Datapoints", [])
+            if points:
+                latest[metric] = float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+        if "CDCLatencyTarget" in latest:
+            return Lag(None, latest["CDCLatencyTarget"], source="CloudWatch AWS/DMS CDCLatencyTarget")
+        if "CDCLatencySource" in latest:
+            return Lag(None, None, f"CDCLatencySource is {latest['CDCLatencySource']:.1f}s but "
+                                   "CDCLatencyTarget has no datapoints in the last 10 minutes")
+        return Lag(None, None, f"no CDCLatencyTarget datapoints in the last 10 minutes for task "
+                               f"{task['ReplicationTaskIdentifier']} (status {task['Status']}: not "
+                               "in CDC yet, or CloudWatch has no data)")
+
+    # ---- positions and drain -----------------------------------------------------------------
+    def _endpoint(self, side: str) -> Endpoint:
+        ep = self.source if check_side(side) == "source" else self.target
+        if ep is None:
+            raise ReplicationError(f"the DMS engine needs the {side} endpoint for this (give {side}=)")
+        return ep
+
+    def position(self, *, side: str = "source") -> str:
+        with connection(self._endpoint(side)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_current_wal_lsn()::text")
+            return cur.fetchone()[0]
+
+    def _slot_confirmed(self, publisher: Endpoint) -> str | None:
+        with connection(publisher) as conn, conn.cursor() as cur:
+            cur.execute("SELECT slot_name, confirmed_flush_lsn::text FROM pg_replication_slots "
+                        "WHERE slot_type = 'logical' AND database = current_database() "
+                        "AND (%s::text IS NULL OR slot_name = %s)", (self.slot_name, self.slot_name))
+            slots = cur.fetchall()
+        if len(slots) != 1:
+            names = ", ".join(s for s, _ in slots) or "none"
+            raise ReplicationError(f"cannot tell DMS's slot on {publisher.safe()} (logical slots: "
+                                   f"{names}): give slot_name")
+        return slots[0][1]
+
+    def drained(self, position: str, *, direction: Direction = "forward") -> bool:
+        wanted = lsn_to_int(position)
+        publisher = self._endpoint("source" if check_direction(direction) == "forward" else "target")
+        if not self.status(direction=direction).full_load_done:
+            return False
+        confirmed = self._slot_confirmed(publisher)
+        return confirmed is not None and lsn_to_int(confirmed) >= wanted
+
+    def wait_drained(self, position: str, *, timeout: float, direction: Direction = "forward") -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.drained(position, direction=direction):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(self.poll, 1.0))
+        return True
+
+    # ---- stop, reverse, sequences ------------------------------------------------------------
+    def stop(self, *, direction: Direction = "forward", timeout: float = 300) -> None:
+        """Stop the task if it runs (idempotent) and wait until DMS reports it stopped."""
+        task = self.task(direction=direction)
+        if task["Status"] in RUNNING:
+            try:
+                self.dms.stop_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"])
+            except ClientError as exc:
+                raise ReplicationError(f"stopping DMS task {task['ReplicationTaskIdentifier']}: "
+                                       f"{exc}") from None
+        deadline = time.monotonic() + timeout
+        while (status := self.task(direction=direction)["Status"]) in RUNNING | {"stopping"}:
+            if time.monotonic() >= deadline:
+                raise ReplicationError(f"DMS task {task['ReplicationTaskIdentifier']} still "
+                                       f"{status} after {timeout:.0f}s")
+            time.sleep(self.poll)
+        log.info("DMS task %s is %s", task["ReplicationTaskIdentifier"], status)
+
+    def reverse(self) -> StartResult:
+        """Stop the forward task, then start the reverse CDC task (target to source)."""
+        self._arn("reverse")
+        self.stop()
+        return self._start("reverse")
+
+    def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]:
+        src, tgt = self._endpoint("source"), self._endpoint("target")
+        if check_direction(direction) == "reverse":
+            src, tgt = tgt, src
+        return seqs.sync_sequences(source=src, target=tgt, gap=gap)
+
+    def catch_up(self, lsn: str, timeout: float = 60) -> bool:
+        return self.wait_drained(lsn, timeout=timeout)

@@ -1,0 +1,262 @@
+"""Preflight of native logical replication: refuse, naming table and reason, what would lose data.
+
+:func:`gather` reads the facts from both catalogs (the only SQL here); :func:`evaluate` turns them
+into problems and warnings without a server, so each rule is tested on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paymigrate.replication.base import Problem
+
+SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
+
+# Ordinary tables (leaf partitions included) of user schemas, without extension members.
+_TABLES = f"""
+SELECT c.oid, format('%%I.%%I', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_%%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 2
+"""
+
+_TABLE_FACTS = """
+SELECT format('%%I.%%I', n.nspname, c.relname),
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       c.relreplident,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
+       coalesce(s.n_tup_upd, 0), coalesce(s.n_tup_del, 0),
+       c.relpersistence
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.oid = ANY(%s::oid[])
+ORDER BY 1
+"""
+
+
+@dataclass(frozen=True)
+class TableFacts:
+    name: str
+    has_primary_key: bool
+    replica_identity: str  # pg_class.relreplident: d(efault) n(othing) f(ull) i(ndex)
+    has_identity_index: bool
+    updates: int
+    deletes: int
+    persistence: str  # p(ermanent) u(nlogged) t(emporary)
+
+    @property
+    def identity_ok(self) -> bool:
+        return ((self.replica_identity == "d" and self.has_primary_key)
+                or self.replica_identity == "f"
+                or (self.replica_identity == "i" and self.has_identity_index))
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything preflight looks at, read from both sides at one moment."""
+
+    source_wal_level: str
+    target_wal_level: str
+    max_slots: int
+    used_slots: int
+    max_senders: int
+    used_senders: int
+    sync_workers: int  # the target's max_sync_workers_per_subscription
+    slot_exists: bool
+    resuming: bool  # our subscription already exists on the target
+    tables: tuple[TableFacts, ...]
+    unknown_tables: tuple[str, ...] = ()
+    large_objects: int = 0
+    missing_extensions: tuple[str, ...] = ()
+    target_tables_with_rows: tuple[str, ...] = ()
+    missing_roles: tuple[tuple[str, str], ...] = ()  # (object, role) granted on the source
+
+
+def evaluate(facts: Facts, *, replica_identity_full: bool = False) -> tuple[list[Problem], list[str]]:
+    """``(problems, warnings)``: problems refuse the start, warnings are logged."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    if facts.source_wal_level != "logical":
+        problems.append(Problem(None, f"source wal_level is {facts.source_wal_level}, logical "
+                                      "replication needs wal_level = logical (restart required)"))
+    if facts.target_wal_level != "logical":
+        problems.append(Problem(None, f"target wal_level is {facts.target_wal_level}: reverse "
+                                      "replication (the fallback after cutover) needs logical"))
+    need = facts.sync_workers + (0 if facts.slot_exists else 1)
+    free_slots = facts.max_slots - facts.used_slots
+    if free_slots < need:
+        problems.append(Problem(None, (
+            f"source has {free_slots} free replication slot(s) (max_replication_slots "
+            f"{facts.max_slots}, {facts.used_slots} in use); the subscription needs {need} "
+            f"(its own plus {facts.sync_workers} for parallel table sync)")))
+    free_senders = facts.max_senders - facts.used_senders
+    if free_senders < need:
+        problems.append(Problem(None, (
+            f"source has {free_senders} free WAL sender(s) (max_wal_senders {facts.max_senders}, "
+            f"{facts.used_senders} in use); the subscription needs {need}")))
+    for name in facts.unknown_tables:
+        problems.append(Problem(name, "not found on the source"))
+    if not facts.tables and not facts.unknown_tables:
+        problems.append(Problem(None, "no table to replicate on the source"))
+    for t in facts.tables:
+        if t.persistence == "u":
+            problems.append(Problem(t.name, "unlogged table: its rows are not written to the WAL, "
+                                            "so neither the copy's changes nor CDC can carry them"))
+        if t.identity_ok:
+            continue
+        if t.updates or t.deletes:
+            if replica_identity_full:
+                warnings.append(
+                    f"{t.name}: no primary key; REPLICA IDENTITY FULL will be set. Cost: every "
+                    "UPDATE/DELETE then writes the whole old row to the WAL and the apply on the "
+                    "target scans the table sequentially for each row changed")
+            else:
+                problems.append(Problem(t.name, (
+                    f"no primary key or replica identity and {t.updates} update(s), {t.deletes} "
+                    "delete(s) seen: once published, its UPDATE/DELETE fail on the source; add a "
+                    "primary key or pass replica_identity_full=True")))
+        else:
+            warnings.append(
+                f"{t.name}: no primary key but insert-only so far (no UPDATE/DELETE in the "
+                "statistics); once published, an UPDATE or DELETE on it fails on the source")
+    if facts.large_objects:
+        problems.append(Problem("pg_largeobject", (
+            f"{facts.large_objects} large object(s): logical replication does not carry them")))
+    for ext in facts.missing_extensions:
+        problems.append(Problem(None, f"extension {ext} is installed on the source but not "
+                                      "available on the target"))
+    if not facts.resuming:
+        for name in facts.target_tables_with_rows:
+            problems.append(Problem(name, "target table is not empty: the initial copy needs an "
+                                          "empty target database"))
+    for obj, role in facts.missing_roles:
+        problems.append(Problem(obj, f"granted to role {role}, which does not exist on the target"))
+    return problems, warnings
+
+
+def scope_oids(cur, *, tables: list[str] | None, exclude: list[str] | None) -> tuple[list[int], list[str]]:
+    """Oids of the tables to replicate on the source, and the names given that were not found."""
+    unknown: list[str] = []
+
+    def resolve(names: list[str]) -> list[int]:
+        oids = []
+        for name in names:
+            cur.execute("SELECT to_regclass(%s)::oid", (name,))
+            oid = cur.fetchone()[0]
+            if oid is None:
+                unknown.append(name)
+            else:
+                oids.append(oid)
+        return oids
+
+    if tables:
+        chosen = resolve(tables)
+    else:
+        cur.execute(_TABLES, ())
+        chosen = [r[0] for r in cur.fetchall()]
+    dropped = set(resolve(exclude or []))
+    return [o for o in chosen if o not in dropped], unknown
+
+
+def table_names(cur, oids: list[int]) -> list[str]:
+    cur.execute("SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[]) ORDER BY 1",
+                (oids,))
+    return [r[0] for r in cur.fetchall()]
+
+
+def gather(scur, tcur, *, oids: list[int], unknown: list[str], slot: str,
+           subscription: str) -> Facts:
+    """Read :class:`Facts` through a source cursor and a target cursor."""
+    def setting(cur, name: str) -> str:
+        cur.execute("SELECT current_setting(%s)", (name,))
+        return cur.fetchone()[0]
+
+    scur.execute("SELECT count(*), bool_or(slot_name = %s) FROM pg_replication_slots", (slot,))
+    used_slots, slot_exists = scur.fetchone()
+    scur.execute("SELECT count(*) FROM pg_stat_replication")
+    used_senders = scur.fetchone()[0]
+    scur.execute(_TABLE_FACTS, (oids,))
+    tables = tuple(TableFacts(*r) for r in scur.fetchall())
+    scur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+    large_objects = scur.fetchone()[0]
+    scur.execute("SELECT extname FROM pg_extension ORDER BY 1")
+    src_ext = [r[0] for r in scur.fetchall()]
+    tcur.execute("SELECT name FROM pg_available_extensions")
+    available = {r[0] for r in tcur.fetchall()}
+    scur.execute("""
+        SELECT DISTINCT format('%%I.%%I', n.nspname, c.relname), r.rolname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+             aclexplode(c.relacl) a JOIN pg_roles r ON r.oid = a.grantee
+        WHERE c.oid = ANY(%s::oid[]) AND c.relowner <> a.grantee ORDER BY 1, 2""", (oids,))
+    grants = scur.fetchall()
+    tcur.execute("SELECT rolname FROM pg_roles")
+    target_roles = {r[0] for r in tcur.fetchall()}
+    tcur.execute("SELECT count(*) > 0 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
+                 "WHERE s.subname = %s AND d.datname = current_database()", (subscription,))
+    resuming = tcur.fetchone()[0]
+    return Facts(
+        source_wal_level=setting(scur, "wal_level"), target_wal_level=setting(tcur, "wal_level"),
+        max_slots=int(setting(scur, "max_replication_slots")), used_slots=used_slots,
+        max_senders=int(setting(scur, "max_wal_senders")), used_senders=used_senders,
+        sync_workers=int(setting(tcur, "max_sync_workers_per_subscription")),
+        slot_exists=bool(slot_exists), resuming=resuming, tables=tables,
+        unknown_tables=tuple(unknown), large_objects=large_objects,
+        missing_extensions=tuple(e for e in src_ext if e not in available),
+        target_tables_with_rows=tuple(tables_with_rows(tcur)),
+        missing_roles=tuple((o, r) for o, r in grants if r not in target_roles))
+
+
+def tables_with_rows(cur) -> list[str]:
+    """User tables of the connected database holding at least one row (one probe per table)."""
+    cur.execute(_TABLES, ())
+    names = [r[1] for r in cur.fetchall()]
+    found = []
+    for name in names:
+        cur.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")  # name is format('%I.%I')
+        if cur.fetchone()[0]:
+            found.append(name)
+    return found
+
+
+# Columns DMS would change on the way: NUMERIC without precision becomes NUMERIC(28,6).
+_UNCONSTRAINED_NUMERIC = """
+SELECT format('%%I.%%I', n.nspname, c.relname), a.attname
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  AND a.atttypid = 'numeric'::regtype AND a.atttypmod = -1
+ORDER BY 1, 2
+"""
+
+
+def gather_source(scur, oids: list[int]) -> tuple[tuple[TableFacts, ...], int, list[tuple[str, str]]]:
+    """Source-only facts for engines that own their target (DMS): tables, large objects,
+    unconstrained numeric columns."""
+    scur.execute(_TABLE_FACTS, (oids,))
+    tables = tuple(TableFacts(*r) for r in scur.fetchall())
+    scur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+    large_objects = scur.fetchone()[0]
+    scur.execute(_UNCONSTRAINED_NUMERIC, (oids,))
+    return tables, large_objects, [(t, c) for t, c in scur.fetchall()]
+
+
+def evaluate_source(tables: tuple[TableFacts, ...], large_objects: int,
+                    numeric_columns: list[tuple[str, str]]) -> list[Problem]:
+    """The refusals DMS shares with native replication, plus its NUMERIC truncation."""
+    problems = []
+    for t in tables:
+        if t.persistence == "u":
+            problems.append(Problem(t.name, "unlogged table: its changes are not in the WAL"))
+        if not t.identity_ok and (t.updates or t.deletes):
+            problems.append(Problem(t.name, (
+                f"no primary key or replica identity and {t.updates} update(s), {t.deletes} "
+                "delete(s) seen: CDC cannot apply them")))
+    if large_objects:
+        problems.append(Problem("pg_largeobject", f"{large_objects} large object(s): not migrated"))
+    for table, column in numeric_columns:
+        problems.append(Problem(table, (
+            f"column {column} is NUMERIC without precision: DMS maps it to NUMERIC(28,6) and "
+            "drops digits; give it a precision and scale")))
+    return problems

@@ -1,0 +1,119 @@
+"""DMS engine against moto: the control plane (start, status, stop, resume) and what moto lacks.
+
+Tests that change a task's state create their own task; the bootstrap's task (shared by the
+session) is only read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pytest
+
+from paymigrate import aws, contract
+from paymigrate.errors import ReplicationError
+from paymigrate.replication import engine_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dms(stack):
+    return aws.client("dms")
+
+
+@pytest.fixture
+def shared_task_arn(stack) -> str:
+    ssm = aws.client("ssm")
+    return ssm.get_parameter(Name=contract.path("replication/dms-task-arn", stack.env))["Parameter"]["Value"]
+
+
+@pytest.fixture
+def own_task(dms, shared_task_arn):
+    """A task of our own, wired like the bootstrap's, deleted afterwards."""
+    shared = dms.describe_replication_tasks(
+        Filters=[{"Name": "replication-task-arn", "Values": [shared_task_arn]}])["ReplicationTasks"][0]
+    task = dms.create_replication_task(
+        ReplicationTaskIdentifier=f"test-{uuid.uuid4().hex[:10]}", MigrationType="full-load-and-cdc",
+        SourceEndpointArn=shared["SourceEndpointArn"], TargetEndpointArn=shared["TargetEndpointArn"],
+        ReplicationInstanceArn=shared["ReplicationInstanceArn"], TableMappings=shared["TableMappings"],
+    )["ReplicationTask"]
+    yield task
+    dms.delete_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"])
+
+
+def engine(task_arn: str, **kw):
+    return engine_for("dms", task_arn=task_arn, dms_client=aws.client("dms"),
+                      cloudwatch_client=aws.client("cloudwatch"), poll=0.1, **kw)
+
+
+def test_start_status_stop_resume(own_task):
+    e = engine(own_task["ReplicationTaskArn"])
+    first = e.start()
+    assert (first.action, first.detail) == ("created", "start-replication")
+    status = e.status()
+    assert status.running and status.state == "streaming" and status.full_load_done
+    assert e.start().action == "already-running"
+    e.stop()
+    e.stop()  # idempotent
+    assert e.status().state == "stopped" and not e.status().running
+    again = e.start()
+    assert (again.action, again.detail) == ("resumed", "resume-processing")
+    assert e.status().running
+
+
+def test_table_statistics_missing_in_moto_degrades_with_a_message(own_task):
+    e = engine(own_task["ReplicationTaskArn"])
+    started = time.monotonic()
+    status = e.status()
+    assert time.monotonic() - started < 60
+    assert status.tables == {}
+    assert "per-table statistics unavailable" in status.detail
+
+
+def test_lag_none_without_datapoints_then_read_from_cloudwatch(own_task):
+    e = engine(own_task["ReplicationTaskArn"])
+    lag = e.lag()
+    assert lag.seconds is None and "no CDCLatencyTarget datapoints" in lag.reason
+    instance = aws.client("dms").describe_replication_instances()["ReplicationInstances"]
+    ident = next(i["ReplicationInstanceIdentifier"] for i in instance
+                 if i["ReplicationInstanceArn"] == own_task["ReplicationInstanceArn"])
+    aws.client("cloudwatch").put_metric_data(Namespace="AWS/DMS", MetricData=[{
+        "MetricName": "CDCLatencyTarget", "Value": 3.5, "Unit": "Seconds",
+        "Timestamp": dt.datetime.now(dt.UTC),
+        "Dimensions": [{"Name": "ReplicationInstanceIdentifier", "Value": ident},
+                       {"Name": "ReplicationTaskIdentifier",
+                        "Value": own_task["ReplicationTaskArn"].rsplit(":", 1)[1]}]}])
+    assert e.lag().seconds == 3.5
+
+
+def test_preflight_of_the_shared_task_and_a_missing_one(shared_task_arn):
+    assert engine(shared_task_arn).preflight() == []
+    missing = shared_task_arn.rsplit(":", 1)[0] + ":task:does-not-exist"
+    [problem] = engine(missing).preflight()
+    assert "does not exist" in problem.reason
+    with pytest.raises(ReplicationError, match="does not exist"):
+        engine(missing).start()
+
+
+def test_preflight_refuses_unconstrained_numeric_with_a_source(stack, databases, shared_task_arn):
+    source_dsn, _ = databases
+    dbname = source_dsn.split("dbname=")[1].split()[0]
+    import psycopg2
+
+    with psycopg2.connect(source_dsn) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE fx (id int PRIMARY KEY, rate numeric, fee numeric(19,4))")
+    conn.close()
+    e = engine(shared_task_arn, source=stack.endpoint("source", dbname=dbname))
+    [problem] = e.preflight()
+    assert problem.table == "public.fx" and "column rate is NUMERIC without precision" in problem.reason
+
+
+def test_positions_need_the_endpoints(shared_task_arn):
+    e = engine(shared_task_arn)
+    with pytest.raises(ReplicationError, match="needs the source endpoint"):
+        e.position()
+    with pytest.raises(ReplicationError, match="no reverse DMS task"):
+        e.reverse()

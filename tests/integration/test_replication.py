@@ -1,0 +1,307 @@
+"""postgres-logical engine against the real local clusters: copy, CDC under writes, crash, reverse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from paymigrate.errors import PreflightError
+from paymigrate.replication import engine_for
+from paymigrate.replication.logical import LogicalEngine
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = """
+CREATE TABLE accounts (id bigserial PRIMARY KEY, owner text NOT NULL,
+                       balance numeric(19,4) NOT NULL DEFAULT 0,
+                       created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE payments (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                       account_id bigint NOT NULL REFERENCES accounts,
+                       amount numeric(19,4) NOT NULL, currency char(3) NOT NULL, meta jsonb,
+                       created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX payments_account_idx ON payments (account_id);
+CREATE TABLE ledger_entries (payment_id uuid NOT NULL, line int NOT NULL,
+                             amount numeric(19,4) NOT NULL, PRIMARY KEY (payment_id, line));
+CREATE TABLE audit_log (at timestamptz NOT NULL DEFAULT now(), message text NOT NULL);
+CREATE SEQUENCE invoice_numbers START 5000;
+INSERT INTO accounts (owner, balance) SELECT 'owner ' || g, g * 10 FROM generate_series(1, 200) g;
+INSERT INTO payments (account_id, amount, currency, meta)
+  SELECT 1 + g % 200, g / 7.0, 'EUR', jsonb_build_object('n', g) FROM generate_series(1, 2000) g;
+INSERT INTO ledger_entries SELECT id, l, amount / 2 FROM payments, generate_series(1, 2) l;
+INSERT INTO audit_log (message) SELECT 'seed ' || g FROM generate_series(1, 300) g;
+SELECT nextval('invoice_numbers') FROM generate_series(1, 7);
+"""
+TABLES = ("accounts", "payments", "ledger_entries", "audit_log")
+
+
+def run(dsn: str, statement: str, args=None) -> list[tuple]:
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def rows(dsn: str, table: str) -> list[str]:
+    return [r[0] for r in run(dsn, f"SELECT t::text FROM {table} t ORDER BY 1")]
+
+
+def assert_same(source_dsn: str, target_dsn: str) -> None:
+    for table in TABLES:
+        src, tgt = rows(source_dsn, table), rows(target_dsn, table)
+        assert len(src) == len(tgt), f"{table}: {len(src)} rows on the source, {len(tgt)} on the target"
+        assert src == tgt, f"{table}: rows differ"
+
+
+class Writer(threading.Thread):
+    """Payments-like traffic on the source: inserts, updates and deletes, one per transaction."""
+
+    def __init__(self, dsn: str):
+        super().__init__(daemon=True)
+        self.dsn, self.stop_event, self.error = dsn, threading.Event(), None
+        self.committed = 0
+        self.live: set[str] = set()  # payment ids that must exist at the end
+
+    def run(self) -> None:
+        try:
+            conn = psycopg2.connect(self.dsn)
+            with conn, conn.cursor() as cur:
+                while not self.stop_event.is_set():
+                    pid = str(uuid.uuid4())
+                    cur.execute("INSERT INTO payments (id, account_id, amount, currency, meta) "
+                                "VALUES (%s, 1 + floor(random() * 200)::int, 12.3456, 'USD', "
+                                "'{\"w\": 1}')", (pid,))
+                    cur.execute("INSERT INTO ledger_entries VALUES (%s, 1, 6.1728), (%s, 2, 6.1728)",
+                                (pid, pid))
+                    cur.execute("UPDATE accounts SET balance = balance + 1 WHERE id = "
+                                "1 + floor(random() * 200)::int")
+                    cur.execute("INSERT INTO audit_log (message) VALUES ('paid ' || %s)", (pid,))
+                    cur.execute("SELECT nextval('invoice_numbers')")
+                    conn.commit()
+                    self.live.add(pid)
+                    if self.committed % 5 == 0:
+                        victim = self.live.pop()
+                        cur.execute("DELETE FROM ledger_entries WHERE payment_id = %s", (victim,))
+                        cur.execute("DELETE FROM payments WHERE id = %s", (victim,))
+                        conn.commit()
+                    self.committed += 1
+                    time.sleep(0.005)
+            conn.close()
+        except Exception as exc:  # surfaced by the test
+            self.error = exc
+
+    def finish(self) -> None:
+        self.stop_event.set()
+        self.join(30)
+        assert self.error is None, self.error
+        assert self.committed > 10, "the writer barely ran"
+
+
+@pytest.fixture
+def pair(stack, databases):
+    """``(engine factory, source_dsn, target_dsn, dbname)``; every subscription made is dropped
+    before the databases are."""
+    source_dsn, target_dsn = databases
+    dbname = source_dsn.split("dbname=")[1].split()[0]
+    made: list[LogicalEngine] = []
+
+    def make(**kwargs) -> LogicalEngine:
+        engine = engine_for("postgres-logical", source=stack.endpoint("source", dbname=dbname),
+                            target=stack.endpoint("target", dbname=dbname), name=dbname,
+                            poll=0.2, **kwargs)
+        made.append(engine)
+        return engine
+
+    yield make, source_dsn, target_dsn, dbname
+    for engine in made:
+        engine.drop(direction="reverse")
+        engine.drop(direction="forward")
+
+
+def test_copy_and_cdc_under_live_writes_end_equal(pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    assert engine.preflight() == []
+    writer = Writer(source_dsn)
+    writer.start()
+    try:
+        assert engine.start().action == "created"
+        assert engine.start().action == "already-running"
+        status = engine.wait_full_load(timeout=120, poll=0.5)
+        assert status.full_load_done and status.state == "streaming"
+        assert status.tables_synced == status.tables_total == len(TABLES)
+        time.sleep(1)  # CDC only, still under writes
+    finally:
+        writer.finish()
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert_same(source_dsn, target_dsn)
+    live = {r[0] for r in run(target_dsn, "SELECT id::text FROM payments")}
+    assert writer.live <= live, "a committed payment is missing on the target"
+    assert run(target_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s", (dbname,)) == [(1,)]
+    assert run(source_dsn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+               (dbname,)) == [(1,)]
+    # Secondary index and foreign key were deferred past the copy and then built.
+    assert run(target_dsn, "SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_account_idx'") == [(1,)]
+    assert run(target_dsn, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == [(1,)]
+    from paymigrate.validation import MATCH, validate
+
+    report = validate(source=source_dsn, target=target_dsn, catch_up=engine.catch_up)
+    assert report.status == MATCH, report
+
+
+def test_sequences_synced_including_unowned(pair):
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    engine.start()
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    values = engine.sync_sequences(gap=1000)
+    assert values == {"public.accounts_id_seq": 200 + 1000, "public.invoice_numbers": 5006 + 1000}
+    assert run(target_dsn, "SELECT nextval('invoice_numbers'), nextval('accounts_id_seq')") == [(6007, 1201)]
+    assert engine.sync_sequences(gap=1000)["public.invoice_numbers"] == 6007  # never backwards
+
+
+def test_start_resumes_a_stopped_subscription_without_a_second_one(pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    engine.start()
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    engine.stop()
+    engine.stop()
+    assert engine.status().state == "stopped"
+    run(source_dsn, "UPDATE accounts SET owner = 'changed while stopped' WHERE id = 1")
+    assert make().start().action == "resumed"
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert_same(source_dsn, target_dsn)
+    assert run(target_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s", (dbname,)) == [(1,)]
+
+
+def test_drain_when_idle_finishes_although_background_wal_moves_on(pair):
+    make, source_dsn, _, _ = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    engine.start()
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    run(source_dsn, "CHECKPOINT")  # WAL that no transaction wrote: nothing to apply for it
+    before = engine.position()
+    started = time.monotonic()
+    assert engine.wait_drained(before, timeout=30)
+    assert time.monotonic() - started < 30
+    assert engine.lag().bytes is not None
+
+
+def test_target_killed_during_initial_copy_ends_consistent(stack, pair):
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, SCHEMA + "INSERT INTO audit_log (message) SELECT repeat('x', 200) || g "
+                             "FROM generate_series(1, 400000) g;")
+    engine = make()
+    engine.start()
+    deadline = time.monotonic() + 60
+    while "copying" not in engine.status().tables.values():
+        assert time.monotonic() < deadline, "no table was ever seen copying"
+        time.sleep(0.02)
+    os.kill(stack.cluster("target").pid(), signal.SIGKILL)
+    time.sleep(1)
+    stack.up(bootstrap=False)
+    status = engine.wait_full_load(timeout=180, poll=0.5)
+    assert status.full_load_done
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert_same(source_dsn, target_dsn)
+
+
+def test_reverse_carries_target_writes_back_to_the_source(pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    engine.start()
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    frozen = engine.position()
+    assert engine.wait_drained(frozen, timeout=60)
+    assert engine.reverse(drained_to=frozen).action == "created"
+    assert engine.reverse().action == "already-running"
+    assert engine.status().state == "absent"  # forward dropped first: no loop on PostgreSQL 15
+    run(target_dsn, "INSERT INTO payments (account_id, amount, currency) VALUES (3, 99.5, 'GBP'); "
+                    "UPDATE accounts SET balance = 0 WHERE id = 2; "
+                    "INSERT INTO audit_log (message) VALUES ('written on the target')")
+    assert engine.wait_drained(engine.position(side="target"), timeout=60, direction="reverse")
+    assert engine.reverse_drained(engine.position(side="target"))
+    assert_same(source_dsn, target_dsn)
+    assert run(source_dsn, "SELECT count(*) FROM payments WHERE currency = 'GBP'") == [(1,)]
+    assert run(source_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s",
+               (f"{dbname}_reverse",)) == [(1,)]
+
+
+# ---- preflight refusals, each on its own --------------------------------------------------------
+def problems_of(engine) -> dict[str | None, str]:
+    return {p.table: p.reason for p in engine.preflight()}
+
+
+def test_preflight_refuses_table_without_key_that_sees_updates(pair):
+    make, source_dsn, _, _ = pair
+    run(source_dsn, "CREATE TABLE fees (payment int, amount numeric(19,4)); "
+                    "INSERT INTO fees VALUES (1, 1), (2, 2); UPDATE fees SET amount = 3 WHERE payment = 1;"
+                    "CREATE TABLE events (at timestamptz, body text); INSERT INTO events VALUES (now(), 'x')")
+    time.sleep(1.2)  # table statistics reach the shared view at most once a second
+    engine = make()
+    found = problems_of(engine)
+    assert "no primary key or replica identity" in found["public.fees"]
+    assert "public.events" not in found  # insert-only: replicates fine
+    with pytest.raises(PreflightError, match="public.fees"):
+        engine.start()
+
+
+def test_replica_identity_full_option_replicates_updates_of_keyless_table(pair):
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, "CREATE TABLE fees (payment int, amount numeric(19,4)); "
+                    "INSERT INTO fees VALUES (1, 1), (2, 2); UPDATE fees SET amount = 3 WHERE payment = 1")
+    time.sleep(1.2)
+    engine = make(replica_identity_full=True)
+    assert engine.preflight() == []
+    engine.start()
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    assert run(source_dsn, "SELECT relreplident FROM pg_class WHERE relname = 'fees'") == [("f",)]
+    run(source_dsn, "UPDATE fees SET amount = 4 WHERE payment = 2; DELETE FROM fees WHERE payment = 1")
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert rows(source_dsn, "fees") == rows(target_dsn, "fees") == ["(2,4.0000)"]
+
+
+def test_preflight_refuses_large_objects(pair):
+    make, source_dsn, _, _ = pair
+    run(source_dsn, "CREATE TABLE t (id int PRIMARY KEY); SELECT lo_create(0)")
+    assert "large object" in problems_of(make())["pg_largeobject"]
+
+
+def test_preflight_refuses_unlogged_table(pair):
+    make, source_dsn, _, _ = pair
+    run(source_dsn, "CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)")
+    assert "unlogged" in problems_of(make())["public.scratch"]
+
+
+def test_preflight_refuses_a_target_with_rows(pair):
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    run(target_dsn, "CREATE TABLE leftovers (id int); INSERT INTO leftovers VALUES (1)")
+    assert "not empty" in problems_of(make())["public.leftovers"]
+
+
+def test_preflight_refuses_unknown_table_and_role_missing_on_target(stack, pair):
+    make, source_dsn, _, _ = pair
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    run(source_dsn, f"CREATE TABLE t (id int PRIMARY KEY); CREATE ROLE {role}; GRANT SELECT ON t TO {role}")
+    try:
+        found = problems_of(make(tables=["t", "public.nope"]))
+        assert found["public.nope"] == "not found on the source"
+        assert role in found["public.t"]
+    finally:
+        run(source_dsn, f"DROP OWNED BY {role}; DROP ROLE {role}")
