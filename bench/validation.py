@@ -1,0 +1,257 @@
+"""Validation engine against reladiff and a lower bound, on the same two databases in one run.
+
+A payments-like table (bigint key, uuid, numeric, timestamptz, jsonb) of ``--rows`` rows is made
+on the source and copied to the target; then 10 scattered differences are made on the target
+(3 deletes, 3 inserts, 4 updates). Measured, in this order:
+
+- lower bound: one full hash-aggregate scan of each side (count and md5 sums), both at once;
+- this engine: ``paymigrate.validation.validate_table``;
+- reladiff 0.6 with exact flags (``--skip-sort-results``, ``COLUMNS=100000``, see FACTS.md).
+
+Prints seconds, rows/s, the ratios, and whether each tool found exactly the 10 keys.
+Run: ``.venv/bin/python -m bench.validation [--rows N] [--source DSN --target DSN]``
+(without DSNs it starts its own local stack in a temporary home; with them, the databases must
+let it create and drop a database named ``validation_bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg2
+from psycopg2.extensions import make_dsn, parse_dsn
+
+from paymigrate.validation import validate_table
+
+DB = "validation_bench"
+TABLE = "payments"
+
+DDL = f"""
+CREATE TABLE {TABLE} (
+    id          bigint PRIMARY KEY,
+    ref         uuid NOT NULL UNIQUE,
+    account_id  bigint NOT NULL,
+    amount      numeric(14, 2) NOT NULL,
+    currency    text NOT NULL,
+    status      text NOT NULL,
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz,
+    metadata    jsonb
+)"""
+
+FILL = f"""
+INSERT INTO {TABLE}
+SELECT g, md5(g::text)::uuid, g % 50000, round((g % 100000) * 1.37, 2),
+       (ARRAY['EUR', 'USD', 'SGD', 'GBP'])[1 + g % 4],
+       (ARRAY['authorized', 'captured', 'settled', 'refunded'])[1 + g % 4],
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       CASE WHEN g % 3 = 0 THEN NULL ELSE timestamptz '2024-06-01 00:00:00+00' + g * interval '7 ms' END,
+       CASE WHEN g % 5 = 0 THEN NULL ELSE jsonb_build_object('channel', 'web', 'order', g) END
+  FROM generate_series(1, %(rows)s) g"""
+
+
+def _differences(rows: int) -> tuple[str, set[int]]:
+    """SQL making 10 scattered differences on the target, and their keys."""
+    d = [rows // 11 * i for i in (1, 4, 9)]
+    ins = [rows + 7, rows + 1000, rows + 99999]
+    upd = [rows // 13 * i for i in (2, 5, 8, 12)]
+    statements = f"""
+DELETE FROM {TABLE} WHERE id IN ({", ".join(map(str, d))});
+INSERT INTO {TABLE} SELECT g, md5('x' || g)::uuid, 1, 1.00, 'EUR', 'captured', now(), NULL, NULL
+  FROM unnest(ARRAY[{", ".join(map(str, ins))}]::bigint[]) g;
+UPDATE {TABLE} SET amount = amount + 0.01 WHERE id = {upd[0]};
+UPDATE {TABLE} SET metadata = '{{"channel": "app"}}' WHERE id = {upd[1]};
+UPDATE {TABLE} SET status = 'disputed' WHERE id = {upd[2]};
+UPDATE {TABLE} SET created_at = created_at + interval '1 microsecond' WHERE id = {upd[3]};
+"""
+    return statements, set(d) | set(ins) | set(upd)
+
+
+# The fence keeps md5 computed once per row (see paymigrate.validation.sql), as the engine does.
+LOWER_BOUND = f"""
+SELECT count(*), sum(('x' || substr(h, 1, 16))::bit(64)::bigint),
+       sum(('x' || substr(h, 17, 16))::bit(64)::bigint)
+  FROM (SELECT md5(p::text) AS h, clock_timestamp() AS fence FROM {TABLE} p) s"""
+
+
+@contextlib.contextmanager
+def _cursor(dsn: str):
+    """An autocommit cursor (``with conn`` would open a transaction, even in autocommit)."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+def _recreate(admin_dsn: str) -> None:
+    with _cursor(admin_dsn) as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {DB}")
+
+
+def _drop(admin_dsn: str) -> None:
+    with _cursor(admin_dsn) as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+
+
+def _copy(source: str, target: str) -> None:
+    """Stream the table from source to target with COPY (binary), through a pipe."""
+    read_fd, write_fd = os.pipe()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with _cursor(source) as cur, os.fdopen(write_fd, "wb") as out:
+                cur.copy_expert(f"COPY {TABLE} TO STDOUT (FORMAT binary)", out)
+        except BaseException as exc:  # surfaced below, after the consumer stops
+            errors.append(exc)
+
+    t = threading.Thread(target=produce)
+    t.start()
+    with _cursor(target) as cur, os.fdopen(read_fd, "rb") as inp:
+        cur.copy_expert(f"COPY {TABLE} FROM STDIN (FORMAT binary)", inp)
+    t.join()
+    if errors:
+        raise errors[0]
+
+
+def _prepare(source: str, target: str, rows: int) -> set[int]:
+    for dsn in (source, target):
+        with _cursor(dsn) as cur:
+            cur.execute(DDL)
+    with _cursor(source) as cur:
+        cur.execute(FILL.replace("%(rows)s", str(int(rows))))
+    _copy(source, target)
+    statements, keys = _differences(rows)
+    with _cursor(target) as cur:
+        cur.execute(statements)
+    for dsn in (source, target):
+        with _cursor(dsn) as cur:
+            cur.execute(f"VACUUM ANALYZE {TABLE}")
+    return keys
+
+
+def _lower_bound(source: str, target: str) -> float:
+    def scan(dsn: str) -> tuple:
+        with _cursor(dsn) as cur:
+            cur.execute(LOWER_BOUND)
+            return cur.fetchone()
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(scan, (source, target)))
+    return time.monotonic() - started
+
+
+def _uri(dsn: str, password: str | None) -> str:
+    p = parse_dsn(dsn)
+    auth = p["user"] + (f":{password}" if password else "")
+    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
+
+
+def _reladiff(source_uri: str, target_uri: str) -> tuple[float, set[int] | None, str]:
+    exe = shutil.which("reladiff") or str(Path(sys.executable).with_name("reladiff"))
+    cmd = [exe, source_uri, TABLE, target_uri, TABLE, "-k", "id", "-c", "%", "--json",
+           "--skip-sort-results"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100000"})
+    seconds = time.monotonic() - started
+    if proc.returncode != 0 or "ERROR" in proc.stderr:
+        return seconds, None, proc.stderr.strip()[-500:]
+    keys = set()
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            keys.add(int(json.loads(line)["key"][0] if isinstance(json.loads(line)["key"], list)
+                         else json.loads(line)["key"]))
+        elif line.startswith(("[", "(")):
+            keys.add(int(json.loads(line.replace("(", "[").replace(")", "]"))[1][0]))
+    return seconds, keys, ""
+
+
+def _keys_of(result) -> set:
+    return set(result.missing) | set(result.extra) | set(result.different)
+
+
+def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str | None]) -> None:
+    print(f"preparing {rows} rows in {DB}.{TABLE} on both sides ...", flush=True)
+    started = time.monotonic()
+    expected = _prepare(source, target, rows)
+    print(f"prepared in {time.monotonic() - started:.1f}s; 10 differences made on the target")
+    _lower_bound(source, target)  # warm the caches so every contender reads from memory
+    lower = min(_lower_bound(source, target) for _ in range(2))
+    started = time.monotonic()
+    result = validate_table(source=source, target=target, table=f"public.{TABLE}", max_keys=100)
+    ours = time.monotonic() - started
+    ours_keys = _keys_of(result)
+    rel_seconds, rel_keys, rel_error = _reladiff(_uri(source, passwords[0]), _uri(target, passwords[1]))
+    total = 2 * rows
+    print(f"\n{'contender':<28} {'seconds':>8} {'rows/s':>12} {'vs lower bound':>15}")
+    for name, secs in (("lower bound (1 scan/side)", lower), ("paymigrate validate", ours),
+                       ("reladiff 0.6", rel_seconds)):
+        print(f"{name:<28} {secs:>8.2f} {total / secs:>12,.0f} {secs / lower:>14.2f}x")
+    print(f"\npaymigrate is {rel_seconds / ours:.2f}x faster than reladiff; "
+          f"{ours / lower:.2f}x the lower bound (goal: faster than reladiff, within 2x)")
+    print(f"paymigrate found exactly the 10 keys: {ours_keys == expected} "
+          f"(missing {sorted(result.missing)}, extra {sorted(result.extra)}, "
+          f"different {sorted(result.different)})")
+    if rel_keys is None:
+        print(f"reladiff failed: {rel_error}")
+    else:
+        print(f"reladiff found exactly the 10 keys: {rel_keys == expected} ({sorted(rel_keys)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.validation", description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--source", help="libpq DSN of the source server (any database)")
+    p.add_argument("--target", help="libpq DSN of the target server (any database)")
+    p.add_argument("--source-password", default=os.environ.get("PGPASSWORD"),
+                   help="for reladiff's URI when the DSN relies on a passfile")
+    p.add_argument("--target-password", default=os.environ.get("PGPASSWORD"))
+    args = p.parse_args(argv)
+    if args.rows < 1000:
+        p.error(f"--rows {args.rows} is too small to measure; use at least 1000")
+    if bool(args.source) != bool(args.target):
+        p.error("give both --source and --target, or neither")
+    stack = None
+    if args.source:
+        admins = (args.source, args.target)
+        passwords = (args.source_password, args.target_password)
+    else:
+        from paymigrate.local.stack import LocalStack
+
+        home = Path(tempfile.mkdtemp(prefix="paymigrate-bench-"))
+        home.chmod(0o755)
+        stack = LocalStack(home, env="bench")
+        stack.up(bootstrap=False)
+        admins = (stack.dsn("source", dbname="postgres"), stack.dsn("target", dbname="postgres"))
+        passwords = (stack.endpoint("source").password, stack.endpoint("target").password)
+    dsns = tuple(make_dsn(a, dbname=DB) for a in admins)
+    try:
+        for a in admins:
+            _recreate(a)
+        run(dsns[0], dsns[1], rows=args.rows, passwords=passwords)
+    finally:
+        for a in admins:
+            _drop(a)
+        if stack is not None:
+            stack.down(purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The comparison of one table: segment checksums, bisection, exact keys, re-checks after lag.
+
+Keyed tables: boundaries picked from the source's keys cut the key space into segments; one
+pass per side computes count and checksum per segment (GROUP BY the segment number) inside
+PostgreSQL, both sides at once. A differing segment is cut again (boundaries from the side with
+more rows in it, key-range scans on the primary key) until it is small, then the (key, row hash)
+pairs of both sides are diffed here. A segment empty on one side is counted, and only
+``max_keys`` of its keys are fetched as examples.
+
+Tables without a primary key are multisets: rows are bucketed by their own hash, and the rows
+of differing buckets are counted per hash on each side.
+
+Under live replication (``catch_up`` given), the target's snapshot is taken only after it has
+applied the source snapshot's WAL position, and what still differs is fetched and compared again
+in fresh snapshots after a new catch-up, a bounded number of times: only what persists is
+reported, so lag is not reported as loss, and a real loss persists and is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from paymigrate.validation import segments as seg
+from paymigrate.validation import sql as dialect
+from paymigrate.validation.catalog import Table
+from paymigrate.validation.report import TableResult
+from paymigrate.validation.sides import Pair, Side
+
+log = logging.getLogger(__name__)
+
+CatchUp = Callable[[str], bool]
+Key = tuple
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Sizes of the search; the defaults suit tables from a few rows to billions."""
+
+    rows_per_segment: int = 2000
+    max_segments: int = 8192
+    leaf_rows: int = 5000
+    fanout: int = 32
+    exact_bounds_rows: int = 500_000  # below this, boundaries come from every key, not a sample
+    sample_per_segment: int = 20
+    recheck_rounds: int = 5
+    recheck_max_keys: int = 100_000
+    recheck_batch: int = 1000
+    max_depth: int = 12
+
+    def __post_init__(self) -> None:
+        for name in ("rows_per_segment", "max_segments", "leaf_rows", "exact_bounds_rows",
+                     "sample_per_segment", "recheck_batch", "max_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"tuning {name} {getattr(self, name)} must be at least 1")
+        if self.fanout < 2:
+            raise ValueError(f"tuning fanout {self.fanout} must be at least 2")
+        if self.recheck_rounds < 0 or self.recheck_max_keys < 0:
+            raise ValueError("tuning recheck_rounds and recheck_max_keys cannot be negative")
+
+
+DEFAULT_TUNING = Tuning()
+
+
+@dataclass
+class Found:
+    """Differences found in one pass; keys are tuples of reported values."""
+
+    source_rows: int = 0
+    target_rows: int = 0
+    missing: set[Key] = field(default_factory=set)
+    extra: set[Key] = field(default_factory=set)
+    different: set[Key] = field(default_factory=set)
+    missing_unlisted: int = 0  # counted in segments empty on the target, keys not fetched
+    extra_unlisted: int = 0
+    source_surplus: int = 0
+    target_surplus: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing_unlisted or self.extra_unlisted)
+
+    @property
+    def total(self) -> int:
+        return (len(self.missing) + len(self.extra) + len(self.different) + self.missing_unlisted
+                + self.extra_unlisted + self.source_surplus + self.target_surplus)
+
+
+def compare_table(pair: Pair, table: Table, *, max_keys: int = 100,
+                  catch_up: CatchUp | None = None, tuning: Tuning = DEFAULT_TUNING) -> TableResult:
+    """Compare one table (same structure on both sides, checked by the caller)."""
+    started = time.monotonic()
+    found, caught_up = _snapshot_pass(pair, table, max_keys, catch_up, tuning)
+    counts = (found.source_rows, found.target_rows)
+    rounds = 0
+    notes: list[str] = []
+    while catch_up is not None and found.total and rounds < tuning.recheck_rounds:
+        rounds += 1
+        log.info("%s: %d rows differ, re-checking after the target catches up (round %d of %d)",
+                 table.qualified, found.total, rounds, tuning.recheck_rounds)
+        if table.key and found.complete and found.total <= tuning.recheck_max_keys:
+            found, caught_up = _recheck_keys(pair, table, found, catch_up, tuning)
+        else:
+            found, caught_up = _snapshot_pass(pair, table, max_keys, catch_up, tuning)
+            counts = (found.source_rows, found.target_rows)
+    if found.total and catch_up is not None and not caught_up:
+        notes.append("the target did not apply the source's WAL position within the catch-up "
+                     "timeout: these differences may include replication lag")
+    return _result(table, found, counts, time.monotonic() - started, max_keys, rounds, notes)
+
+
+def _result(table: Table, found: Found, counts: tuple[int, int], seconds: float, max_keys: int,
+            rounds: int, notes: list[str]) -> TableResult:
+    def listed(keys: Iterable[Key]) -> tuple:
+        shown = sorted(keys)[:max_keys]
+        return tuple(k[0] if len(k) == 1 else list(k) for k in shown)
+
+    return TableResult(
+        table=table.qualified, source_rows=counts[0], target_rows=counts[1], seconds=seconds,
+        keyed=bool(table.key), missing=listed(found.missing), extra=listed(found.extra),
+        different=listed(found.different),
+        missing_count=len(found.missing) + found.missing_unlisted,
+        extra_count=len(found.extra) + found.extra_unlisted,
+        different_count=len(found.different), source_surplus=found.source_surplus,
+        target_surplus=found.target_surplus, rechecks=rounds, notes=tuple(notes))
+
+
+def _snapshot_pass(pair: Pair, table: Table, max_keys: int, catch_up: CatchUp | None,
+                   tuning: Tuning) -> tuple[Found, bool]:
+    """One full comparison in fresh snapshots; with ``catch_up``, the target's is taken after
+    the target applied the source snapshot's position. Returns (found, caught up)."""
+    caught_up = True
+    try:
+        if catch_up is None:
+            pair.both(_begin)
+        else:
+            pair.source.begin()
+            lsn = pair.source.lsn()
+            caught_up = bool(catch_up(lsn))
+            if not caught_up:
+                log.warning("%s: the target did not reach the source's WAL position %s in time; "
+                            "comparing anyway", table.qualified, lsn)
+            pair.target.begin()
+            pair.target.query("SELECT 1")  # takes the target's snapshot now
+        found = _keyed(pair, table, max_keys, tuning) if table.key else _multiset(pair, table, tuning)
+    finally:
+        pair.source.end()
+        pair.target.end()
+    return found, caught_up
+
+
+def _begin(side: Side) -> None:
+    side.begin()
+    side.query("SELECT 1")
+
+
+def _estimate(side: Side, table: Table) -> float:
+    rows = side.query(dialect.estimate(), (table.schema, table.name))
+    reltuples, pages = rows[0] if rows else (-1, 0)
+    if reltuples is None or reltuples < 0 or (reltuples == 0 and pages and pages > 0):
+        # Never analyzed (or analyzed empty and filled since): count it, cheaper than guessing.
+        return float(side.query(dialect.count(table))[0][0])
+    return float(reltuples)
+
+
+def _keyed(pair: Pair, table: Table, max_keys: int, tuning: Tuning) -> Found:
+    src = pair.source
+    estimated = _estimate(src, table)
+    n = seg.segment_count(estimated_rows=estimated, rows_per_segment=tuning.rows_per_segment,
+                          max_segments=tuning.max_segments)
+    bounds: list[tuple[str, ...]] = []
+    if n > 1:
+        if estimated <= tuning.exact_bounds_rows:
+            q = dialect.bounds(table, where=dialect.range_where(table, None, None),
+                               step=seg.split_step(int(estimated), n))
+        else:
+            pct = seg.sample_percent(estimated_rows=estimated,
+                                     wanted_rows=n * tuning.sample_per_segment)
+            q = dialect.bounds(table, where=dialect.range_where(table, None, None),
+                               step=tuning.sample_per_segment, sample_percent=pct)
+        bounds = [tuple(r) for r in src.query(q)]
+    top = seg.segments_between(None, None, bounds)
+    everything = dialect.range_where(table, None, None)
+    aggs = pair.both(lambda s: _aggregates(s, table, bounds, everything))
+    found = Found(source_rows=sum(a[0] for a in aggs[0].values()),
+                  target_rows=sum(a[0] for a in aggs[1].values()))
+    work = _differing(top, *aggs)
+    log.debug("%s: %d segments, %d differ", table.qualified, len(top), len(work))
+    while work:
+        segment, cs, ct = work.pop()
+        if max(cs, ct) <= tuning.leaf_rows or segment.depth >= tuning.max_depth:
+            _leaf(pair, table, segment, found)
+        elif cs == 0 or ct == 0:
+            _one_sided(pair, table, segment, found, missing=ct == 0, total=max(cs, ct),
+                       max_keys=max_keys)
+        else:
+            work.extend(_split(pair, table, segment, cs, ct, tuning))
+    return found
+
+
+def _aggregates(side: Side, table: Table, bounds: list[tuple[str, ...]], where) -> dict[int, tuple]:
+    """``{segment number: (count, sum of high halves, sum of low halves)}`` of rows in ``where``."""
+    return {int(s): (int(c), int(h1), int(h2))
+            for s, c, h1, h2 in side.query(dialect.aggregates(table, bounds, where))}
+
+
+def _differing(segments: list[seg.Segment], src: dict[int, tuple], tgt: dict[int, tuple]
+               ) -> list[tuple[seg.Segment, int, int]]:
+    out = []
+    for i in sorted(src.keys() | tgt.keys()):
+        a, b = src.get(i, (0, 0, 0)), tgt.get(i, (0, 0, 0))
+        if a != b:
+            out.append((segments[i], a[0], b[0]))
+    return out
+
+
+def _split(pair: Pair, table: Table, segment: seg.Segment, cs: int, ct: int,
+           tuning: Tuning) -> list[tuple[seg.Segment, int, int]]:
+    # Boundaries from the side with more rows here, so the pieces are small on both sides.
+    richer = pair.source if cs >= ct else pair.target
+    where = dialect.range_where(table, segment.lo, segment.hi)
+    step = seg.split_step(max(cs, ct), tuning.fanout)
+    bounds = [b for b in (tuple(r) for r in richer.query(dialect.bounds(table, where=where, step=step)))
+              if b != segment.lo]
+    subs = seg.segments_between(segment.lo, segment.hi, bounds, depth=segment.depth + 1)
+    aggs = pair.both(lambda s: _aggregates(s, table, bounds, where))
+    return _differing(subs, *aggs)
+
+
+def _leaf(pair: Pair, table: Table, segment: seg.Segment, found: Found) -> None:
+    where = dialect.range_where(table, segment.lo, segment.hi)
+    src, tgt = pair.both(lambda s: {tuple(r[:-1]): r[-1] for r in s.query(dialect.rows(table, where))})
+    found.missing.update(k for k in src if k not in tgt)
+    found.extra.update(k for k in tgt if k not in src)
+    found.different.update(k for k in src if k in tgt and src[k] != tgt[k])
+
+
+def _one_sided(pair: Pair, table: Table, segment: seg.Segment, found: Found, *, missing: bool,
+               total: int, max_keys: int) -> None:
+    """A big segment with rows on one side only: count them, fetch ``max_keys`` as examples."""
+    side = pair.source if missing else pair.target
+    where = dialect.range_where(table, segment.lo, segment.hi)
+    keys = [tuple(r[:-1]) for r in side.query(dialect.rows(table, where, limit=max_keys))]
+    (found.missing if missing else found.extra).update(keys)
+    if missing:
+        found.missing_unlisted += total - len(keys)
+    else:
+        found.extra_unlisted += total - len(keys)
+
+
+def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
+    estimated = _estimate(pair.source, table)
+    n = seg.segment_count(estimated_rows=estimated, rows_per_segment=tuning.rows_per_segment,
+                          max_segments=min(tuning.max_segments, 65536))
+    buckets = 1 << (n - 1).bit_length()
+    src, tgt = pair.both(lambda s: {int(b): (int(c), int(h1), int(h2)) for b, c, h1, h2 in
+                                    s.query(dialect.multiset_aggregates(table, buckets))})
+    found = Found(source_rows=sum(a[0] for a in src.values()),
+                  target_rows=sum(a[0] for a in tgt.values()))
+    wanted = sorted(b for b in src.keys() | tgt.keys() if src.get(b) != tgt.get(b))
+    if wanted:
+        hs, ht = pair.both(lambda s: dict(s.query(dialect.multiset_rows(table, buckets, wanted))))
+        for h in hs.keys() | ht.keys():
+            delta = hs.get(h, 0) - ht.get(h, 0)
+            if delta > 0:
+                found.source_surplus += delta
+            else:
+                found.target_surplus -= delta
+    return found
+
+
+def _recheck_keys(pair: Pair, table: Table, before: Found, catch_up: CatchUp,
+                  tuning: Tuning) -> tuple[Found, bool]:
+    """Fetch only the differing keys again: source first, then the target once caught up."""
+    keys = sorted(before.missing | before.extra | before.different)
+    texts = [tuple(str(v) for v in k) for k in keys]
+    batches = [texts[i:i + tuning.recheck_batch] for i in range(0, len(texts), tuning.recheck_batch)]
+
+    def fetch(side: Side) -> dict[Key, str]:
+        out: dict[Key, str] = {}
+        for batch in batches:
+            out.update((tuple(r[:-1]), r[-1]) for r in
+                       side.query(dialect.rows(table, dialect.keys_where(table, batch))))
+        return out
+
+    try:
+        pair.source.begin()
+        lsn = pair.source.lsn()
+        src = fetch(pair.source)
+        pair.source.end()
+        caught_up = bool(catch_up(lsn))
+        pair.target.begin()
+        tgt = fetch(pair.target)
+    finally:
+        pair.source.end()
+        pair.target.end()
+    found = Found(source_rows=before.source_rows, target_rows=before.target_rows)
+    found.missing.update(k for k in src if k not in tgt)
+    found.extra.update(k for k in tgt if k not in src)
+    found.different.update(k for k in src if k in tgt and src[k] != tgt[k])
+    return found, caught_up

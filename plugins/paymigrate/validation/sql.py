@@ -1,0 +1,239 @@
+"""The SQL dialect of the comparison: normalized row hashes, segment aggregates, key fetches.
+
+Equal data must hash equal whatever the session or the server version, so each column is turned
+into text by a rule that depends on neither:
+
+- ``timestamptz``: ``to_char(v AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC')`` (the instant
+  in UTC, to the microsecond); ``timestamp`` and ``date`` the same without the zone; infinities
+  as ``infinity``/``-infinity``.
+- ``float4``/``float8``: the hex of the binary value (``float8send``), so a change in the last
+  digit is seen whatever ``extra_float_digits`` is.
+- ``numeric``: its text, which keeps the scale: ``1.50`` and ``1.5`` are different (as stored).
+- ``bytea``: hex whatever ``bytea_output`` is; ``money``: as numeric (no locale).
+- ``jsonb``: its text, which is canonical; ``json``: its text as stored (whitespace counts).
+- everything else (text, uuid, integers, intervals, arrays, enums...): its text output, under the
+  session settings below, set with ``SET LOCAL`` in every transaction (safe behind a pooler).
+
+A row is ``md5(ROW(col1, col2, ...)::text)`` over the normalized columns in name order (column
+order may differ between the sides). The record text form quotes values, so ``NULL`` (nothing)
+and the empty string (``""``) differ and no value can forge a column boundary. The aggregate per
+segment is ``count(*)`` and the exact (numeric) sums of the two signed 64-bit halves of the md5:
+order-independent and, unlike XOR, not cancelled by a duplicated row.
+
+Keys are compared with ``COLLATE "C"`` for collatable types: byte order is the same on every
+server, so a segment holds the same rows on both sides even if their collations differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg2 import sql
+
+from paymigrate.validation.catalog import Column, Table
+
+SESSION_SETTINGS = sql.SQL(
+    "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
+    "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; "
+    "SET LOCAL bytea_output = 'hex'; SET LOCAL search_path = ''"
+)
+
+_TS = "'YYYY-MM-DD HH24:MI:SS.US BC'"
+
+
+def normalized(col: Column) -> sql.Composable:
+    """The session-independent text of a column's value (NULL stays NULL)."""
+    c = sql.Identifier(col.name)
+    base = col.base
+    if base == "timestamptz":
+        return sql.SQL("CASE WHEN pg_catalog.isfinite({c}) THEN pg_catalog.to_char({c} AT TIME ZONE "
+                       "'UTC', " + _TS + ") ELSE {c}::text END").format(c=c)
+    if base == "timestamp":
+        return sql.SQL("CASE WHEN pg_catalog.isfinite({c}) THEN pg_catalog.to_char({c}, " + _TS
+                       + ") ELSE {c}::text END").format(c=c)
+    if base == "date":
+        return sql.SQL("CASE WHEN pg_catalog.isfinite({c}) THEN pg_catalog.to_char({c}, "
+                       "'YYYY-MM-DD BC') ELSE {c}::text END").format(c=c)
+    if base in ("float4", "float8"):
+        return sql.SQL("pg_catalog.encode(pg_catalog.{f}({c}::{t}), 'hex')").format(
+            f=sql.Identifier(base + "send"), c=c, t=sql.SQL(base))
+    if base == "bytea":
+        return sql.SQL("pg_catalog.encode({c}::bytea, 'hex')").format(c=c)
+    if base == "money":
+        return sql.SQL("{c}::numeric::text").format(c=c)
+    return sql.SQL("{c}::text").format(c=c)
+
+
+def row_hash(table: Table) -> sql.Composable:
+    cols = sorted(table.columns, key=lambda c: c.name)
+    return sql.SQL("pg_catalog.md5(ROW({})::text)").format(sql.SQL(", ").join(map(normalized, cols)))
+
+
+# A volatile column in a subquery keeps the planner from inlining it into the outer query, where
+# the row hash would be computed once per reference (twice: once per half). clock_timestamp() is
+# volatile but parallel safe, so the scan may still run in parallel workers; unlike OFFSET 0.
+_FENCE = sql.SQL("pg_catalog.clock_timestamp() AS fence")
+
+
+def _halves(h: sql.Composable) -> sql.Composable:
+    return sql.SQL("('x' || substr({h}, 1, 16))::bit(64)::bigint AS h1, "
+                   "('x' || substr({h}, 17, 16))::bit(64)::bigint AS h2").format(h=h)
+
+
+def _cmp(col: Column) -> sql.Composable:
+    ident = sql.Identifier(col.name)
+    return sql.SQL('{} COLLATE "C"').format(ident) if col.collatable else ident
+
+
+def key_expr(table: Table) -> sql.Composable:
+    """The key as compared: ``k`` or ``(k1, k2)``, text columns in C collation."""
+    parts = [_cmp(c) for c in table.key_columns]
+    if len(parts) == 1:
+        return parts[0]
+    return sql.SQL("({})").format(sql.SQL(", ").join(parts))
+
+
+def key_order(table: Table) -> sql.Composable:
+    return sql.SQL(", ").join(_cmp(c) for c in table.key_columns)
+
+
+def key_text(table: Table) -> sql.Composable:
+    """Key columns as text: round-trips exactly through ``::type`` under the session settings."""
+    return sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c.name))
+                              for c in table.key_columns)
+
+
+def key_output(table: Table) -> sql.Composable:
+    """Key columns as reported: integers as numbers, everything else as text."""
+    return sql.SQL(", ").join(
+        sql.Identifier(c.name) if c.integer else sql.SQL("{}::text").format(sql.Identifier(c.name))
+        for c in table.key_columns)
+
+
+def key_literal(table: Table, value: Sequence[str]) -> sql.Composable:
+    if len(value) != len(table.key):
+        raise ValueError(f"key value {tuple(value)!r} does not match key ({', '.join(table.key)})")
+    parts = [sql.SQL("{}::{}").format(sql.Literal(str(v)), sql.SQL(c.type))
+             for v, c in zip(value, table.key_columns, strict=True)]
+    if len(parts) == 1:
+        return parts[0]
+    return sql.SQL("({})").format(sql.SQL(", ").join(parts))
+
+
+def range_where(table: Table, lo: Sequence[str] | None, hi: Sequence[str] | None) -> sql.Composable:
+    conds = []
+    if lo is not None:
+        conds.append(sql.SQL("{} >= {}").format(key_expr(table), key_literal(table, lo)))
+    if hi is not None:
+        conds.append(sql.SQL("{} < {}").format(key_expr(table), key_literal(table, hi)))
+    return sql.SQL(" AND ").join(conds) if conds else sql.SQL("true")
+
+
+def segment_of(table: Table, bounds: Sequence[Sequence[str]]) -> sql.Composable:
+    """Segment number of a row: how many ``bounds`` are <= its key (``width_bucket`` semantics).
+
+    ``width_bucket`` does the binary search in C for a one-column key; it cannot compare
+    anonymous records of text, so a composite key gets the same search as nested CASEs.
+    """
+    if not bounds:
+        return sql.SQL("0")
+    if len(table.key) == 1:
+        col = table.key_columns[0]
+        arr = sql.SQL("ARRAY[{}]::{}[]").format(
+            sql.SQL(", ").join(sql.Literal(b[0]) for b in bounds), sql.SQL(col.type))
+        return sql.SQL("pg_catalog.width_bucket({}, {})").format(_cmp(col), arr)
+
+    def search(lo: int, hi: int) -> sql.Composable:
+        if lo == hi:
+            return sql.Literal(lo)
+        mid = (lo + hi + 1) // 2
+        return sql.SQL("CASE WHEN {k} >= {b} THEN {ge} ELSE {lt} END").format(
+            k=key_expr(table), b=key_literal(table, bounds[mid - 1]), ge=search(mid, hi),
+            lt=search(lo, mid - 1))
+
+    return search(0, len(bounds))
+
+
+def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composable) -> sql.Composed:
+    """Per segment: ``(segment, count, sum of high halves, sum of low halves)``."""
+    return sql.SQL(
+        "SELECT seg, count(*), sum(h1), sum(h2) FROM (SELECT {seg} AS seg, {halves} "
+        "FROM (SELECT {key_cols}, {h} AS h, {fence} FROM {t} WHERE {where}) r) s GROUP BY seg"
+    ).format(seg=segment_of(table, bounds), halves=_halves(sql.Identifier("h")),
+             key_cols=sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
+             h=row_hash(table), fence=_FENCE, t=_ident(table), where=where)
+
+
+def rows(table: Table, where: sql.Composable, limit: int | None = None) -> sql.Composed:
+    """``(key output columns..., row hash)`` of the rows in ``where``."""
+    q = sql.SQL("SELECT {k}, {h} FROM {t} WHERE {where}").format(
+        k=key_output(table), h=row_hash(table), t=_ident(table), where=where)
+    if limit is not None:
+        q = sql.SQL("{} ORDER BY {} LIMIT {}").format(q, key_order(table), sql.Literal(limit))
+    return q
+
+
+def keys_where(table: Table, keys: Sequence[Sequence[str]]) -> sql.Composable:
+    """Rows whose key is one of ``keys`` (exact equality, no collation involved)."""
+    if not keys:
+        return sql.SQL("false")
+    cols = sql.SQL(", ").join(sql.Identifier(k) for k in table.key)
+    values = sql.SQL(", ").join(
+        sql.SQL("({})").format(sql.SQL(", ").join(
+            sql.SQL("{}::{}").format(sql.Literal(str(v)), sql.SQL(c.type))
+            for v, c in zip(key, table.key_columns, strict=True)))
+        for key in keys)
+    return sql.SQL("({}) IN (VALUES {})").format(cols, values)
+
+
+def bounds(table: Table, *, where: sql.Composable, step: int,
+           sample_percent: float | None = None) -> sql.Composed:
+    """Every ``step``-th key (as text) in key order, from the whole table or a page sample."""
+    sample = (sql.SQL(" TABLESAMPLE SYSTEM ({})").format(sql.Literal(float(sample_percent)))
+              if sample_percent is not None and sample_percent < 100 else sql.SQL(""))
+    return sql.SQL(
+        "SELECT {kt} FROM (SELECT {cols}, row_number() OVER (ORDER BY {order}) AS rn "
+        "FROM {t}{sample} WHERE {where}) s WHERE rn % {step} = 0 ORDER BY rn"
+    ).format(kt=key_text(table), cols=sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
+             order=key_order(table), t=_ident(table), sample=sample, where=where,
+             step=sql.Literal(step))
+
+
+def multiset_aggregates(table: Table, buckets: int) -> sql.Composed:
+    """For a table without key: per bucket of the row hash, count and sums."""
+    return sql.SQL(
+        "SELECT seg, count(*), sum(h1), sum(h2) FROM (SELECT {seg} AS seg, {halves} "
+        "FROM (SELECT {h} AS h, {fence} FROM {t}) r) s GROUP BY seg"
+    ).format(seg=_bucket(buckets), halves=_halves(sql.Identifier("h")), h=row_hash(table),
+             fence=_FENCE, t=_ident(table))
+
+
+def multiset_rows(table: Table, buckets: int, wanted: Sequence[int]) -> sql.Composed:
+    """``(row hash, copies)`` of the rows in the ``wanted`` buckets."""
+    return sql.SQL(
+        "SELECT h, count(*) FROM (SELECT {h} AS h, {fence} FROM {t}) r "
+        "WHERE {seg} = ANY ({wanted}) GROUP BY h"
+    ).format(h=row_hash(table), fence=_FENCE, t=_ident(table), seg=_bucket(buckets),
+             wanted=sql.Literal(list(wanted)))
+
+
+def _bucket(buckets: int) -> sql.Composable:
+    if buckets < 1 or buckets & (buckets - 1):
+        raise ValueError(f"bucket count {buckets} is not a power of two")
+    return sql.SQL("(('x' || substr(h, 1, 8))::bit(32)::int & {})").format(sql.Literal(buckets - 1))
+
+
+def estimate() -> str:
+    """Planner estimate of a table's rows (-1 when never analyzed) and its size in pages."""
+    return ("SELECT c.reltuples, pg_catalog.pg_relation_size(c.oid) / "
+            "pg_catalog.current_setting('block_size')::int FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s")
+
+
+def count(table: Table) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {}").format(_ident(table))
+
+
+def _ident(table: Table) -> sql.Composable:
+    return sql.Identifier(table.schema, table.name)
