@@ -13,7 +13,10 @@ import sys
 
 from paymigrate.errors import PaymigrateError
 
-COMMAND_MODULES = ("paymigrate.cli.stack",)
+COMMAND_MODULES = (
+    "paymigrate.cli.stack",
+    "paymigrate.cli.validate",
+)
 
 EXIT_ERROR = 2
 
