@@ -157,6 +157,11 @@ _ALL = (
     _p("router/endpoint", "endpoint", "Application entry point (PgBouncer)"),
     _p("router/admin-endpoint", "endpoint", "PgBouncer admin console endpoint"),
     _p("router/admin-secret-arn", "arn", "Secrets Manager secret of the PgBouncer admin user"),
+    _p("router/database", "text", "Database name the applications use on the router",
+       default="payments"),
+    _p("router/databases-file", "text",
+       "PgBouncer's [databases] include file the cutover rewrites (on the host the cutover runs on)",
+       default="/etc/pgbouncer/databases.ini"),
     # Storage, notifications, workflows, functions, replication (design): names and ARNs.
     _p("storage/checkpoints-bucket", "text", "S3 bucket of the migration checkpoints"),
     _p("storage/rollback-bucket", "text", "S3 bucket of the saved rollback state"),

@@ -16,6 +16,9 @@ from paymigrate.errors import PaymigrateError
 COMMAND_MODULES = (
     "paymigrate.cli.stack",
     "paymigrate.cli.validate",
+    "paymigrate.cli.run",
+    "paymigrate.cli.seed",
+    "paymigrate.cli.workload",
 )
 
 EXIT_ERROR = 2

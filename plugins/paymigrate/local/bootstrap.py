@@ -68,6 +68,7 @@ def bootstrap(stack: LocalStack) -> str:
         "router/endpoint": f"127.0.0.1:{rtr}",
         "router/admin-endpoint": f"127.0.0.1:{rtr}",
         "router/admin-secret-arn": secret_arns["router-admin"],
+        "router/databases-file": str(stack.router().databases_file),
         "storage/checkpoints-bucket": buckets["checkpoints"],
         "storage/rollback-bucket": buckets["rollback"],
         "storage/dms-logs-bucket": buckets["dms-logs"],
@@ -120,10 +121,8 @@ def _bucket(s3: Any, name: str, *, versioned: bool, created: list[str]) -> str:
     s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
         "RestrictPublicBuckets": True})
-    s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}))
+    # infra/ adds a policy denying requests without TLS; moto enforces bucket policies and
+    # serves plain HTTP on loopback, so here that policy would refuse every request.
     return name
 
 

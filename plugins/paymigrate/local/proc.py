@@ -177,3 +177,36 @@ def terminate(pid: int, *, timeout: float = 15) -> None:
                 return
             time.sleep(0.1)
     raise StackError(f"process {pid} did not stop")
+
+
+def terminate_group(pid: int, *, timeout: float = 20) -> None:
+    """Stop a service started in its own session and every child it forked (workers, task
+    supervisors): SIGTERM to the group, then SIGKILL to what is left."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+    raise StackError(f"process group {pgid} did not stop")
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

@@ -325,11 +325,24 @@ class LocalStack:
             out.append(Status("moto", self.port("moto"), pid if alive else None, ok, detail))
         else:
             out.append(Status("moto", None, None, False, "not created"))
+        if self.state.get("airflow", {}).get("pids"):
+            from paymigrate.local.airflow import Services
+
+            services = Services(self)
+            running = services.running()
+            for name in self.state["airflow"]["pids"]:
+                pid = running.get(name)
+                out.append(Status(f"airflow {name}", services.port if name == "api-server" else None,
+                                  pid, pid is not None, "running" if pid else "not running"))
         return out
 
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop the processes recorded as ours; with ``purge`` also delete the folders."""
         lines = []
+        if self.state.get("airflow", {}).get("pids"):
+            from paymigrate.local.airflow import Services
+
+            lines += Services(self).stop()
         comps = self.state.get("components", {})
         if "moto" in comps:
             pid = comps["moto"].get("pid")

@@ -1,0 +1,103 @@
+"""
+### payment_cutover: move the writer from the source to the target
+
+Trigger it with your name in `approved_by` and this environment's name in
+`confirm_environment`: that form is the approval gate, recorded with the run.
+
+1. **preflight_cutover**: approved, cutover enabled, migration cutover-ready, replication streaming
+2. **lag_gate**: replication lag under the threshold (deferred while it is not)
+3. **shift_read_traffic**: the read canary, step by step, with alarm and lag gates
+4. **write_switch**: PgBouncer PAUSE, source frozen (read-only, other sessions ended), drain to the
+   freeze position, sequences synced, row counts verified, reverse replication started, route to
+   the target, RELOAD, RESUME: one task, so the write pause is milliseconds, not scheduler
+   seconds. Any failure before RESUME aborts back to the source: nothing is lost.
+5. **checkpoint_cutover**, **notify_cutover_complete**
+
+To go back: payment_rollback (it drains reverse replication first).
+"""
+
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
+from airflow.sdk import DAG, Param, TriggerRule, chain
+
+from paymigrate.airflow.defaults import DEFAULT_ARGS, MACROS, START_DATE, lag_threshold_param
+from paymigrate.airflow.operators import (
+    CheckpointOperator,
+    CutoverPreflightOperator,
+    NotifyFailureOperator,
+    ShiftReadTrafficOperator,
+    WriteSwitchOperator,
+)
+from paymigrate.airflow.sensors import ReplicationSensor
+from paymigrate.cutover import SWITCH_STEPS
+
+PLAN = "preflight_cutover"  # the task whose result the later steps read
+
+with DAG(
+    dag_id="payment_cutover",
+    description="Switch the writer to the target with a sub-second write pause",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
+    render_template_as_native_obj=True,
+    tags=["paymigrate", "cutover"],
+    params={
+        "approved_by": Param(type="string", minLength=2, maxLength=100,
+                             description="Who approves this cutover (recorded with the run)"),
+        "confirm_environment": Param(type="string", minLength=1, maxLength=20,
+                                     description="Type this environment's name to confirm"),
+        "lag_threshold_seconds": lag_threshold_param(),
+        "canary_steps": Param([10, 50, 100], type="array",
+                              items={"type": "integer", "minimum": 1, "maximum": 100}, maxItems=10,
+                              description="Shares of reads sent to the target, in order"),
+        "canary_soak_seconds": Param(30, type="number", minimum=0, maximum=3600,
+                                     description="How long each canary step runs before its gate"),
+        "pause_timeout_seconds": Param(5, type="number", minimum=0.5, maximum=60,
+                                       description="How long in-flight transactions may take at PAUSE"),
+        "drain_timeout_seconds": Param(10, type="number", minimum=0.5, maximum=300,
+                                       description="How long the drain may take inside the pause"),
+        "sequence_gap": Param(1000, type="integer", minimum=0, maximum=1000000000,
+                              description="Added to every sequence on the target at the switch"),
+        "drill_fail_at": Param(None, type=["null", "string"], enum=[None, *SWITCH_STEPS],
+                               description="Game-day drill: fail the switch at this step to rehearse "
+                                           "the abort (writes go back to the source)"),
+    },
+) as dag:
+    preflight_cutover = CutoverPreflightOperator(
+        task_id=PLAN, approved_by="{{ params.approved_by }}",
+        confirm_environment="{{ params.confirm_environment }}", retries=0)
+    lag_gate = ReplicationSensor(task_id="lag_gate", condition="lag_below",
+                                 lag_threshold="{{ params.lag_threshold_seconds or "
+                                               "contract('monitoring/replication-lag-threshold-seconds') }}",
+                                 poke_interval=2, timeout=1800, retries=0, plan_task=PLAN)
+    shift_read_traffic = ShiftReadTrafficOperator(
+        task_id="shift_read_traffic", steps="{{ params.canary_steps }}",
+        soak_seconds="{{ params.canary_soak_seconds }}", lag_threshold="{{ params.lag_threshold_seconds }}",
+        retries=0, plan_task=PLAN)
+    write_switch = WriteSwitchOperator(
+        task_id="write_switch", pause_timeout="{{ params.pause_timeout_seconds }}",
+        drain_timeout="{{ params.drain_timeout_seconds }}", sequence_gap="{{ params.sequence_gap }}",
+        drill_fail_at="{{ params.drill_fail_at }}", retries=0, plan_task=PLAN)
+    checkpoint_cutover = CheckpointOperator(task_id="checkpoint_cutover", phase="cutover",
+                                            include=["preflight_cutover", "shift_read_traffic", "write_switch"],
+                                            lock_state="cut-over", plan_task=PLAN)
+    notify_cutover_complete = SnsPublishOperator(
+        task_id="notify_cutover_complete",
+        target_arn="{{ contract('notifications/migration-status-topic-arn') }}",
+        subject="Cutover complete",
+        message="The target is the writer. Write pause "
+                "{{ '%.0f' % (ti.xcom_pull(task_ids='write_switch')['write_pause_seconds'] * 1000) }} ms. "
+                "Approved by {{ params.approved_by }}. Reverse replication runs for fallback.")
+    notify_failure = NotifyFailureOperator(task_id="notify_failure", what="payment_cutover",
+                                           trigger_rule=TriggerRule.ONE_FAILED, retries=1,
+                                           on_failure_callback=None)
+
+    steps = [preflight_cutover, lag_gate, shift_read_traffic, write_switch, checkpoint_cutover,
+             notify_cutover_complete]
+    chain(*steps)
+    steps >> notify_failure

@@ -1,0 +1,80 @@
+"""
+### payment_rollback: every write back on the source
+
+The runbook (task ids are the state names of the Step Functions rollback state machine where
+it has them):
+
+1. **notify_rollback_start**, **save_rollback_state** (to the rollback bucket, before anything moves)
+2. **switch_writes_to_source**: only after a cutover. PAUSE clients, freeze the target, wait until
+   reverse replication has carried every write made on the target to the source, sync sequences,
+   repoint PgBouncer to the source, unfreeze it, RESUME. Before a cutover: nothing to do.
+3. **stop_replication**, **wait_replication_stopped**
+4. **route_traffic_to_source**: route, canary share of reads (0) and the active-writer parameter
+5. **unfreeze_source**: the source takes writes (idempotent)
+6. **notify_rollback_complete**
+
+Rerunnable: each step checks before it acts. Any failure: **notify_failure**.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
+from airflow.sdk import DAG, Param, TriggerRule, chain
+
+from paymigrate.airflow.defaults import DEFAULT_ARGS, MACROS, START_DATE
+from paymigrate.airflow.operators import (
+    NotifyFailureOperator,
+    RouteToSourceOperator,
+    SaveRollbackStateOperator,
+    StopReplicationOperator,
+    SwitchBackOperator,
+    UnfreezeSourceOperator,
+)
+from paymigrate.airflow.sensors import ReplicationSensor
+
+STATUS_TOPIC = "{{ contract('notifications/migration-status-topic-arn') }}"
+
+with DAG(
+    dag_id="payment_rollback",
+    description="Put every write back on the source database",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    user_defined_macros=MACROS,
+    render_template_as_native_obj=True,
+    tags=["paymigrate", "rollback"],
+    params={
+        "reason": Param(type="string", minLength=3, maxLength=500,
+                        description="Why: recorded in the rollback state and the notifications"),
+        "pause_timeout_seconds": Param(10, type="number", minimum=0.5, maximum=300,
+                                       description="How long in-flight transactions may take at PAUSE"),
+        "drain_timeout_seconds": Param(30, type="number", minimum=1, maximum=3600,
+                                       description="How long reverse replication may take to drain"),
+    },
+) as dag:
+    notify_rollback_start = SnsPublishOperator(
+        task_id="notify_rollback_start", target_arn=STATUS_TOPIC, subject="Rollback started",
+        message="Rollback {{ run_id }} started: {{ params.reason }}")
+    save_rollback_state = SaveRollbackStateOperator(task_id="save_rollback_state")
+    switch_writes_to_source = SwitchBackOperator(
+        task_id="switch_writes_to_source", pause_timeout="{{ params.pause_timeout_seconds }}",
+        drain_timeout="{{ params.drain_timeout_seconds }}", retries=0)
+    stop_replication = StopReplicationOperator(task_id="stop_replication")
+    wait_replication_stopped = ReplicationSensor(task_id="wait_replication_stopped", condition="stopped",
+                                                 poke_interval=2, timeout=600, retries=0)
+    route_traffic_to_source = RouteToSourceOperator(task_id="route_traffic_to_source")
+    unfreeze_source = UnfreezeSourceOperator(task_id="unfreeze_source")
+    notify_rollback_complete = SnsPublishOperator(
+        task_id="notify_rollback_complete", target_arn=STATUS_TOPIC, subject="Rollback complete",
+        message="Rollback {{ run_id }} complete: the source takes every write. ({{ params.reason }})")
+    notify_failure = NotifyFailureOperator(task_id="notify_failure", what="payment_rollback",
+                                           trigger_rule=TriggerRule.ONE_FAILED, retries=1,
+                                           on_failure_callback=None)
+
+    steps = [notify_rollback_start, save_rollback_state, switch_writes_to_source, stop_replication,
+             wait_replication_stopped, route_traffic_to_source, unfreeze_source, notify_rollback_complete]
+    chain(*steps)
+    steps >> notify_failure

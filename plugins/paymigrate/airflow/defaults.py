@@ -1,0 +1,45 @@
+"""What every migration DAG shares: start date, retries, failure alerts, typed Params."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param
+
+from paymigrate.airflow.callbacks import alert_on_failure
+from paymigrate.airflow.hooks import contract_value
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+
+DEFAULT_ARGS = {
+    "owner": "payments-platform",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=10),
+    "retry_exponential_backoff": True,
+    "on_failure_callback": alert_on_failure,
+}
+
+# Jinja sees the contract as `{{ contract('notifications/error-alerts-topic-arn') }}`, read when a
+# task renders its templates, never when the DAG file is parsed.
+MACROS = {"contract": contract_value}
+
+# schema.table, both parts plain identifiers: anything else is refused at trigger time.
+_TABLE = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}\.[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+
+
+def table_list(description: str) -> Param:
+    return Param([], type="array", items={"type": "string", "pattern": _TABLE}, uniqueItems=True,
+                 maxItems=10000, description=description)
+
+
+def engine_param() -> Param:
+    return Param("from-contract", type="string", enum=["from-contract", "postgres-logical", "dms"],
+                 description="Replication engine; from-contract reads "
+                             "/migration/{env}/workflow/replication-engine")
+
+
+def lag_threshold_param() -> Param:
+    return Param(None, type=["null", "number"], minimum=0.001, maximum=3600,
+                 description="Replication lag (seconds) above which the run refuses to go on; empty "
+                             "reads /migration/{env}/monitoring/replication-lag-threshold-seconds")

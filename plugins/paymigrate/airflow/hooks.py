@@ -1,0 +1,95 @@
+"""The migration's view of AWS from inside Airflow, made of the amazon provider's hooks.
+
+Everything a task needs comes from the contract in Parameter Store, read at run time (never at
+import): endpoints and credentials (Secrets Manager), the checkpoints bucket, the topics, the
+DMS task. Nothing here is cached across tasks, so a value an operator changes in Parameter
+Store is seen by the next task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.amazon.aws.hooks.dms import DmsHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+from airflow.providers.amazon.aws.hooks.sns import SnsHook
+from airflow.providers.amazon.aws.hooks.ssm import SsmHook
+
+from paymigrate import contract
+from paymigrate.checkpoints import CheckpointStore
+from paymigrate.db import Endpoint
+
+log = logging.getLogger(__name__)
+
+AWS_CONN_ID = "aws_default"
+
+
+def current_env() -> str:
+    """The environment suffix of this Airflow deployment (``PAYMIGRATE_ENV``)."""
+    return os.environ.get("PAYMIGRATE_ENV", "local")
+
+
+class MigrationHook:
+    def __init__(self, *, aws_conn_id: str = AWS_CONN_ID, env: str | None = None):
+        self.aws_conn_id = aws_conn_id
+        self.env = env or current_env()
+
+    @cached_property
+    def config(self) -> contract.Config:
+        return contract.read(SsmHook(aws_conn_id=self.aws_conn_id).conn, self.env)
+
+    def set(self, key: str, value: Any) -> None:
+        contract.write(SsmHook(aws_conn_id=self.aws_conn_id).conn, key, value, self.env)
+        self.__dict__.pop("config", None)
+
+    def endpoint(self, side: str) -> Endpoint:
+        """``source`` or ``target`` credentials from Secrets Manager (never logged: see Endpoint)."""
+        if side not in ("source", "target"):
+            raise ValueError(f"side {side!r} is not source or target")
+        secret = SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_secret_as_dict(
+            self.config[f"database/{side}-secret-arn"])
+        return Endpoint.from_secret(secret, dbname=self.config["database/name"])
+
+    def engine(self, *, name: str | None = None, tables: list[str] | None = None,
+               exclude: list[str] | None = None) -> Any:
+        """The replication engine the contract (or the run's Param) names."""
+        from paymigrate.replication import engine_for
+
+        name = name or self.config["workflow/replication-engine"]
+        source, target = self.endpoint("source"), self.endpoint("target")
+        if name == "dms":
+            return engine_for(
+                "dms", task_arn=self.config["replication/dms-task-arn"],
+                dms_client=DmsHook(aws_conn_id=self.aws_conn_id).conn,
+                cloudwatch_client=AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn,
+                source=source, target=target)
+        return engine_for(name, source=source, target=target, name=f"paymigrate_{self.env.replace('-', '_')}",
+                          tables=tables or None, exclude=exclude or None)
+
+    def checkpoints(self) -> CheckpointStore:
+        return CheckpointStore(s3=S3Hook(aws_conn_id=self.aws_conn_id).conn,
+                               bucket=self.config["storage/checkpoints-bucket"], env=self.env)
+
+    def rollback_store(self) -> CheckpointStore:
+        return CheckpointStore(s3=S3Hook(aws_conn_id=self.aws_conn_id).conn,
+                               bucket=self.config["storage/rollback-bucket"], env=self.env)
+
+    def publish(self, topic: str, *, subject: str, message: str) -> None:
+        """Publish to one of the four topics (``migration-status``, ``error-alerts``, ...)."""
+        arn = self.config[f"notifications/{topic}-topic-arn"]
+        SnsHook(aws_conn_id=self.aws_conn_id).publish_to_target(target_arn=arn, message=message,
+                                                                subject=subject[:100])
+        log.info("published to %s: %s", topic, subject)
+
+
+def contract_value(key: str) -> Any:
+    """Jinja macro ``{{ contract('notifications/error-alerts-topic-arn') }}``: read at render
+    time, in the worker, so DAG files never read Parameter Store when parsed."""
+    if contract.parameter(key).secure:
+        raise ValueError(f"{key} is a secret and cannot be rendered into a template")
+    return MigrationHook().config[key]

@@ -1,0 +1,116 @@
+"""Waiting on replication without holding a worker slot: a sensor that defers to a trigger.
+
+A full load of a large database takes hours; the sensor checks once, and if the condition is
+not met it hands the wait to the triggerer, which polls the engine from a thread (the engines
+are synchronous) and wakes the task when the condition holds or the timeout passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
+from paymigrate.airflow.operators import PREFLIGHT, summary
+
+CONDITIONS = ("full_load_done", "stopped", "lag_below")
+
+
+def check(*, condition: str, engine: str | None, tables: list[str] | None, exclude: list[str] | None,
+          aws_conn_id: str, env: str, lag_threshold: float | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether the replication condition holds now, and what was seen (for the log)."""
+    hook = MigrationHook(aws_conn_id=aws_conn_id, env=env)
+    eng = hook.engine(name=engine, tables=tables, exclude=exclude)
+    if condition == "lag_below":
+        lag = summary(eng.lag())
+        seconds = lag.get("seconds")
+        return seconds is not None and seconds <= float(lag_threshold or 0), {"lag": lag}
+    status = summary(eng.status())
+    if condition == "full_load_done":
+        return bool(status.get("running") and status.get("full_load_done")), status
+    return not status.get("running"), status
+
+
+class ReplicationTrigger(BaseTrigger):
+    def __init__(self, *, condition: str, engine: str | None, tables: list[str] | None,
+                 exclude: list[str] | None, aws_conn_id: str, env: str, poll_interval: float,
+                 lag_threshold: float | None = None):
+        super().__init__()
+        self.kwargs = {"condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
+                       "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
+        self.poll_interval = poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {**self.kwargs, "poll_interval": self.poll_interval})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        polls = 0
+        while True:
+            try:
+                ok, seen = await asyncio.to_thread(check, **self.kwargs)
+            except Exception as exc:
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            polls += 1
+            if ok:
+                yield TriggerEvent({"status": "done", "seen": seen, "polls": polls})
+                return
+            self.log.info("waiting for %s: %s", self.kwargs["condition"], seen)
+            await asyncio.sleep(self.poll_interval)
+
+
+class ReplicationSensor(BaseSensorOperator):
+    """Wait until replication is running with its full load done, or stopped, or lag is low."""
+
+    template_fields = ("lag_threshold", "timeout_minutes")
+
+    def __init__(self, *, condition: str, lag_threshold: Any = None, timeout_minutes: Any = None,
+                 aws_conn_id: str = AWS_CONN_ID, deferrable: bool = True, plan_task: str = PREFLIGHT,
+                 **kwargs: Any):
+        if condition not in CONDITIONS:
+            raise ValueError(f"condition {condition!r} is not one of {', '.join(CONDITIONS)}")
+        kwargs.setdefault("poke_interval", 5)
+        super().__init__(**kwargs)
+        self.condition = condition
+        self.lag_threshold = lag_threshold
+        self.timeout_minutes = timeout_minutes
+        self.aws_conn_id = aws_conn_id
+        self.deferrable = deferrable
+        self.plan_task = plan_task
+
+    def _kwargs(self, context: Context) -> dict[str, Any]:
+        plan = context["ti"].xcom_pull(task_ids=self.plan_task) or {}
+        hook = MigrationHook(aws_conn_id=self.aws_conn_id)
+        return {"condition": self.condition, "engine": plan.get("engine"), "tables": plan.get("tables"),
+                "exclude": plan.get("exclude"), "aws_conn_id": self.aws_conn_id, "env": hook.env,
+                "lag_threshold": float(self.lag_threshold) if self.lag_threshold is not None else None}
+
+    def poke(self, context: Context) -> bool:
+        ok, seen = check(**self._kwargs(context))
+        self.log.info("%s: %s (%s)", self.condition, "yes" if ok else "not yet", seen)
+        return ok
+
+    def execute(self, context: Context) -> Any:
+        if self.timeout_minutes not in (None, ""):
+            self.timeout = float(self.timeout_minutes) * 60
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        kwargs = self._kwargs(context)
+        self.defer(trigger=ReplicationTrigger(poll_interval=self.poke_interval, **kwargs),
+                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        if not event or event.get("status") != "done":
+            raise AirflowFailException(f"waiting for {self.condition} failed: "
+                                       f"{(event or {}).get('message', 'no event')}")
+        self.log.info("%s after %s poll(s): %s", self.condition, event.get("polls"), event.get("seen"))
+        return event.get("seen")

@@ -1,0 +1,141 @@
+"""One DAG run to its end: through the running api-server, or in-process with ``dag.test()``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from paymigrate.errors import PaymigrateError
+from paymigrate.local import airflow as local_airflow
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("success", "failed")
+
+
+class RunFailed(PaymigrateError):
+    pass
+
+
+@dataclass
+class RunResult:
+    dag_id: str
+    run_id: str
+    state: str
+    seconds: float
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # task_id, state, seconds, map_index
+    via: str = ""
+    xcom: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "success"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dag_id": self.dag_id, "run_id": self.run_id, "state": self.state, "via": self.via,
+                "seconds": round(self.seconds, 1), "tasks": self.tasks}
+
+
+class Api:
+    """The Airflow REST API v2 with a token from ``POST /auth/token``."""
+
+    def __init__(self, base_url: str, username: str, password: str):
+        self.base = base_url.rstrip("/")
+        body = self._call("POST", "/auth/token", {"username": username, "password": password}, token=None)
+        self.token = body["access_token"]
+
+    def _call(self, method: str, path: str, body: Any = None, *, token: str | None = "") -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token or self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise PaymigrateError(f"airflow API {method} {path}: HTTP {exc.code} "
+                                  f"{exc.read().decode(errors='replace')[:500]}") from None
+        return json.loads(raw) if raw else None
+
+    def run(self, dag_id: str, conf: dict[str, Any], *, timeout: float, poll: float = 2) -> RunResult:
+        started = time.monotonic()
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        run_id = run["dag_run_id"]
+        log.info("triggered %s run %s", dag_id, run_id)
+        seen: dict[str, str] = {}
+        while True:
+            run = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}")
+            tis = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances"
+                                    "?limit=500")["task_instances"]
+            for ti in tis:
+                key = f"{ti['task_id']}[{ti['map_index']}]" if ti["map_index"] >= 0 else ti["task_id"]
+                if ti["state"] and seen.get(key) != ti["state"]:
+                    seen[key] = ti["state"]
+                    log.info("%s: %s", key, ti["state"])
+            if run["state"] in FINISHED:
+                break
+            if time.monotonic() - started > timeout:
+                raise RunFailed(f"{dag_id} run {run_id} not finished after {timeout:.0f}s "
+                                f"(state {run['state']})")
+            time.sleep(poll)
+        tasks = [{"task_id": ti["task_id"], "map_index": ti["map_index"], "state": ti["state"],
+                  "seconds": ti.get("duration")} for ti in tis]
+        xcom = {}
+        for ti in tis:
+            if ti["state"] == "success" and ti["map_index"] < 0:
+                try:
+                    entry = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/"
+                                              f"{ti['task_id']}/xcomEntries/return_value?deserialize=true")
+                    xcom[ti["task_id"]] = entry.get("value")
+                except PaymigrateError:
+                    pass  # a task without a return value
+        return RunResult(dag_id, run_id, run["state"], time.monotonic() - started, tasks, "api-server", xcom)
+
+
+def _q(run_id: str) -> str:
+    return urllib.request.quote(run_id, safe="")
+
+
+def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
+    """``dag.test()`` in this process; the caller has set the Airflow environment already."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    started = time.monotonic()
+    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if bag.import_errors:
+        raise PaymigrateError(f"DAG import errors: {bag.import_errors}")
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise PaymigrateError(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}")
+    dr = dag.test(run_conf=conf)
+    tasks, xcom = [], {}
+    for ti in sorted(dr.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date or 0)):
+        tasks.append({"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
+                      "seconds": ti.duration})
+        if ti.map_index < 0 and str(ti.state) == "success":
+            value = ti.xcom_pull(task_ids=ti.task_id, dag_id=dag_id, run_id=dr.run_id) \
+                if hasattr(ti, "xcom_pull") else None
+            if value is not None:
+                xcom[ti.task_id] = value
+    return RunResult(dag_id, dr.run_id, str(dr.state), time.monotonic() - started, tasks, "dag.test()", xcom)
+
+
+def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3600) -> RunResult:
+    """Through the api-server when the stack's Airflow is up, else ``dag.test()`` here."""
+    services = local_airflow.Services(stack)
+    if services.running().get("api-server"):
+        env = local_airflow.environment(stack, api_port=services.port)
+        api = Api(services.url, local_airflow.ADMIN_USER, local_airflow.admin_password(env))
+        return api.run(dag_id, conf, timeout=timeout)
+    env = local_airflow.environment(stack)
+    os.environ.update(env)
+    local_airflow.migrate(env)
+    return run_in_process(dag_id, conf)

@@ -1,0 +1,171 @@
+"""The write switch: PgBouncer's admin console and its ``[databases]`` file.
+
+PgBouncer 1.18 cannot change where a database points from the console; the cutover rewrites the
+``[databases]`` include file and sends ``RELOAD`` while clients are held by ``PAUSE``. In
+transaction pooling ``PAUSE`` waits for in-flight transactions to finish and holds new ones,
+so no client sees an error: it sees a stall.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+
+from paymigrate.db import Endpoint, connect
+from paymigrate.errors import PaymigrateError
+
+log = logging.getLogger(__name__)
+
+_LINE = re.compile(r"^\s*(?P<db>[A-Za-z0-9_.\-]+)\s*=\s*(?P<opts>.*)$")
+_IDENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class RouterError(PaymigrateError):
+    """The router refused a command or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Route:
+    database: str
+    host: str
+    port: int
+    dbname: str
+
+
+def read_routes(path: Path) -> dict[str, Route]:
+    """The routes of a ``[databases]`` file: ``{"payments": Route(host, port, dbname)}``."""
+    routes = {}
+    for raw in Path(path).read_text().splitlines():
+        m = _LINE.match(raw)
+        if not m or raw.lstrip().startswith((";", "#", "[")):
+            continue
+        opts = dict(kv.split("=", 1) for kv in m["opts"].split() if "=" in kv)
+        routes[m["db"]] = Route(m["db"], opts.get("host", ""), int(opts.get("port", 5432)),
+                                opts.get("dbname", m["db"]))
+    return routes
+
+
+def write_route(path: Path, route: Route) -> Route | None:
+    """Point ``route.database`` at ``route.host:route.port`` in the file (atomically, keeping the
+    file's owner and mode, since PgBouncer runs as another user); return the previous route."""
+    for v in (route.database, route.host, route.dbname):
+        if not _IDENT.match(v):
+            raise RouterError(f"refusing to write {v!r} into the router's [databases] file")
+    path = Path(path)
+    st = path.stat()
+    lines = path.read_text().splitlines()
+    previous = read_routes(path).get(route.database)
+    entry = f"{route.database} = host={route.host} port={route.port} dbname={route.dbname}"
+    out, replaced = [], False
+    for line in lines:
+        m = _LINE.match(line)
+        if m and m["db"] == route.database and not line.lstrip().startswith((";", "#")):
+            out.append(entry)
+            replaced = True
+        else:
+            out.append(line)
+    if not replaced:
+        out.append(entry)
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o777)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(out) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    if os.geteuid() == 0:
+        os.chown(tmp, st.st_uid, st.st_gid)
+    os.replace(tmp, path)
+    return previous
+
+
+class RouterAdmin:
+    """Commands on PgBouncer's admin console (autocommit: the console has no transactions)."""
+
+    def __init__(self, admin: Endpoint | str):
+        self.admin = admin
+
+    def _run(self, command: str, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        result: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                conn = connect(self.admin, autocommit=True)
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(command)
+                        if cur.description:
+                            cols = [d.name for d in cur.description]
+                            result["rows"] = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+                        else:
+                            result["rows"] = []
+                finally:
+                    conn.close()
+            except psycopg2.Error as exc:
+                result["error"] = exc
+
+        if timeout is None:
+            go()
+        else:
+            worker = threading.Thread(target=go, daemon=True, name=f"router-{command.split()[0]}")
+            worker.start()
+            worker.join(timeout)
+            if worker.is_alive():
+                raise RouterError(f"router did not finish {command!r} within {timeout:.1f}s")
+        if "error" in result:
+            raise RouterError(f"router refused {command!r}: {str(result['error']).strip()}")
+        return result["rows"]
+
+    def pause(self, database: str, *, timeout: float) -> float:
+        """``PAUSE db``: returns once in-flight transactions are done; seconds it took.
+
+        If they do not finish within ``timeout`` the pause is undone with ``RESUME`` and
+        :class:`RouterError` raised, so a long transaction never holds every client hostage.
+        """
+        started = time.monotonic()
+        try:
+            self._run(f"PAUSE {_ident(database)}", timeout=timeout)
+        except RouterError:
+            self.resume(database, quiet=True)
+            raise
+        return time.monotonic() - started
+
+    def resume(self, database: str, *, quiet: bool = False) -> None:
+        try:
+            self._run(f"RESUME {_ident(database)}", timeout=30)
+        except RouterError as exc:
+            # "database is not paused" is the answer to a second RESUME: not an error.
+            if quiet or "not paused" in str(exc):
+                log.info("RESUME %s: %s", database, exc)
+                return
+            raise
+
+    def reload(self) -> None:
+        self._run("RELOAD", timeout=30)
+
+    def databases(self) -> dict[str, dict[str, Any]]:
+        return {r["name"]: r for r in self._run("SHOW DATABASES", timeout=30)}
+
+    def route(self, database: str) -> tuple[str, int]:
+        """Where PgBouncer sends ``database`` now, as it reports it (not as the file says)."""
+        row = self.databases().get(database)
+        if row is None:
+            raise RouterError(f"router has no database {database!r}")
+        return row["host"], int(row["port"])
+
+    def paused(self, database: str) -> bool:
+        row = self.databases().get(database)
+        return bool(row and int(row.get("paused") or 0))
+
+
+def _ident(name: str) -> str:
+    if not _IDENT.match(name):
+        raise RouterError(f"{name!r} is not a valid router database name")
+    return name
