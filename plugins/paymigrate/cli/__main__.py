@@ -1,5 +1,0 @@
-import sys
-
-from paymigrate.cli import main
-
-sys.exit(main())
