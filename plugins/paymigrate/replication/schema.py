@@ -33,6 +33,7 @@ from paymigrate.errors import ReplicationError
 log = logging.getLogger(__name__)
 
 PG_BINDIRS = ("/usr/lib/postgresql/15/bin", "/usr/bin")
+MAINTENANCE_WORK_MEM = "512MB"
 _TOC = re.compile(r"^\s*(\d+);\s+(\d+)\s+(\d+)\s")
 
 # (catalog, oid) of the objects the early step takes from post-data: primary keys, replica
@@ -186,9 +187,12 @@ def _execute(target: Endpoint, script: str, *, what: str, marker_sql: str | None
     # One transaction with ON_ERROR_STOP: all of it or none of it.
     text = script + ("\n" + marker_sql + ";\n" if marker_sql else "")
     argv = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
+    env = libpq_env(target)
+    # Index builds sort every row: give them memory (the default 64MB spills to disk at 1M rows).
+    env["PGOPTIONS"] = f"-c maintenance_work_mem={MAINTENANCE_WORK_MEM}"
     try:
-        res = subprocess.run(argv, input=text, capture_output=True, text=True,
-                             env=libpq_env(target), timeout=6 * 3600)
+        res = subprocess.run(argv, input=text, capture_output=True, text=True, env=env,
+                             timeout=6 * 3600)
     except subprocess.TimeoutExpired:
         raise ReplicationError(f"restoring the {what} on {target.safe()} took over 6 hours") from None
     if res.returncode != 0:

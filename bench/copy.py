@@ -1,0 +1,167 @@
+"""Initial copy: the postgres-logical engine against pg_dump/pg_restore and pgcopydb.
+
+    .venv/bin/python -m bench.copy [--rows 1000000]
+
+Starts its own local stack in a temporary home, fills a payments-like table on the source
+(uuid key, bigint, numeric(19,4), timestamptz, jsonb, text, two secondary indexes), then copies it
+into a fresh empty target database with each tool, timed from start to a target with every row and
+index. Prints seconds, rows/s and ratios against pg_dump/pg_restore measured in the same run. The
+engine runs twice: secondary indexes built after the copy (its default) and before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+
+from paymigrate.local.stack import LocalStack  # noqa: E402
+from paymigrate.replication.logical import LogicalEngine  # noqa: E402
+from paymigrate.replication.schema import tool  # noqa: E402
+
+SOURCE_DB = "bench_copy"
+FILL = """
+CREATE TABLE payments (id uuid PRIMARY KEY, account_id bigint NOT NULL, amount numeric(19,4) NOT NULL,
+                       created_at timestamptz NOT NULL, meta jsonb NOT NULL, note text);
+INSERT INTO payments
+SELECT md5(g::text)::uuid, g %% 50000, (g %% 100000) / 100.0, now() - g * interval '1 second',
+       jsonb_build_object('merchant', g %% 977, 'channel', 'card', 'country', 'SG'),
+       'payment ' || g
+FROM generate_series(1, %(rows)s) g;
+CREATE INDEX payments_account_idx ON payments (account_id);
+CREATE INDEX payments_created_idx ON payments (created_at);
+"""
+
+
+def execute(dsn: str, statement: str, args=None):
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def fresh_db(stack: LocalStack, side: str, name: str) -> str:
+    admin = stack.dsn(side, dbname="postgres")
+    execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    execute(admin, f'CREATE DATABASE "{name}"')
+    return stack.dsn(side, dbname=name)
+
+
+def check(stack: LocalStack, name: str, rows: int) -> None:
+    dsn = stack.dsn("target", dbname=name)
+    count = execute(dsn, "SELECT count(*) FROM payments")[0][0]
+    indexes = execute(dsn, "SELECT count(*) FROM pg_indexes WHERE tablename = 'payments'")[0][0]
+    if count != rows or indexes != 3:
+        raise SystemExit(f"{name}: {count} rows and {indexes} indexes, expected {rows} and 3")
+
+
+def run_engine(stack: LocalStack, rows: int, *, indexes_after_copy: bool) -> float:
+    name = "bench_logical_after" if indexes_after_copy else "bench_logical_before"
+    fresh_db(stack, "target", name)
+    engine = LogicalEngine(source=stack.endpoint("source", dbname=SOURCE_DB),
+                           target=stack.endpoint("target", dbname=name), name=name,
+                           indexes_after_copy=indexes_after_copy, poll=0.2)
+    try:
+        started = time.monotonic()
+        engine.start()
+        status = engine.wait_full_load(timeout=3600, poll=0.5)
+        elapsed = time.monotonic() - started
+        if not status.full_load_done:
+            raise SystemExit(f"{name}: full load not done: {status}")
+        check(stack, name, rows)
+        return elapsed
+    finally:
+        engine.drop()
+
+
+def run_pg_dump(stack: LocalStack, rows: int, work: Path) -> float:
+    fresh_db(stack, "target", "bench_pg_dump")
+    env = {**os.environ, "PGPASSFILE": str(stack.passfile)}
+    folder = work / "dump"
+    started = time.monotonic()
+    subprocess.run([tool("pg_dump"), "-Fd", "-j", "2", "-Z", "0", "-f", str(folder),
+                    stack.dsn("source", dbname=SOURCE_DB)], check=True, env=env)
+    subprocess.run([tool("pg_restore"), "-j", "2", "--no-owner", "-d",
+                    stack.dsn("target", dbname="bench_pg_dump"), str(folder)], check=True, env=env)
+    elapsed = time.monotonic() - started
+    check(stack, "bench_pg_dump", rows)
+    return elapsed
+
+
+def run_pgcopydb(stack: LocalStack, rows: int, work: Path) -> float | None:
+    binary = shutil.which("pgcopydb") or "/usr/lib/postgresql/15/bin/pgcopydb"
+    if not Path(binary).exists():
+        print("pgcopydb not installed: skipped")
+        return None
+    fresh_db(stack, "target", "bench_pgcopydb")
+    env = {**os.environ, "PGPASSFILE": str(stack.passfile)}
+
+    def uri(side: str, db: str) -> str:
+        return f"postgresql://paymigrate@127.0.0.1:{stack.port(side)}/{db}"
+
+    started = time.monotonic()
+    subprocess.run([binary, "clone", "--source", uri("source", SOURCE_DB),
+                    "--target", uri("target", "bench_pgcopydb"), "--table-jobs", "2",
+                    "--index-jobs", "2", "--dir", str(work / "pgcopydb")],
+                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    check(stack, "bench_pgcopydb", rows)
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.copy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the payments table")
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error(f"--rows {args.rows} must be at least 1")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    home = Path(tempfile.mkdtemp(prefix="paymigrate-bench-copy-"))
+    home.chmod(0o755)
+    stack = LocalStack(home, env="bench")
+    try:
+        stack.up(bootstrap=False)
+        fresh_db(stack, "source", SOURCE_DB)
+        started = time.monotonic()
+        execute(stack.dsn("source", dbname=SOURCE_DB), FILL, {"rows": args.rows})
+        execute(stack.dsn("source", dbname=SOURCE_DB), "VACUUM ANALYZE payments")
+        size = execute(stack.dsn("source", dbname=SOURCE_DB),
+                       "SELECT pg_size_pretty(pg_total_relation_size('payments'))")[0][0]
+        print(f"source: {args.rows:,} rows, {size} with indexes, filled in {time.monotonic() - started:.1f}s")
+        with tempfile.TemporaryDirectory(prefix="paymigrate-bench-") as tmp:
+            work = Path(tmp)
+            results = {
+                "pg_dump -Fd -j2 | pg_restore -j2 (baseline)": run_pg_dump(stack, args.rows, work),
+                "pgcopydb clone --table-jobs 2 --index-jobs 2": run_pgcopydb(stack, args.rows, work),
+                "postgres-logical, indexes after copy": run_engine(stack, args.rows, indexes_after_copy=True),
+                "postgres-logical, indexes before copy": run_engine(stack, args.rows, indexes_after_copy=False),
+            }
+        base = results["pg_dump -Fd -j2 | pg_restore -j2 (baseline)"]
+        copydb = results["pgcopydb clone --table-jobs 2 --index-jobs 2"]
+        print(f"{'method':<48} {'seconds':>8} {'rows/s':>10} {'vs pg_dump':>11} {'vs pgcopydb':>12}")
+        for label, secs in results.items():
+            if secs is None:
+                continue
+            vs_copydb = f"{secs / copydb:.2f}x" if copydb else "-"
+            print(f"{label:<48} {secs:>8.1f} {args.rows / secs:>10,.0f} {secs / base:>10.2f}x {vs_copydb:>12}")
+    finally:
+        stack.down(purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
