@@ -49,6 +49,7 @@ class Tuning:
     recheck_max_keys: int = 100_000
     recheck_batch: int = 1000
     max_depth: int = 12
+    parallel: bool = True  # let each server use its parallel workers for the full scans
 
     def __post_init__(self) -> None:
         for name in ("rows_per_segment", "max_segments", "leaf_rows", "exact_bounds_rows",
@@ -134,16 +135,15 @@ def _snapshot_pass(pair: Pair, table: Table, max_keys: int, catch_up: CatchUp | 
     caught_up = True
     try:
         if catch_up is None:
-            pair.both(_begin)
+            pair.both(lambda side: _begin(side, tuning))
         else:
-            pair.source.begin()
+            _begin(pair.source, tuning, snapshot=False)
             lsn = pair.source.lsn()
             caught_up = bool(catch_up(lsn))
             if not caught_up:
                 log.warning("%s: the target did not reach the source's WAL position %s in time; "
                             "comparing anyway", table.qualified, lsn)
-            pair.target.begin()
-            pair.target.query("SELECT 1")  # takes the target's snapshot now
+            _begin(pair.target, tuning)  # the target's snapshot is taken now, after the catch-up
         found = _keyed(pair, table, max_keys, tuning) if table.key else _multiset(pair, table, tuning)
     finally:
         pair.source.end()
@@ -151,9 +151,12 @@ def _snapshot_pass(pair: Pair, table: Table, max_keys: int, catch_up: CatchUp | 
     return found, caught_up
 
 
-def _begin(side: Side) -> None:
+def _begin(side: Side, tuning: Tuning, *, snapshot: bool = True) -> None:
     side.begin()
-    side.query("SELECT 1")
+    if tuning.parallel:
+        side.execute(dialect.PARALLEL_SETTINGS)
+    if snapshot:
+        side.query("SELECT 1")  # a REPEATABLE READ snapshot is taken by the first query
 
 
 def _estimate(side: Side, table: Table) -> float:

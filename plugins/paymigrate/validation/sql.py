@@ -1,18 +1,19 @@
 """The SQL dialect of the comparison: normalized row hashes, segment aggregates, key fetches.
 
-Equal data must hash equal whatever the session or the server version, so each column is turned
-into text by a rule that depends on neither:
+Equal data must hash equal whatever the session or the server version. The output settings are
+pinned with ``SET LOCAL`` at the start of every transaction (:data:`SESSION_SETTINGS`: safe
+behind a pooler too), and each column is turned into text by a rule that does not lean on the
+settings that matter most:
 
-- ``timestamptz``: ``to_char(v AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US BC')`` (the instant
-  in UTC, to the microsecond); ``timestamp`` and ``date`` the same without the zone; infinities
-  as ``infinity``/``-infinity``.
+- ``timestamptz``: ``(v AT TIME ZONE 'UTC')::text``: the instant in UTC whatever the session's
+  TimeZone, written in ISO (DateStyle is set locally, below), to the microsecond.
 - ``float4``/``float8``: the hex of the binary value (``float8send``), so a change in the last
   digit is seen whatever ``extra_float_digits`` is.
 - ``numeric``: its text, which keeps the scale: ``1.50`` and ``1.5`` are different (as stored).
 - ``bytea``: hex whatever ``bytea_output`` is; ``money``: as numeric (no locale).
 - ``jsonb``: its text, which is canonical; ``json``: its text as stored (whitespace counts).
-- everything else (text, uuid, integers, intervals, arrays, enums...): its text output, under the
-  session settings below, set with ``SET LOCAL`` in every transaction (safe behind a pooler).
+- everything else (text, uuid, integers, timestamp, date, interval, arrays, enums...): its text
+  output under the pinned settings (DateStyle ISO, IntervalStyle postgres).
 
 A row is ``md5(ROW(col1, col2, ...)::text)`` over the normalized columns in name order (column
 order may differ between the sides). The record text form quotes values, so ``NULL`` (nothing)
@@ -38,7 +39,10 @@ SESSION_SETTINGS = sql.SQL(
     "SET LOCAL bytea_output = 'hex'; SET LOCAL search_path = ''"
 )
 
-_TS = "'YYYY-MM-DD HH24:MI:SS.US BC'"
+# The planner cannot know that GROUP BY segment yields a few thousand groups, not one per row, so
+# it judges parallel partial aggregation not worth it; made free, it splits the scan over the
+# server's parallel workers (max_parallel_workers_per_gather still bounds them).
+PARALLEL_SETTINGS = sql.SQL("SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0")
 
 
 def normalized(col: Column) -> sql.Composable:
@@ -46,14 +50,7 @@ def normalized(col: Column) -> sql.Composable:
     c = sql.Identifier(col.name)
     base = col.base
     if base == "timestamptz":
-        return sql.SQL("CASE WHEN pg_catalog.isfinite({c}) THEN pg_catalog.to_char({c} AT TIME ZONE "
-                       "'UTC', " + _TS + ") ELSE {c}::text END").format(c=c)
-    if base == "timestamp":
-        return sql.SQL("CASE WHEN pg_catalog.isfinite({c}) THEN pg_catalog.to_char({c}, " + _TS
-                       + ") ELSE {c}::text END").format(c=c)
-    if base == "date":
-        return sql.SQL("CASE WHEN pg_catalog.isfinite({c}) THEN pg_catalog.to_char({c}, "
-                       "'YYYY-MM-DD BC') ELSE {c}::text END").format(c=c)
+        return sql.SQL("({c} AT TIME ZONE 'UTC')::text").format(c=c)
     if base in ("float4", "float8"):
         return sql.SQL("pg_catalog.encode(pg_catalog.{f}({c}::{t}), 'hex')").format(
             f=sql.Identifier(base + "send"), c=c, t=sql.SQL(base))
