@@ -119,6 +119,10 @@ class CheckpointStore:
                      current.run_id, current.state)
         return new
 
+    def clear_lock(self) -> None:
+        """Forget the migration (a demo starting over); versioning keeps the old lock."""
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key("active.json"))
+
     def set_state(self, state: str, *, run_id: str | None = None) -> Lock:
         current = self.lock()
         if current is None:

@@ -63,3 +63,8 @@ def state_machine_name(role: str, env: str) -> str:
 def dms_identifier(role: str, env: str) -> str:
     """DMS identifiers: letters, digits and hyphens, starting with a letter."""
     return resource_name(f"dms-{role}", env)
+
+
+def replication_name(env: str) -> str:
+    """Publication, subscription and slot name of the logical engine (a SQL identifier)."""
+    return f"{PROJECT}_{check_env(env).replace('-', '_')}"

@@ -20,7 +20,7 @@ from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHoo
 from airflow.providers.amazon.aws.hooks.sns import SnsHook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 
-from paymigrate import contract
+from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
 
@@ -68,7 +68,7 @@ class MigrationHook:
                 dms_client=DmsHook(aws_conn_id=self.aws_conn_id).conn,
                 cloudwatch_client=AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn,
                 source=source, target=target)
-        return engine_for(name, source=source, target=target, name=f"paymigrate_{self.env.replace('-', '_')}",
+        return engine_for(name, source=source, target=target, name=names.replication_name(self.env),
                           tables=tables or None, exclude=exclude or None)
 
     def checkpoints(self) -> CheckpointStore:

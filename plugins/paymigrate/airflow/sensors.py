@@ -84,6 +84,7 @@ class ReplicationSensor(BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
         self.deferrable = deferrable
         self.plan_task = plan_task
+        self._seen: dict[str, Any] | None = None
 
     def _kwargs(self, context: Context) -> dict[str, Any]:
         plan = context["ti"].xcom_pull(task_ids=self.plan_task) or {}
@@ -95,7 +96,23 @@ class ReplicationSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         ok, seen = check(**self._kwargs(context))
         self.log.info("%s: %s (%s)", self.condition, "yes" if ok else "not yet", seen)
+        if ok:
+            self._finish(context)
+            self._seen = seen
         return ok
+
+    def _finish(self, context: Context) -> None:
+        """After the full load, build what the engine deferred past the copy (secondary indexes
+        and constraints: faster once than maintained row by row). Idempotent in the engine."""
+        if self.condition != "full_load_done":
+            return
+        kw = self._kwargs(context)
+        engine = MigrationHook(aws_conn_id=self.aws_conn_id).engine(
+            name=kw["engine"], tables=kw["tables"], exclude=kw["exclude"])
+        complete = getattr(engine, "complete_schema", None)
+        if complete:
+            built = complete()
+            self.log.info("deferred indexes and constraints built: %s statement(s)", built)
 
     def execute(self, context: Context) -> Any:
         if self.timeout_minutes not in (None, ""):
@@ -103,7 +120,7 @@ class ReplicationSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         if self.poke(context):
-            return None
+            return self._seen
         kwargs = self._kwargs(context)
         self.defer(trigger=ReplicationTrigger(poll_interval=self.poke_interval, **kwargs),
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
@@ -113,4 +130,5 @@ class ReplicationSensor(BaseSensorOperator):
             raise AirflowFailException(f"waiting for {self.condition} failed: "
                                        f"{(event or {}).get('message', 'no event')}")
         self.log.info("%s after %s poll(s): %s", self.condition, event.get("polls"), event.get("seen"))
+        self._finish(context)
         return event.get("seen")

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "paymigrate.cli.run",
     "paymigrate.cli.seed",
     "paymigrate.cli.workload",
+    "paymigrate.cli.demo",
 )
 
 EXIT_ERROR = 2

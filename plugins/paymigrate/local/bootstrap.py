@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from paymigrate import aws, contract, names, statemachines
+from paymigrate import contract, names, statemachines
 
 if TYPE_CHECKING:
     from paymigrate.local.stack import LocalStack
@@ -43,8 +43,7 @@ def bootstrap(stack: LocalStack) -> str:
     env = stack.env
     created: list[str] = []
 
-    def c(service: str) -> Any:
-        return aws.client(service, endpoint_url=endpoint, region=stack.env_vars()["AWS_DEFAULT_REGION"])
+    c = stack.client
 
     buckets = {role: _bucket(c("s3"), names.bucket_name(role, env), versioned=role != "dms-logs",
                              created=created) for role in names.BUCKETS}

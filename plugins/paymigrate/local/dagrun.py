@@ -64,6 +64,9 @@ class Api:
                                   f"{exc.read().decode(errors='replace')[:500]}") from None
         return json.loads(raw) if raw else None
 
+    def dag(self, dag_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/v2/dags/{dag_id}")
+
     def run(self, dag_id: str, conf: dict[str, Any], *, timeout: float, poll: float = 2) -> RunResult:
         started = time.monotonic()
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})

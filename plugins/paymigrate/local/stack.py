@@ -168,6 +168,12 @@ class LocalStack:
             return Endpoint("127.0.0.1", self.port(name), dbname, SUPERUSER, s[f"{name}-db"])
         raise StackError(f"unknown component {name!r}; known: source, target, router, router-admin")
 
+    def client(self, service: str):
+        """A boto3 client of the stack's moto server."""
+        from paymigrate import aws
+
+        return aws.client(service, endpoint_url=self.moto_url, region=REGION)
+
     @property
     def moto_url(self) -> str:
         return f"http://127.0.0.1:{self.port('moto')}"

@@ -145,6 +145,8 @@ def _snapshot_pass(pair: Pair, table: Table, max_keys: int, catch_up: CatchUp | 
                             "comparing anyway", table.qualified, lsn)
             _begin(pair.target, tuning)  # the target's snapshot is taken now, after the catch-up
         found = _keyed(pair, table, max_keys, tuning) if table.key else _multiset(pair, table, tuning)
+        if catch_up is not None and not table.key and found.target_surplus and not found.source_surplus:
+            found.target_surplus = _surplus_beyond_later_source(pair, table, tuning)
     finally:
         pair.source.end()
         pair.target.end()
@@ -272,6 +274,23 @@ def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
             else:
                 found.target_surplus -= delta
     return found
+
+
+def _surplus_beyond_later_source(pair: Pair, table: Table, tuning: Tuning) -> int:
+    """Rows the caught-up target holds that a source snapshot taken *after* the target's does not.
+
+    Without a key there is nothing to re-fetch, and the target, once caught up, is rightly
+    ahead of the first source snapshot by what committed since. Every row the target applied
+    committed on the source first, so a source snapshot taken after the target's contains them
+    all: what the target has beyond it is truly extra. Rows missing from the target were
+    already counted against the first snapshot, which the target is at or past.
+    """
+    pair.source.end()
+    _begin(pair.source, tuning)
+    later = _multiset(pair, table, tuning)
+    log.info("%s: target ahead of the first source snapshot; %d row(s) beyond a later one",
+             table.qualified, later.target_surplus)
+    return later.target_surplus
 
 
 def _recheck_keys(pair: Pair, table: Table, before: Found, catch_up: CatchUp,
