@@ -36,3 +36,8 @@ class WorkloadError(PaymigrateError):
 class ValidationError(PaymigrateError):
     """Source and target cannot be compared: a server is unreachable, or a table or a column is
     missing on one side or differs in type. The message names each problem."""
+
+
+class FreezeError(PaymigrateError):
+    """A database could not be made read-only for everyone but the migration role (a session
+    that was told to end is still there and may still write)."""
