@@ -109,11 +109,12 @@ class Services:
 
     def start(self) -> list[str]:
         state = self._state()
-        state["port"] = proc.free_port(state.get("port") or 8080)
+        alive = self.running()
+        if "api-server" not in alive:  # a running api-server keeps the port it listens on
+            state["port"] = proc.free_port(state.get("port") or 8080)
         env = environment(self.stack, api_port=state["port"])
         migrate(env)
         self.logs.mkdir(parents=True, exist_ok=True)
-        alive = self.running()
         lines, pids = [], dict(alive)
         airflow = str(Path(sys.executable).parent / "airflow")
         for name in SERVICES:
