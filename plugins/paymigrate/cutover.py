@@ -24,13 +24,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paymigrate.db import Endpoint
+import psycopg2
+
+from paymigrate.db import Endpoint, connection
 from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import freeze, unfreeze
 from paymigrate.router import Route, RouterAdmin, read_routes, write_route
 
 log = logging.getLogger(__name__)
 
+DRAIN_POLL = 0.02  # seconds between drain checks: every one of them is write pause
 SWITCH_STEPS = ("pause", "freeze_source", "drain", "sync_sequences", "verify", "reverse", "repoint",
                 "resume")
 BACK_STEPS = ("pause", "freeze_target", "drain_reverse", "sync_sequences", "repoint", "unfreeze_source",
@@ -110,31 +113,46 @@ def switch_writes(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     (with the source writable and clients resumed on it) if any step before ``resume`` fails."""
     result = SwitchResult(direction="source->target")
     clock = _Clock(result, fail_at, SWITCH_STEPS)
-    paused_at = None
-    repointed = reversed_ = False
+    paused_at: float | None = None
+    frozen = repointed = reversed_ = False
+
+    def pause() -> float:
+        # Clients wait from the moment PAUSE is sent, also when it then times out.
+        nonlocal paused_at
+        paused_at = time.monotonic()
+        return sw.router.pause(sw.database, timeout=sw.pause_timeout)
+
+    def freeze_source() -> Any:
+        nonlocal frozen
+        frozen = True
+        return freeze(sw.source)
+
     try:
-        clock.step("pause", lambda: sw.router.pause(sw.database, timeout=sw.pause_timeout))
-        paused_at = time.monotonic() - result.steps["pause"]
-        result.sessions_ended = clock.step("freeze_source", lambda: freeze(sw.source)).sessions_ended
+        clock.step("pause", pause)
+        result.sessions_ended = clock.step("freeze_source", freeze_source).sessions_ended
         position = clock.step("drain", lambda: _drain(sw, "forward", side="source"))
         result.drain_position = position
         result.sequences = len(clock.step("sync_sequences", lambda: sw.engine.sync_sequences(gap=sw.sequence_gap)))
         result.verified = clock.step("verify", lambda: sw.verify() if sw.verify else {"skipped": True})
         reversed_ = True
-        clock.step("reverse", lambda: sw.engine.reverse(drained_to=position))
+        # The drain step has just proved forward replication reached the freeze position.
+        clock.step("reverse", lambda: sw.engine.reverse())
         repointed = True
         clock.step("repoint", lambda: _repoint(sw, sw.target))
         clock.step("resume", lambda: sw.router.resume(sw.database))
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         if reversed_:
-            # Forward replication was replaced by reverse: the target will not follow the
-            # source any more, and the reverse subscription must not apply anything.
-            result.abort.append("forward replication was dropped: run payment_migration again "
-                                "before another cutover")
+            # The reverse subscription must not apply anything; whether forward replication
+            # survived depends on how far ``reverse`` got, so ask the engine.
+            if _forward_gone(sw, result):
+                result.abort.append("forward replication was dropped: run payment_migration again "
+                                    "before another cutover")
+            else:
+                result.abort.append("forward replication kept: the target still follows the source")
             _try(result, "stop reverse", lambda: sw.engine.stop(direction="reverse"))
         _abort(sw, result, paused=paused_at is not None, repointed=repointed, writer=sw.source,
-               frozen=sw.source)
+               frozen=sw.source if frozen else None)
         result.write_pause_seconds = round(time.monotonic() - paused_at, 4) if paused_at else None
         raise CutoverAborted(f"cutover aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the source", result) from exc
@@ -148,24 +166,42 @@ def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     every write made on the target. Clients wait in ``PAUSE`` meanwhile."""
     result = SwitchResult(direction="target->source")
     clock = _Clock(result, fail_at, BACK_STEPS)
-    paused_at = None
-    repointed = False
+    paused_at: float | None = None
+    frozen = repointed = source_unfrozen = False
+
+    def pause() -> float:
+        nonlocal paused_at
+        paused_at = time.monotonic()
+        return sw.router.pause(sw.database, timeout=sw.pause_timeout)
+
+    def freeze_target() -> Any:
+        nonlocal frozen
+        frozen = True
+        return freeze(sw.target)
+
+    def unfreeze_source() -> Any:
+        nonlocal source_unfrozen
+        source_unfrozen = True
+        return unfreeze(sw.source)
+
     try:
-        clock.step("pause", lambda: sw.router.pause(sw.database, timeout=sw.pause_timeout))
-        paused_at = time.monotonic() - result.steps["pause"]
-        result.sessions_ended = clock.step("freeze_target", lambda: freeze(sw.target)).sessions_ended
+        clock.step("pause", pause)
+        result.sessions_ended = clock.step("freeze_target", freeze_target).sessions_ended
         result.drain_position = clock.step("drain_reverse", lambda: _drain(sw, "reverse", side="target"))
         result.sequences = len(clock.step(
             "sync_sequences", lambda: sw.engine.sync_sequences(gap=sw.sequence_gap, direction="reverse")))
         repointed = True
         clock.step("repoint", lambda: _repoint(sw, sw.source))
-        clock.step("unfreeze_source", lambda: unfreeze(sw.source))
+        clock.step("unfreeze_source", unfreeze_source)
         clock.step("resume", lambda: sw.router.resume(sw.database))
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        # Not back yet: the target stays the writer, as it was before the rollback began.
+        # Not back yet: the target stays the writer, as it was before the rollback began, and
+        # the source must stay read-only for writers that bypass the router.
+        if source_unfrozen:
+            _try(result, "freeze source again", lambda: freeze(sw.source))
         _abort(sw, result, paused=paused_at is not None, repointed=repointed, writer=sw.target,
-               frozen=sw.target)
+               frozen=sw.target if frozen else None)
         result.write_pause_seconds = round(time.monotonic() - paused_at, 4) if paused_at else None
         raise CutoverAborted(f"rollback aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the target", result) from exc
@@ -176,11 +212,58 @@ def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
 
 
 def _drain(sw: Switch, direction: str, *, side: str) -> str:
+    """Wait until ``direction`` has applied everything ``side`` wrote up to now; return that
+    position.
+
+    Each check is preceded by a nudge. The subscriber applies with asynchronous commit and
+    confirms only what its WAL writer has flushed (every 200 ms by default), and only when the
+    publisher next sends it something: left alone, a drain costs 200 ms to a second of write
+    pause. A transactional logical message (an empty commit with an xid would not be flushed at
+    once: it writes no WAL) committed synchronously on the subscriber flushes what it applied;
+    then one on the publisher makes the sender ask for a reply, which carries that flush. Output
+    plugins that did not ask for messages (pgoutput by default) skip them. If the role may not
+    emit messages, the drain still works, at the slower pace.
+    """
     position = sw.engine.position(side=side)
-    if not sw.engine.wait_drained(position, timeout=sw.drain_timeout, direction=direction):
-        raise PaymigrateError(f"{direction} replication did not apply {position} within "
-                              f"{sw.drain_timeout:.1f}s")
-    return position
+    publisher, subscriber = (sw.source, sw.target) if side == "source" else (sw.target, sw.source)
+    deadline = time.monotonic() + sw.drain_timeout
+    with connection(subscriber, autocommit=True, application_name="paymigrate-drain") as sub, \
+            connection(publisher, autocommit=True, application_name="paymigrate-drain") as pub:
+        nudge = True
+        while True:
+            if nudge:
+                try:
+                    for conn in (sub, pub):
+                        with conn.cursor() as cur:
+                            cur.execute("SET synchronous_commit = on; "
+                                        "SELECT pg_logical_emit_message(true, 'paymigrate-drain', '')")
+                except psycopg2.Error as exc:
+                    nudge = False
+                    log.warning("drain: cannot nudge replication (%s); waiting for its own "
+                                "feedback instead", str(exc).strip())
+            if sw.engine.drained(position, direction=direction):
+                return position
+            if time.monotonic() >= deadline:
+                raise PaymigrateError(f"{direction} replication did not apply {position} within "
+                                      f"{sw.drain_timeout:.1f}s (lag {_lag(sw, direction)})")
+            time.sleep(DRAIN_POLL)
+
+
+def _lag(sw: Switch, direction: str) -> str:
+    try:
+        return str(sw.engine.lag(direction=direction))
+    except Exception as exc:  # only for the message of the error being raised
+        return f"unknown: {exc}"
+
+
+def _forward_gone(sw: Switch, result: SwitchResult) -> bool:
+    """Whether forward replication no longer runs after a failure in or after ``reverse``
+    (assumed gone when the engine cannot say)."""
+    try:
+        return sw.engine.status(direction="forward").state in ("absent", "stopped")
+    except Exception as exc:
+        result.abort.append(f"forward replication state unknown: {type(exc).__name__}: {exc}")
+        return True
 
 
 def _repoint(sw: Switch, writer: Endpoint) -> None:
@@ -193,14 +276,20 @@ def _repoint(sw: Switch, writer: Endpoint) -> None:
 
 
 def _abort(sw: Switch, result: SwitchResult, *, paused: bool, repointed: bool, writer: Endpoint,
-           frozen: Endpoint) -> None:
+           frozen: Endpoint | None) -> None:
     """Put writes back where they were. Each action is tried even if an earlier one fails, and
-    each outcome is recorded: an operator reads exactly what state things are in."""
+    each outcome is recorded: an operator reads exactly what state things are in.
+
+    ``frozen`` is None when the failure came before the freeze: unfreezing ends every client
+    session of the writer, which would cut the in-flight transactions of a live database for
+    nothing (a PAUSE timed out by a long transaction would also kill that transaction).
+    """
     log.error("switch %s failed at %s (%s): aborting", result.direction, result.failed_step, result.error)
     actions: list[tuple[str, Callable[[], Any]]] = []
     if repointed or read_routes(sw.routes_file).get(sw.database) != sw.route_to(writer):
         actions.append(("route back", lambda: _repoint(sw, writer)))
-    actions.append(("unfreeze", lambda: unfreeze(frozen)))
+    if frozen is not None:
+        actions.append(("unfreeze", lambda: unfreeze(frozen)))
     if paused:
         actions.append(("resume", lambda: sw.router.resume(sw.database)))
     for name, action in actions:

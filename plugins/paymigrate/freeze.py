@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from paymigrate.db import Endpoint, connection
+from paymigrate.errors import FreezeError
 
 log = logging.getLogger(__name__)
+
+TERMINATE_WAIT_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,23 @@ def freeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
                     .format(sql.Identifier(exempt), db))
         cur.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(db))
         # Sessions that started before the ALTER keep their old default: end them. Replication
-        # (walsenders, apply workers) is not a client backend and goes on.
+        # (walsenders, apply workers) is not a client backend and goes on. Wait for each to exit:
+        # one caught inside COMMIT finishes it first, and its write must land before the caller
+        # reads the position to drain to.
         cur.execute("""
-            SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+            SELECT pid, pg_terminate_backend(pid, %s)
               FROM pg_stat_activity
              WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()""",
-                    (ep.dbname,))
-        ended = cur.fetchone()[0]
+                    (TERMINATE_WAIT_MS, ep.dbname))
+        outcomes = cur.fetchall()
+        # False also means the session had already gone by itself: only one still listed counts.
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)",
+                    ([pid for pid, gone in outcomes if not gone],))
+        alive = sorted(r[0] for r in cur.fetchall())
+        if alive:
+            raise FreezeError(f"froze {ep.safe()} but session(s) {', '.join(map(str, alive))} did "
+                              f"not end within {TERMINATE_WAIT_MS} ms: they may still write")
+        ended = len(outcomes)
     log.info("froze %s: read-only for all but %s, %d session(s) ended", ep.safe(), exempt, ended)
     return FreezeResult(ep.dbname, True, ended)
 
