@@ -236,7 +236,7 @@ class LogicalEngine:
                 SELECT s.oid, s.subenabled, s.subslotname,
                        (SELECT st.pid FROM pg_stat_subscription st
                         WHERE st.subid = s.oid AND st.relid IS NULL LIMIT 1),
-                       shobj_description(s.oid, 'pg_subscription')
+                       obj_description(s.oid, 'pg_subscription')
                 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
                 WHERE s.subname = %s AND d.datname = current_database()""", (link.name,))
             row = cur.fetchone()
