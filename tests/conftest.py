@@ -8,6 +8,7 @@ would. Tests that need their own data use ``databases`` to get a fresh database 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -17,9 +18,15 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from paymigrate.local import airflow as local_airflow
 from paymigrate.local.stack import APP_USER, LocalStack
 
 TEST_ENV = "test"
+
+# Airflow reads its home and metadata DB when first imported, which may happen while tests are
+# collected: point it at a throw-away home now, before any test module imports it.
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="paymigrate-airflow-"))
+os.environ.update(local_airflow.static_environment(AIRFLOW_HOME))
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +43,19 @@ def stack() -> Iterator[LocalStack]:
         os.environ.clear()
         os.environ.update(saved)
         s.down(purge=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow(stack: LocalStack) -> Path:
+    """A migrated Airflow metadata DB and the connection to the stack's moto, for dag.test()."""
+    env = local_airflow.environment(stack, home=AIRFLOW_HOME)
+    os.environ.update(env)
+    local_airflow.migrate(env)
+    return AIRFLOW_HOME
 
 
 def _admin(stack: LocalStack, side: str):

@@ -25,14 +25,9 @@ SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 ADMIN_USER = "admin"
 
 
-def environment(stack: Any, *, home: Path | None = None, api_port: int | None = None) -> dict[str, str]:
-    """Environment variables that point Airflow at this repository, the stack and moto."""
-    home = Path(home or stack.airflow_home)
-    env_vars = stack.env_vars()
-    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"region_name": env_vars["AWS_DEFAULT_REGION"], "endpoint_url": stack.moto_url}}
-    out = {
-        **env_vars,
+def static_environment(home: Path) -> dict[str, str]:
+    """What Airflow reads when first imported: its home, metadata DB, DAG and plugin folders."""
+    return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -41,9 +36,20 @@ def environment(stack: Any, *, home: Path | None = None, api_port: int | None = 
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+    }
+
+
+def environment(stack: Any, *, home: Path | None = None, api_port: int | None = None) -> dict[str, str]:
+    """Environment variables that point Airflow at this repository, the stack and moto."""
+    home = Path(home or stack.airflow_home)
+    env_vars = stack.env_vars()
+    conn = {"conn_type": "aws", "login": "testing", "password": "testing",
+            "extra": {"region_name": env_vars["AWS_DEFAULT_REGION"], "endpoint_url": stack.moto_url}}
+    out = {
+        **env_vars,
+        **static_environment(home),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(conn),
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }

@@ -119,16 +119,22 @@ def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
     if dag is None:
         raise PaymigrateError(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}")
     dr = dag.test(run_conf=conf)
-    tasks, xcom = [], {}
-    for ti in sorted(dr.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date or 0)):
-        tasks.append({"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
-                      "seconds": ti.duration})
-        if ti.map_index < 0 and str(ti.state) == "success":
-            value = ti.xcom_pull(task_ids=ti.task_id, dag_id=dag_id, run_id=dr.run_id) \
-                if hasattr(ti, "xcom_pull") else None
-            if value is not None:
-                xcom[ti.task_id] = value
-    return RunResult(dag_id, dr.run_id, str(dr.state), time.monotonic() - started, tasks, "dag.test()", xcom)
+    tasks = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
+              "seconds": ti.duration}
+             for ti in sorted(dr.get_task_instances(),
+                              key=lambda t: (t.start_date is None, t.start_date or 0))]
+    return RunResult(dag_id, dr.run_id, str(dr.state), time.monotonic() - started, tasks, "dag.test()",
+                     xcoms(dag_id, dr.run_id))
+
+
+def xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
+    """Every task's return value of one run, from the metadata DB (in-process runs)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")).all()
+        return {r.task_id: XComModel.deserialize_value(r) for r in rows if r.map_index < 0}
 
 
 def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3600) -> RunResult:

@@ -1,0 +1,274 @@
+"""The DAGs for real: dag.test() against the local PostgreSQL servers, PgBouncer and moto.
+
+The tests run in file order and share one migration story on the stack's `payments` database:
+refusals first, then a migration under live writes, a failure in the middle and its resume,
+a rollback before cutover, a migration again, a cutover drill that aborts, the cutover, and the
+rollback after it; the workload's own ledger is checked against the writer after each switch.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import ParamValidationError
+
+from paymigrate import contract, names, statemachines
+from paymigrate.airflow import defaults
+from paymigrate.airflow.operators import ValidateOperator
+from paymigrate.checkpoints import CheckpointStore
+from paymigrate.db import connection
+from paymigrate.demo.seed import seed
+from paymigrate.local.dagrun import run_in_process
+from paymigrate.local.demo import reset
+from paymigrate.workload import Workload, report
+
+pytestmark = pytest.mark.e2e
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def story(stack, airflow, tmp_path_factory):
+    """A seeded source, an empty target, the contract at its defaults; put back empty after."""
+    defaults.DEFAULT_ARGS["retries"] = 0  # a failure should fail now, not after back-off
+    reset(stack)
+    seed(dsn=stack.dsn("source"), rows=2000, seed=3, replace=True)
+    state = {"workload_dir": tmp_path_factory.mktemp("workload"), "outputs": []}
+    yield state
+    defaults.DEFAULT_ARGS["retries"] = 2
+    reset(stack)
+    with connection(stack.endpoint("source", dbname="postgres"), autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS payments WITH (FORCE)")
+        cur.execute("CREATE DATABASE payments")
+
+
+def _run(story, capfd, dag_id, conf):
+    result = run_in_process(dag_id, conf)
+    out = capfd.readouterr()
+    story["outputs"].append(out.out + out.err)
+    return result
+
+
+def _errors(story) -> str:
+    """The error lines of the last run's output, for a failure message."""
+    lines = story["outputs"][-1].splitlines()
+    return "\n".join(line[:600] for line in lines if "rror" in line or "xception" in line)[-4000:]
+
+
+def _states(result):
+    return {t["task_id"]: t["state"] for t in result.tasks}
+
+
+def _store(stack):
+    cfg = contract.read(stack.client("ssm"), stack.env)
+    return CheckpointStore(s3=stack.client("s3"), bucket=cfg["storage/checkpoints-bucket"], env=stack.env)
+
+
+def _count(dsn, query):
+    with connection(dsn) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchone()[0]
+
+
+def _subscriptions(stack):
+    return _count(stack.dsn("target"), "SELECT count(*) FROM pg_subscription")
+
+
+def _slots(stack):
+    return _count(stack.dsn("source"), "SELECT count(*) FROM pg_replication_slots")
+
+
+def _writer_port(stack):
+    return _count(stack.dsn("router"), "SELECT inet_server_port()")
+
+
+def _workload(stack, story, tps=40):
+    return Workload(dsn=stack.dsn("router"), directory=story["workload_dir"], clients=2, tps=tps, seed=5).start()
+
+
+def test_dagbag_has_no_import_errors_and_does_no_io_at_import(airflow, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a DAG file opened a network connection while being parsed")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert {"payment_migration", "payment_cutover", "payment_rollback", "payment_validation"} <= set(bag.dag_ids)
+    for stat in bag.dagbag_stats:
+        assert stat.duration.total_seconds() < 1.0, f"{stat.file} took {stat.duration} to parse"
+
+
+def test_state_machines_and_dags_share_state_names(airflow):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    for dag_id, states in statemachines.MIRRORS_DAG_TASK.items():
+        tasks = set(bag.get_dag(dag_id).task_ids)
+        mirrored = {s for s, mirrors in states.items() if mirrors}
+        assert mirrored <= tasks, f"{dag_id} lacks tasks for states {sorted(mirrored - tasks)}"
+
+
+@pytest.mark.parametrize(("conf", "named"), [
+    ({"tables": ["payments; DROP TABLE x"]}, "tables"),
+    ({"engine": "mysql"}, "engine"),
+    ({"lag_threshold_seconds": -1}, "lag_threshold_seconds"),
+    ({"max_keys": 0}, "max_keys"),
+])
+def test_a_bad_param_is_refused_by_name_with_nothing_created(stack, story, conf, named):
+    with pytest.raises(ParamValidationError, match=named):
+        run_in_process("payment_migration", conf)
+    assert _subscriptions(stack) == 0 and _slots(stack) == 0
+    assert _store(stack).lock() is None
+    listed = stack.client("s3").list_objects_v2(Bucket=names.bucket_name("checkpoints", stack.env))
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_an_unknown_table_is_refused_by_preflight_with_nothing_created(stack, story, capfd):
+    result = _run(story, capfd, "payment_migration", {"tables": ["public.no_such_table"]})
+    assert result.state == "failed"
+    assert _states(result)["preflight"] == "failed"
+    assert "no_such_table" in story["outputs"][-1]
+    assert _subscriptions(stack) == 0 and _slots(stack) == 0 and _store(stack).lock() is None
+
+
+def test_migration_fails_in_the_middle_notifies_and_resumes(stack, story, capfd, monkeypatch):
+    alerts = stack.client("sqs").create_queue(QueueName="test-error-alerts")["QueueUrl"]
+    arn = stack.client("sqs").get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    topic = contract.read(stack.client("ssm"), stack.env)["notifications/error-alerts-topic-arn"]
+    stack.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    original = ValidateOperator.execute
+
+    def target_dies(self, context):
+        stack.cluster("target").stop(mode="immediate")
+        return original(self, context)
+
+    monkeypatch.setattr(ValidateOperator, "execute", target_dies)
+    failed = _run(story, capfd, "payment_migration", {"engine": "postgres-logical"})
+    monkeypatch.setattr(ValidateOperator, "execute", original)
+    states = _states(failed)
+    assert failed.state == "failed"
+    assert states["start_replication"] == "success" and states["validate"] == "failed"
+    assert states["notify_failure"] == "failed"  # it alerts, then fails the run like the Fail state
+    assert _store(stack).lock().state == "failed"
+    messages = stack.client("sqs").receive_message(QueueUrl=alerts, MaxNumberOfMessages=10)["Messages"]
+    bodies = [json.loads(m["Body"])["Message"] for m in messages]
+    assert any("payment_migration run" in b and "failed" in b and "validate" in b for b in bodies), bodies
+
+    stack.cluster("target").start()
+    work = _workload(stack, story)
+    try:
+        resumed = _run(story, capfd, "payment_migration", {"engine": "postgres-logical"})
+    finally:
+        work.stop()
+    assert resumed.ok, _errors(story)
+    plan = resumed.xcom["preflight"]
+    assert plan["resumed"] is True and plan["migration_id"] == failed.run_id
+    assert "replication" in plan["done_phases"]
+    assert resumed.xcom["validate"]["status"] == "match"
+    assert _subscriptions(stack) == 1
+    assert _store(stack).lock().state == "cutover-ready"
+
+
+def test_a_second_migration_while_one_is_active_is_refused_naming_it(stack, story, capfd):
+    store = _store(stack)
+    store.set_state("running", run_id="manual__someone_else")
+    try:
+        result = _run(story, capfd, "payment_migration", {"engine": "postgres-logical"})
+    finally:
+        store.set_state("cutover-ready")
+    assert result.state == "failed"
+    assert "manual__someone_else" in story["outputs"][-1]
+    assert store.lock().run_id == "manual__someone_else"  # the refused run did not take the lock
+    assert _subscriptions(stack) == 1
+
+
+def test_rollback_after_migration_leaves_source_writable_and_replication_stopped(stack, story, capfd):
+    result = _run(story, capfd, "payment_rollback", {"reason": "test: before cutover"})
+    assert result.ok, _errors(story)
+    assert result.xcom["switch_writes_to_source"] == {"switched": False}
+    assert _count(stack.dsn("target"), "SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL") == 0
+    assert _count(stack.dsn("target"), "SELECT count(*) FILTER (WHERE subenabled) FROM pg_subscription") == 0
+    assert _writer_port(stack) == stack.port("source")
+    with connection(stack.dsn("router")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_setting('transaction_read_only')")
+        assert cur.fetchone()[0] == "off"
+    assert _store(stack).lock().state == "rolled-back"
+
+
+def test_cutover_drill_aborts_back_to_the_source_with_nothing_lost(stack, story, capfd):
+    migrated = _run(story, capfd, "payment_migration", {"engine": "postgres-logical"})
+    assert migrated.ok, _errors(story)
+    work = _workload(stack, story)
+    try:
+        drill = _run(story, capfd, "payment_cutover", {
+            "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 0,
+            "drill_fail_at": "verify"})
+        time.sleep(1)
+    finally:
+        work.stop()
+    assert drill.state == "failed" and _states(drill)["write_switch"] == "failed"
+    assert _writer_port(stack) == stack.port("source")
+    assert contract.read(stack.client("ssm"), stack.env)["database/active-writer"] == "source"
+    assert _store(stack).lock().state == "cutover-ready"
+    r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
+    assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
+
+
+def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capfd):
+    work = _workload(stack, story, tps=60)
+    try:
+        cut = _run(story, capfd, "payment_cutover", {
+            "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 0})
+        time.sleep(2)
+    finally:
+        work.stop()
+    assert cut.ok, _errors(story)
+    assert _writer_port(stack) == stack.port("target")
+    assert cut.xcom["write_switch"]["write_pause_seconds"] < 5
+    on_target = report(directory=story["workload_dir"], against_dsn=stack.dsn("target"))
+    assert (on_target.lost, on_target.duplicated, on_target.invariants_ok) == (0, 0, True), on_target.to_dict()
+
+    work = _workload(stack, story, tps=60)  # writes made on the target must come back
+    try:
+        time.sleep(2)
+        back = _run(story, capfd, "payment_rollback", {"reason": "test: after cutover"})
+        time.sleep(1)
+    finally:
+        work.stop()
+    assert back.ok, _errors(story)
+    assert back.xcom["switch_writes_to_source"]["switched"] is True
+    assert _writer_port(stack) == stack.port("source")
+    on_source = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
+    assert on_source.committed > on_target.committed
+    assert (on_source.lost, on_source.duplicated, on_source.invariants_ok) == (0, 0, True), on_source.to_dict()
+
+
+def test_no_secret_in_logs_xcom_or_checkpoints(stack, story):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    secrets = [v for v in stack.secrets().values() if v]
+    texts = {"task output": "\n".join(story["outputs"])}
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(select(XComModel).where(XComModel.dag_id.like("payment_%"))).all()
+        texts["xcom"] = "\n".join(json.dumps(XComModel.deserialize_value(x), default=str) for x in rows)
+    s3 = stack.client("s3")
+    for role in ("checkpoints", "rollback"):
+        bucket = names.bucket_name(role, stack.env)
+        for obj in s3.list_object_versions(Bucket=bucket).get("Versions", []):
+            body = s3.get_object(Bucket=bucket, Key=obj["Key"], VersionId=obj["VersionId"])["Body"].read()
+            texts[f"s3://{bucket}/{obj['Key']}"] = body.decode()
+    assert len(texts["xcom"]) > 1000 and len(texts) > 6  # the runs really left something to search
+    for where, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"a secret is in {where}"
