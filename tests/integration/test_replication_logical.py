@@ -242,6 +242,12 @@ def test_reverse_carries_target_writes_back_to_the_source(pair):
     assert run(source_dsn, "SELECT count(*) FROM payments WHERE currency = 'GBP'") == [(1,)]
     assert run(source_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s",
                (f"{dbname}_reverse",)) == [(1,)]
+    # A disabled reverse subscription is stale: its slot would replay old target changes. A new
+    # reverse() replaces it rather than resuming it.
+    engine.stop(direction="reverse")
+    assert engine.reverse().action == "created"
+    assert run(source_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s",
+               (f"{dbname}_reverse",)) == [(1,)]
 
 
 # ---- preflight refusals, each on its own --------------------------------------------------------

@@ -52,9 +52,11 @@ def validate_one(table: str, *, max_keys: int) -> dict[str, Any]:
 
     hook = MigrationHook()
     catch_up = None
-    if hook.config["database/active-writer"] == "source":
-        # Under live replication each difference is re-checked once the target has caught up.
-        catch_up = getattr(hook.engine(), "catch_up", None)
+    engine = hook.engine()
+    if hook.config["database/active-writer"] == "source" and engine.status().running:
+        # Under live replication each difference is re-checked once the target has caught up;
+        # with replication stopped there is nothing to wait for.
+        catch_up = getattr(engine, "catch_up", None)
     result = validate_table(source=hook.endpoint("source"), target=hook.endpoint("target"), table=table,
                             max_keys=max_keys, catch_up=catch_up)
     return json.loads(json.dumps(result.to_dict(), default=str))

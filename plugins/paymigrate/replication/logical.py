@@ -457,14 +457,20 @@ class LogicalEngine:
         PostgreSQL 15 has no ``origin = none``: the forward direction is dropped first, otherwise
         the two would replicate in a loop. With ``drained_to``, refuse unless forward reached it.
         """
-        found = self._resume(self.backward)
-        if found:
-            return found
-        if self._subscription(self.forward) is not None:
+        old = self._subscription(self.backward)
+        forward = self._subscription(self.forward)
+        if old is not None and old["enabled"] and forward is None:
+            log.info("replication %s already exists and is enabled", self.backward)
+            return StartResult(self.engine, "already-running", str(self.backward))
+        if forward is not None:
             if drained_to is not None and not self.drained(drained_to):
                 raise ReplicationError(f"forward replication has not reached {drained_to}: "
                                        "reverse would lose the writes still in flight")
             self.drop(direction="forward")
+        if old is not None:
+            # A reverse subscription left from an earlier cutover: its slot would replay target
+            # changes from back then (forward-applied ones among them) onto the source.
+            self.drop(direction="reverse")
         try:
             with connection(self.source) as conn, conn.cursor() as cur:
                 oids, _ = self._scope(cur)
