@@ -1,6 +1,6 @@
 """Airflow against the local stand-ins: its environment, its metadata DB, and its services.
 
-``airflow standalone`` would serve logs on 0.0.0.0 (FACTS.md), so the four services are started
+``airflow standalone`` would serve logs on every interface (FACTS.md), so the four services are started
 one by one, each on 127.0.0.1, with the venv's bin on PATH for their subprocesses.
 """
 
@@ -22,6 +22,10 @@ from paymigrate.local import proc
 
 REPO = Path(__file__).resolve().parents[3]
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The scheduler and the triggerer would each start a log server on every interface (8793/8794):
+# task logs are read from the shared log folder instead.
+SERVICE_ARGS = {"api-server": ["--host", "127.0.0.1"], "scheduler": ["--skip-serve-logs"],
+                "dag-processor": [], "triggerer": ["--skip-serve-logs"]}
 ADMIN_USER = "admin"
 
 
@@ -127,8 +131,9 @@ class Services:
             if name in alive:
                 lines.append(f"airflow {name:<13} already running (pid {alive[name]})")
                 continue
-            argv = [airflow, name] + (["--host", "127.0.0.1", "--port", str(state["port"])]
-                                      if name == "api-server" else [])
+            argv = [airflow, name, *SERVICE_ARGS[name]]
+            if name == "api-server":
+                argv += ["--port", str(state["port"])]
             with open(self.logs / f"{name}.log", "ab") as log:
                 child = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
