@@ -308,3 +308,27 @@ def test_no_secret_in_logs_xcom_or_checkpoints(stack, story):
     for where, text in texts.items():
         for secret in secrets:
             assert secret not in text, f"a secret is in {where}"
+
+
+def test_the_aws_state_machines_run_from_airflow(stack, story, capfd):
+    import requests
+
+    dms = stack.client("dms")
+    task = contract.read(stack.client("ssm"), stack.env)["replication/dms-task-arn"]
+    # moto leaves a new task "creating" for ever; started then stopped it is resumable, the
+    # state a real task is in when a migration is rerun.
+    dms.start_replication_task(ReplicationTaskArn=task, StartReplicationTaskType="start-replication")
+    dms.stop_replication_task(ReplicationTaskArn=task)
+    # moto's Lambda runs no code without Docker: queue the validation function's answer.
+    requests.post(f"{stack.moto_url}/moto-api/static/lambda-simple/response", timeout=10, json={
+        "results": [json.dumps({statemachines.VALIDATION_OK_FIELD: True, "status": "match"})],
+        "region": stack.env_vars()["AWS_DEFAULT_REGION"]}).raise_for_status()
+    for workflow, last_state in (("migration", "cutover_ready"), ("rollback", "rollback_done")):
+        result = _run(story, capfd, "payment_step_functions", {"workflow": workflow, "timeout_minutes": 5})
+        assert result.ok, _errors(story)
+        execution = result.xcom["start_state_machine"]
+        history = stack.client("stepfunctions").get_execution_history(executionArn=execution)["events"]
+        entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+        assert entered[-1] == last_state, entered
+    assert dms.describe_replication_tasks(Filters=[{"Name": "replication-task-arn", "Values": [task]}])[
+        "ReplicationTasks"][0]["Status"] == "stopped"
