@@ -26,7 +26,13 @@ operations through PgBouncer, each under its own idempotency key: authorize (pay
 ledger lines, event), capture, settle, refund, expire (deletes the hold), plus read-your-writes
 checks. Each committed operation is appended to a JSON-lines ledger (fsync'd every 50 records or
 100 ms). A failed write is retried under the same key; a COMMIT whose outcome is unknown is
-resolved by looking the key up. `report` then checks any database against the ledger.""")
+resolved by looking the key up. `report` then checks any database against the ledger.""",
+                environment=ENVIRONMENT, example="""\
+  $ paymigrate workload start --clients 4 --tps 200 --duration 600
+  workload running (pid 48121), ledger under /work/main/.local/workload
+  $ paymigrate workload stop
+  $ paymigrate workload report --against "$PAYMIGRATE_TARGET_DSN"
+  (see `paymigrate workload ACTION --help` for each action's options and output)""")
     wsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     s = command(wsub, "start", summary="start the workload (detached unless --foreground)",

@@ -24,6 +24,8 @@ def ssm(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # The session's local stack exports its moto server; mock_aws intercepts AWS's own hosts only.
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         client = boto3.client("ssm", region_name="eu-west-1")
         client.put_parameter(Name=contract.path("api/auth-token", ENV), Value=TOKEN,
