@@ -39,7 +39,6 @@ ACCOUNT_ROLE_POLICY = json.dumps({
 
 def bootstrap(stack: LocalStack) -> str:
     """Create or update every object; return a one-line count of what was created."""
-    endpoint = stack.moto_url
     env = stack.env
     created: list[str] = []
 
