@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psycopg2
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
+from bench.common import execute, fresh_db  # noqa: E402
 from paymigrate.local.stack import LocalStack  # noqa: E402
 from paymigrate.replication.logical import LogicalEngine  # noqa: E402
 from paymigrate.replication.schema import tool  # noqa: E402
@@ -41,24 +40,6 @@ FROM generate_series(1, %(rows)s) g;
 CREATE INDEX payments_account_idx ON payments (account_id);
 CREATE INDEX payments_created_idx ON payments (created_at);
 """
-
-
-def execute(dsn: str, statement: str, args=None):
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
-
-
-def fresh_db(stack: LocalStack, side: str, name: str) -> str:
-    admin = stack.dsn(side, dbname="postgres")
-    execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    execute(admin, f'CREATE DATABASE "{name}"')
-    return stack.dsn(side, dbname=name)
 
 
 def check(stack: LocalStack, name: str, rows: int) -> None:

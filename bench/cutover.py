@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import psycopg2
 from psycopg2 import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
+from bench.common import execute, fresh_db  # noqa: E402
 from paymigrate.cutover import Switch, switch_back, switch_writes  # noqa: E402
 from paymigrate.demo.seed import TABLES, seed  # noqa: E402
-from paymigrate.local.stack import APP_USER, LocalStack  # noqa: E402
+from paymigrate.local.stack import LocalStack  # noqa: E402
 from paymigrate.replication.logical import LogicalEngine  # noqa: E402
 from paymigrate.router import Route, RouterAdmin, write_route  # noqa: E402
 from paymigrate.verify import row_counts_match  # noqa: E402
@@ -66,25 +66,6 @@ class RateResult:
     duplicated: int = 0
     committed: int = 0
     invariants_ok: bool = True
-
-
-def execute(dsn: str, statement, args=None):
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
-
-
-def fresh_db(stack: LocalStack, side: str, name: str) -> None:
-    admin = stack.dsn(side, dbname="postgres")
-    ident = sql.Identifier(name)
-    execute(admin, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-    execute(admin, sql.SQL("CREATE DATABASE {}").format(ident))
-    execute(admin, sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(ident, sql.Identifier(APP_USER)))
 
 
 def forward(stack: LocalStack, engine: LogicalEngine, name: str) -> None:

@@ -32,6 +32,7 @@ from psycopg2 import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
+from bench.common import execute  # noqa: E402
 from paymigrate.demo.seed import _read, load_steps, seed  # noqa: E402
 from paymigrate.local import proc  # noqa: E402
 from paymigrate.local.stack import LocalStack  # noqa: E402
@@ -39,20 +40,9 @@ from paymigrate.local.stack import LocalStack  # noqa: E402
 DB = "bench_seed"
 
 
-def _exec(dsn: str, statement, args=None, *, autocommit: bool = True):
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = autocommit
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
-
-
 def _fresh(admin_dsn: str, name: str) -> None:
-    _exec(admin_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    _exec(admin_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    execute(admin_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    execute(admin_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _with_db(dsn: str, name: str) -> str:
@@ -144,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                        capture_output=True)
         pgbench = time.monotonic() - t0
         t0 = time.monotonic()
-        _exec(dsn, "CREATE UNLOGGED TABLE bare AS SELECT md5(i::text)::uuid AS id, "
+        execute(dsn, "CREATE UNLOGGED TABLE bare AS SELECT md5(i::text)::uuid AS id, "
                    "(i %% 100000)::numeric(19,4) / 100 AS amount, 'EUR'::char(3) AS currency, "
                    "timestamptz '2026-01-01' + i * interval '3 seconds' AS created_at "
                    "FROM generate_series(1, %s) i", (args.rows,))
@@ -166,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             server, python = compare_copy(dsn, args.rows)
             print(f"payments    INSERT ... SELECT {server:.1f}s vs Python rows + COPY {python:.1f}s "
                   f"(COPY/INSERT = {python / server:.2f})")
-        _exec(admin, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+        execute(admin, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
     finally:
         if stack is not None:
             stack.down(purge=True)
