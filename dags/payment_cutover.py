@@ -21,7 +21,7 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
-from paymigrate.airflow.defaults import DEFAULT_ARGS, MACROS, START_DATE, lag_threshold_param
+from paymigrate.airflow.defaults import ON_DEMAND, lag_threshold_param
 from paymigrate.airflow.operators import (
     CheckpointOperator,
     CutoverPreflightOperator,
@@ -38,12 +38,8 @@ with DAG(
     dag_id="payment_cutover",
     description="Switch the writer to the target with a sub-second write pause",
     doc_md=__doc__,
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
+    **ON_DEMAND,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    user_defined_macros=MACROS,
     render_template_as_native_obj=True,
     tags=["paymigrate", "cutover"],
     params={

@@ -24,14 +24,7 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
-from paymigrate.airflow.defaults import (
-    DEFAULT_ARGS,
-    MACROS,
-    START_DATE,
-    engine_param,
-    lag_threshold_param,
-    table_list,
-)
+from paymigrate.airflow.defaults import ON_DEMAND, engine_param, lag_threshold_param, table_list
 from paymigrate.airflow.operators import (
     CheckpointOperator,
     DecideOperator,
@@ -46,11 +39,7 @@ with DAG(
     dag_id="payment_migration",
     description="Replicate the payment database to the target and prove it is ready for cutover",
     doc_md=__doc__,
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    user_defined_macros=MACROS,
+    **ON_DEMAND,
     render_template_as_native_obj=True,
     tags=["paymigrate", "migration"],
     params={

@@ -16,18 +16,14 @@ from airflow.providers.amazon.aws.operators.step_function import StepFunctionSta
 from airflow.providers.amazon.aws.sensors.step_function import StepFunctionExecutionSensor
 from airflow.sdk import DAG, Param, chain
 
-from paymigrate.airflow.defaults import DEFAULT_ARGS, MACROS, START_DATE
+from paymigrate.airflow.defaults import ON_DEMAND
 
 with DAG(
     dag_id="payment_step_functions",
     description="Run the migration or rollback state machine on AWS Step Functions",
     doc_md=__doc__,
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
+    **ON_DEMAND,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    user_defined_macros=MACROS,
     tags=["paymigrate", "step-functions"],
     params={
         "workflow": Param("migration", type="string", enum=["migration", "rollback"],

@@ -24,6 +24,10 @@ DEFAULT_ARGS = {
 # task renders its templates, never when the DAG file is parsed.
 MACROS = {"contract": contract_value}
 
+# What every operator-triggered DAG shares: no schedule, alerts on failure, the contract macro.
+ON_DEMAND = {"schedule": None, "start_date": START_DATE, "catchup": False,
+             "default_args": DEFAULT_ARGS, "user_defined_macros": MACROS}
+
 # schema.table, both parts plain identifiers: anything else is refused at trigger time.
 _TABLE = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}\.[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from paymigrate.errors import PrerequisiteError, StackError
+from paymigrate.pgbin import program
 
 log = logging.getLogger(__name__)
 
-PG_BINDIRS = ("/usr/lib/postgresql/15/bin",)
 
 
 def service_user() -> str:
@@ -70,17 +70,8 @@ def can_execute(path: Path, user: str) -> bool:
 
 
 def pg_bin(name: str) -> str:
-    """Path of a PostgreSQL 15 server binary (Debian keeps them off PATH)."""
-    for d in PG_BINDIRS:
-        p = Path(d) / name
-        if p.exists():
-            return str(p)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise PrerequisiteError(f"PostgreSQL 15 server binary {name!r} not found in {', '.join(PG_BINDIRS)} "
-                            "or on PATH: apt-get install -y postgresql-15")
-
+    """Path of a PostgreSQL 15 server binary (see :func:`paymigrate.pgbin.program`)."""
+    return program(name)
 
 def pgbouncer_bin() -> str:
     for p in ("/usr/sbin/pgbouncer", shutil.which("pgbouncer")):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -29,10 +28,10 @@ from pathlib import Path
 
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
+from paymigrate.pgbin import program
 
 log = logging.getLogger(__name__)
 
-PG_BINDIRS = ("/usr/lib/postgresql/15/bin", "/usr/bin")
 MAINTENANCE_WORK_MEM = "512MB"
 _TOC = re.compile(r"^\s*(\d+);\s+(\d+)\s+(\d+)\s")
 
@@ -50,16 +49,8 @@ WHERE i.indrelid = ANY(%(oids)s::oid[]) AND i.indisreplident
 
 
 def tool(name: str) -> str:
-    """Path of a PostgreSQL client program (Debian keeps version 15's off PATH)."""
-    for d in PG_BINDIRS:
-        p = Path(d) / name
-        if p.exists():
-            return str(p)
-    found = shutil.which(name)
-    if not found:
-        raise ReplicationError(f"{name} is not installed (looked in {', '.join(PG_BINDIRS)} and PATH)")
-    return found
-
+    """Path of a PostgreSQL 15 client program (see :func:`paymigrate.pgbin.program`)."""
+    return program(name)
 
 def libpq_env(ep: Endpoint) -> dict[str, str]:
     """The environment that makes a libpq program connect to ``ep`` (the password stays off argv)."""
