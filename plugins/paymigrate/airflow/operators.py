@@ -148,6 +148,8 @@ class StartReplicationOperator(MigrationOperator):
             self.log.info("migration %s started replication in an earlier run; resuming it",
                           plan["migration_id"])
         result = summary(engine.start())
+        # Where the source's WAL was once replication ran: the checkpoint's position.
+        result["source_position"] = engine.position(side="source")
         self.log.info("replication %s: %s", plan["engine"], result)
         return result
 
