@@ -190,6 +190,47 @@ def test_a_second_migration_while_one_is_active_is_refused_naming_it(stack, stor
     assert _subscriptions(stack) == 1
 
 
+def test_scheduled_validation_publishes_metrics_alerts_and_skips_when_off(stack, story, capfd):
+    alerts = stack.client("sqs").create_queue(QueueName="test-validation-alerts")["QueueUrl"]
+    arn = stack.client("sqs").get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    ssm = stack.client("ssm")
+    topic = contract.read(ssm, stack.env)["notifications/validation-alerts-topic-arn"]
+    stack.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+
+    clean = _run(story, capfd, "payment_validation", {"force": True})
+    assert clean.ok, _errors(story)
+    assert clean.xcom["alert_on_discrepancy"] == "match"
+    assert clean.xcom["publish_metrics"]["tables"] == len(clean.xcom["list_tables"]) == 7
+    mapped = [t for t in clean.tasks if t["task_id"] == "validate_table"]
+    assert len(mapped) == 7 and all(t["map_index"] >= 0 for t in mapped)
+    metrics = stack.client("cloudwatch").list_metrics(Namespace="Migration/DataValidation")["Metrics"]
+    assert {"RowsChecked", "Mismatches"} <= {m["MetricName"] for m in metrics}
+
+    changed = "UPDATE refunds SET amount = amount + %s WHERE id = (SELECT id FROM refunds ORDER BY id LIMIT 1) RETURNING id"
+    with connection(stack.dsn("target")) as conn, conn.cursor() as cur:
+        cur.execute(changed, (1,))  # a row the target got wrong: replication will not mend it
+        gone = str(cur.fetchone()[0])
+    try:
+        dirty = _run(story, capfd, "payment_validation", {"force": True})
+    finally:
+        with connection(stack.dsn("target")) as conn, conn.cursor() as cur:
+            cur.execute(changed, (-1,))
+    assert dirty.ok, _errors(story)
+    assert dirty.xcom["alert_on_discrepancy"] == "mismatch"
+    bodies = [json.loads(m["Body"])["Message"] for m in
+              stack.client("sqs").receive_message(QueueUrl=alerts, MaxNumberOfMessages=10)["Messages"]]
+    assert any("public.refunds" in b and gone in b for b in bodies), bodies
+
+    contract.write(ssm, "workflow/enable-validation", False, stack.env)
+    try:
+        off = _run(story, capfd, "payment_validation", {"force": True})
+    finally:
+        contract.write(ssm, "workflow/enable-validation", True, stack.env)
+    assert off.ok and _states(off)["check_due"] == "success"
+    assert all(t["state"] == "skipped" for t in off.tasks if t["task_id"] != "check_due")
+
+
 def test_rollback_after_migration_leaves_source_writable_and_replication_stopped(stack, story, capfd):
     result = _run(story, capfd, "payment_rollback", {"reason": "test: before cutover"})
     assert result.ok, _errors(story)
@@ -249,42 +290,6 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
     on_source = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert on_source.committed > on_target.committed
     assert (on_source.lost, on_source.duplicated, on_source.invariants_ok) == (0, 0, True), on_source.to_dict()
-
-
-def test_scheduled_validation_publishes_metrics_alerts_and_skips_when_off(stack, story, capfd):
-    alerts = stack.client("sqs").create_queue(QueueName="test-validation-alerts")["QueueUrl"]
-    arn = stack.client("sqs").get_queue_attributes(QueueUrl=alerts, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    ssm = stack.client("ssm")
-    topic = contract.read(ssm, stack.env)["notifications/validation-alerts-topic-arn"]
-    stack.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-
-    clean = _run(story, capfd, "payment_validation", {"force": True})
-    assert clean.ok, _errors(story)
-    assert clean.xcom["alert_on_discrepancy"] == "match"
-    assert clean.xcom["publish_metrics"]["tables"] == len(clean.xcom["list_tables"]) == 7
-    mapped = [t for t in clean.tasks if t["task_id"] == "validate_table"]
-    assert len(mapped) == 7 and all(t["map_index"] >= 0 for t in mapped)
-    metrics = stack.client("cloudwatch").list_metrics(Namespace="Migration/DataValidation")["Metrics"]
-    assert {"RowsChecked", "Mismatches"} <= {m["MetricName"] for m in metrics}
-
-    with connection(stack.dsn("target")) as conn, conn.cursor() as cur:
-        cur.execute("DELETE FROM refunds WHERE id = (SELECT id FROM refunds ORDER BY id LIMIT 1) RETURNING id")
-        gone = str(cur.fetchone()[0])
-    dirty = _run(story, capfd, "payment_validation", {"force": True})
-    assert dirty.ok, _errors(story)
-    assert dirty.xcom["alert_on_discrepancy"] == "mismatch"
-    bodies = [json.loads(m["Body"])["Message"] for m in
-              stack.client("sqs").receive_message(QueueUrl=alerts, MaxNumberOfMessages=10)["Messages"]]
-    assert any("public.refunds" in b and gone in b for b in bodies), bodies
-
-    contract.write(ssm, "workflow/enable-validation", False, stack.env)
-    try:
-        off = _run(story, capfd, "payment_validation", {"force": True})
-    finally:
-        contract.write(ssm, "workflow/enable-validation", True, stack.env)
-    assert off.ok and _states(off)["check_due"] == "success"
-    assert all(t["state"] == "skipped" for t in off.tasks if t["task_id"] != "check_due")
 
 
 def test_no_secret_in_logs_xcom_or_checkpoints(stack, story):
