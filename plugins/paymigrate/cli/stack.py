@@ -96,7 +96,7 @@ def _down(args) -> int:
 
 def _status(args) -> int:
     rows = LocalStack().status()
-    w = max(len(r.component) for r in rows) + 1
+    w = max(len("component"), *(len(r.component) for r in rows)) + 1
     print(f"{'component':<{w}} {'port':<6} {'pid':<7} {'health':<7} detail")
     for r in rows:
         print(f"{r.component:<{w}} {r.port or '-':<6} {r.pid or '-':<7} {'ok' if r.healthy else 'DOWN':<7} "
