@@ -30,6 +30,16 @@ def summary(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def tables_in_scope(source: Any, plan: dict[str, Any]) -> list[str] | None:
+    """The tables the migration replicates (its ``tables``, less ``exclude``); None for all."""
+    if not plan.get("tables") and not plan.get("exclude"):
+        return None
+    from paymigrate.validation import list_tables
+
+    excluded = set(plan.get("exclude") or ())
+    return [t for t in list_tables(source=source, tables=plan.get("tables") or None) if t not in excluded]
+
+
 class MigrationOperator(BaseOperator):
     """Base: the hook, and the plan the ``preflight`` task decided (engine, migration id)."""
 
@@ -168,8 +178,9 @@ class ValidateOperator(MigrationOperator):
 
         hook, plan = self.hook(), self.plan(context)
         engine = self.engine(hook, context)
-        report = validate(source=hook.endpoint("source"), target=hook.endpoint("target"),
-                          tables=plan.get("tables") or None, max_keys=int(self.max_keys),
+        source = hook.endpoint("source")
+        report = validate(source=source, target=hook.endpoint("target"),
+                          tables=tables_in_scope(source, plan), max_keys=int(self.max_keys),
                           catch_up=getattr(engine, "catch_up", None))
         result = summary(report)
         self.log.info("validation: %s, %s mismatching table(s)", result["status"],
@@ -383,14 +394,18 @@ class CutoverPreflightOperator(MigrationOperator):
             raise AirflowFailException(
                 f"migration is not cutover-ready (lock: {lock.state if lock else 'none'}): run "
                 "payment_migration to its end first")
-        engine = hook.engine()
+        # The migration's own scope: a cutover checks and switches exactly what was replicated.
+        validated = store.load(migration_id=lock.migration_id, phase="validation") or {}
+        scope = validated.get("plan", {})
+        engine = hook.engine(name=scope.get("engine"), tables=scope.get("tables"), exclude=scope.get("exclude"))
         status = summary(engine.status())
         if status["state"] != "streaming":
             raise AirflowFailException(f"replication is {status['state']}, not streaming: {status}")
         store.set_state("cutting-over", run_id=context["run_id"])
         self.log.info("cutover of migration %s approved by %s", lock.migration_id, self.approved_by)
-        return {"migration_id": lock.migration_id, "engine": cfg["workflow/replication-engine"],
-                "approved_by": self.approved_by, "tables": None, "exclude": None}
+        return {"migration_id": lock.migration_id, "engine": scope.get("engine") or cfg[
+                    "workflow/replication-engine"], "approved_by": self.approved_by,
+                "tables": scope.get("tables") or [], "exclude": scope.get("exclude") or []}
 
 
 class ShiftReadTrafficOperator(MigrationOperator):
@@ -456,7 +471,8 @@ class WriteSwitchOperator(MigrationOperator):
         hook = self.hook()
         engine = self.engine(hook, context)
         source, target = hook.endpoint("source"), hook.endpoint("target")
-        tables = list_tables(source=source)  # before the pause: the catalog read is not free
+        # Before the pause: the catalog read is not free.
+        tables = tables_in_scope(source, self.plan(context)) or list_tables(source=source)
         sw = switch_for(hook, engine=engine, pause_timeout=float(self.pause_timeout),
                         drain_timeout=float(self.drain_timeout), sequence_gap=int(self.sequence_gap),
                         verify=partial(row_counts_match, source=source, target=target, tables=tables))
