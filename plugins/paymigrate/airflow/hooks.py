@@ -51,9 +51,9 @@ class MigrationHook:
         """``source`` or ``target`` credentials from Secrets Manager (never logged: see Endpoint)."""
         if side not in ("source", "target"):
             raise ValueError(f"side {side!r} is not source or target")
-        secret = SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_secret_as_dict(
-            self.config[f"database/{side}-secret-arn"])
-        return Endpoint.from_secret(secret, dbname=self.config["database/name"])
+        hook = SecretsManagerHook(aws_conn_id=self.aws_conn_id)
+        credentials = hook.get_secret_as_dict(self.config[f"database/{side}-secret-arn"])
+        return Endpoint.from_secret(credentials, dbname=self.config["database/name"])
 
     def engine(self, *, name: str | None = None, tables: list[str] | None = None,
                exclude: list[str] | None = None) -> Any:
