@@ -10,8 +10,12 @@
   unique and exclusion constraints, foreign keys, triggers, rules. Building an index once over the
   copied rows is faster than maintaining it during COPY (``bench/copy.py`` measures both).
 
-Each step is one transaction on the target, so a failure leaves nothing half-created and a rerun
-starts it over. The dump itself never sees a password on a command line: pg_dump gets it from its
+The early step is one transaction on the target, so a failure leaves nothing half-created and a
+rerun starts it over. The late step builds the plain secondary indexes first, ``INDEX_JOBS`` at a
+time (``pg_restore -j``), each in its own transaction, skipping any already on the target by name:
+a rerun after a failure half-way neither fails on nor rebuilds what was done. Everything else of
+the late step then runs in one transaction with the caller's marker, so the marker says "all
+built" and nothing else does. The dump itself never sees a password on a command line: pg_dump gets it from its
 environment. Publications and subscriptions of the source are never copied.
 """
 
@@ -33,7 +37,12 @@ from paymigrate.pgbin import program
 log = logging.getLogger(__name__)
 
 MAINTENANCE_WORK_MEM = "512MB"
+# Index builds at once in the late step (each a session with MAINTENANCE_WORK_MEM).
+INDEX_JOBS = 2
 _TOC = re.compile(r"^\s*(\d+);\s+(\d+)\s+(\d+)\s")
+_PG_CLASS = 1259
+# A plain index entry of pg_restore --list: "<id>; 1259 <oid> INDEX <schema> <name> <owner>".
+_INDEX = re.compile(r"^\s*\d+;\s+1259\s+(\d+)\s+INDEX\s")
 
 # (catalog, oid) of the objects the early step takes from post-data: primary keys, replica
 # identity indexes, and the unique constraints that back a replica identity index.
@@ -133,10 +142,14 @@ class SchemaDump:
                         what="pg_restore --list")
         return out.splitlines()
 
+    def listing(self, entries: Iterable[str], name: str) -> Path:
+        path = Path(self._dir.name) / name
+        path.write_text("\n".join(entries) + "\n")
+        return path
+
     def script(self, entries: Iterable[str]) -> str:
         """The SQL of ``entries`` (owners left out: the roles may not exist on the target)."""
-        listing = Path(self._dir.name) / "entries.list"
-        listing.write_text("\n".join(entries) + "\n")
+        listing = self.listing(entries, "entries.list")
         return self._run([tool("pg_restore"), "--no-owner", f"--use-list={listing}", "--file=-",
                           str(self.path)], what="pg_restore of the schema")
 
@@ -160,17 +173,94 @@ def copy_schema(*, source: Endpoint, target: Endpoint, oids: list[int], exclude:
     return len(entries)
 
 
+def index_oids(late: Iterable[str]) -> list[int]:
+    """Source oids of the entries of ``late`` that look like plain indexes (confirmed later
+    against the catalog: the listing is text)."""
+    return [int(m.group(1)) for m in map(_INDEX.match, late) if m]
+
+
+def split_indexes(late: Iterable[str], indexes: set[int]) -> tuple[dict[int, str], tuple[str, ...]]:
+    """The entries of ``late`` for the index oids in ``indexes``, and the other entries in order.
+
+    >>> split_indexes(["3; 1259 12 INDEX public a_x u", "4; 2606 13 FK CONSTRAINT public a a_fk u"],
+    ...               {12})
+    ({12: '3; 1259 12 INDEX public a_x u'}, ('4; 2606 13 FK CONSTRAINT public a a_fk u',))
+    """
+    found, rest = {}, []
+    for line in late:
+        m = _INDEX.match(line)
+        if m and int(m.group(1)) in indexes:
+            found[int(m.group(1))] = line
+        else:
+            rest.append(line)
+    return found, tuple(rest)
+
+
 def complete_schema(*, source: Endpoint, target: Endpoint, oids: list[int],
                     exclude: Iterable[str] = (), marker_sql: str | None = None) -> int:
-    """The late step: secondary indexes, constraints, triggers; ``marker_sql`` runs in the same
-    transaction so a later call can tell it is done."""
+    """The late step: secondary indexes, constraints, triggers; ``marker_sql`` runs in the
+    transaction of the last part, so a later call can tell all of it is done. Returns the
+    entries restored by this call (indexes a previous call built are not counted)."""
     with connection(source) as sconn, sconn.cursor() as cur:
         keep = early_objects(cur, oids)
     with SchemaDump(source, exclude=exclude) as dump:
         toc = split_toc(dump.toc("pre-data"), dump.toc("post-data"), keep)
-        _execute(target, dump.script(toc.late), what="schema (post-data)", marker_sql=marker_sql)
-    log.info("post-data built on %s: %d index(es)/constraint(s)", target.safe(), len(toc.late))
-    return len(toc.late)
+        names = index_names(source, index_oids(toc.late))
+        indexes, rest = split_indexes(toc.late, set(names))
+        built = _existing(target, list(names.values()))
+        todo = [line for oid, line in indexes.items() if names[oid] not in built]
+        if built:
+            log.info("%d index(es) already on %s from an earlier run, not built again: %s",
+                     len(built), target.safe(), ", ".join(sorted(built)))
+        if todo:
+            _restore_parallel(target, dump, todo, what=f"{len(todo)} secondary index(es)")
+        _execute(target, dump.script(rest), what="post-data constraints and triggers (the "
+                 "secondary indexes before them stay built)", marker_sql=marker_sql)
+    log.info("post-data built on %s: %d index(es) (%d at a time), %d other object(s)",
+             target.safe(), len(todo), INDEX_JOBS, len(rest))
+    return len(todo) + len(rest)
+
+
+def index_names(source: Endpoint, index_oids: list[int]) -> dict[int, str]:
+    """Schema-qualified, quoted names of the indexes among ``index_oids`` on the source."""
+    if not index_oids:
+        return {}
+    with connection(source) as conn, conn.cursor() as cur:
+        cur.execute("SELECT c.oid, format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.oid = ANY(%s::oid[]) AND c.relkind IN ('i', 'I')", (index_oids,))
+        return {int(oid): name for oid, name in cur.fetchall()}
+
+
+def _existing(target: Endpoint, names: list[str]) -> set[str]:
+    if not names:
+        return set()
+    with connection(target) as conn, conn.cursor() as cur:
+        cur.execute("SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NOT NULL", (names,))
+        return {r[0] for r in cur.fetchall()}
+
+
+def _conninfo_dbname(dbname: str) -> str:
+    # pg_restore takes a connection string for -d; the rest comes from libpq_env.
+    return "dbname='" + dbname.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _restore_parallel(target: Endpoint, dump: SchemaDump, entries: list[str], *, what: str) -> None:
+    # Each entry commits on its own: a failure keeps the indexes built so far, and the next run
+    # skips them by name (see complete_schema).
+    listing = dump.listing(entries, "indexes.list")
+    argv = [tool("pg_restore"), "--no-owner", "--exit-on-error", f"--jobs={INDEX_JOBS}",
+            f"--use-list={listing}", f"--dbname={_conninfo_dbname(target.dbname)}", str(dump.path)]
+    env = libpq_env(target)
+    env["PGOPTIONS"] = f"-c maintenance_work_mem={MAINTENANCE_WORK_MEM}"
+    try:
+        res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=6 * 3600)
+    except subprocess.TimeoutExpired:
+        raise ReplicationError(f"building {what} on {target.safe()} took over 6 hours") from None
+    if res.returncode != 0:
+        raise ReplicationError(f"building {what} on {target.safe()} failed (the indexes finished "
+                               f"before stay and a rerun skips them): "
+                               f"{redact(res.stderr.strip())[-800:]}")
 
 
 def _execute(target: Endpoint, script: str, *, what: str, marker_sql: str | None = None) -> None:
