@@ -74,14 +74,13 @@ class PreflightOperator(MigrationOperator):
     template_fields: Sequence[str] = ("engine_name", "tables", "exclude", "dry_run", "takeover")
 
     def __init__(self, *, engine_name: str, tables: Any = (), exclude: Any = (), dry_run: Any = False,
-                 takeover: Any = False, dag_id_for_lock: str | None = None, **kwargs: Any):
+                 takeover: Any = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.engine_name = engine_name
         self.tables = tables
         self.exclude = exclude
         self.dry_run = dry_run
         self.takeover = takeover
-        self.dag_id_for_lock = dag_id_for_lock
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook()
@@ -96,13 +95,12 @@ class PreflightOperator(MigrationOperator):
         run_id = context["run_id"]
         resuming = bool(lock and lock.state in ("running", "failed") and lock.run_id != run_id)
         engine = hook.engine(name=name, tables=tables, exclude=exclude)
-        self.log.info("preflight of %s replication from %s to %s", name, hook.endpoint("source").safe(),
-                      hook.endpoint("target").safe())
+        source, target = hook.endpoint("source").safe(), hook.endpoint("target").safe()
+        self.log.info("preflight of %s replication from %s to %s", name, source, target)
+        # The engine knows a resumed migration (its subscription exists) and then accepts a
+        # target that is no longer empty.
         problems = list(engine.preflight())
         done = self._done_phases(store, lock.migration_id) if resuming else []
-        if "replication" in done:
-            # Replication already copied data: the target is rightly not empty any more.
-            problems = [p for p in problems if getattr(p, "kind", "") != "target-not-empty"]
         if problems:
             listing = "; ".join(str(p) for p in problems)
             raise AirflowFailException(f"preflight refused {len(problems)} problem(s): {listing}")
@@ -110,13 +108,12 @@ class PreflightOperator(MigrationOperator):
             self.log.info("dry run: every check passed; nothing was started or written")
             raise AirflowSkipException("dry run: checks passed, nothing started")
         try:
-            lock = store.acquire(run_id=run_id, dag_id=self.dag_id_for_lock or self.dag_id,
-                                 takeover=bool(self.takeover))
+            lock = store.acquire(run_id=run_id, dag_id=self.dag_id, takeover=bool(self.takeover))
         except MigrationActive as exc:
             raise AirflowFailException(str(exc)) from None
         plan = {"migration_id": lock.migration_id, "engine": name, "tables": tables, "exclude": exclude,
-                "resumed": resuming, "done_phases": done, "env": hook.env,
-                "source": hook.endpoint("source").safe(), "target": hook.endpoint("target").safe()}
+                "resumed": resuming, "done_phases": done, "env": hook.env, "source": source,
+                "target": target}
         self.log.info("plan: %s", json.dumps(plan))
         return plan
 
