@@ -32,6 +32,7 @@ from paymigrate.airflow.operators import (
 )
 from paymigrate.airflow.sensors import ReplicationSensor
 
+PLAN = "save_rollback_state"  # the task whose result (the migration's engine and tables) later steps read
 STATUS_TOPIC = "{{ contract('notifications/migration-status-topic-arn') }}"
 
 with DAG(
@@ -54,13 +55,13 @@ with DAG(
     notify_rollback_start = SnsPublishOperator(
         task_id="notify_rollback_start", target_arn=STATUS_TOPIC, subject="Rollback started",
         message="Rollback {{ run_id }} started: {{ params.reason }}")
-    save_rollback_state = SaveRollbackStateOperator(task_id="save_rollback_state")
+    save_rollback_state = SaveRollbackStateOperator(task_id=PLAN)
     switch_writes_to_source = SwitchBackOperator(
         task_id="switch_writes_to_source", pause_timeout="{{ params.pause_timeout_seconds }}",
-        drain_timeout="{{ params.drain_timeout_seconds }}", retries=0)
-    stop_replication = StopReplicationOperator(task_id="stop_replication")
+        drain_timeout="{{ params.drain_timeout_seconds }}", retries=0, plan_task=PLAN)
+    stop_replication = StopReplicationOperator(task_id="stop_replication", plan_task=PLAN)
     wait_replication_stopped = ReplicationSensor(task_id="wait_replication_stopped", condition="stopped",
-                                                 poke_interval=2, timeout=600, retries=0)
+                                                 poke_interval=2, timeout=600, retries=0, plan_task=PLAN)
     route_traffic_to_source = RouteToSourceOperator(task_id="route_traffic_to_source")
     unfreeze_source = UnfreezeSourceOperator(task_id="unfreeze_source")
     notify_rollback_complete = SnsPublishOperator(

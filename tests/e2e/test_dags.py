@@ -234,6 +234,9 @@ def test_scheduled_validation_publishes_metrics_alerts_and_skips_when_off(stack,
 def test_rollback_after_migration_leaves_source_writable_and_replication_stopped(stack, story, capfd):
     result = _run(story, capfd, "payment_rollback", {"reason": "test: before cutover"})
     assert result.ok, _errors(story)
+    plan = result.xcom["save_rollback_state"]  # the migration's own engine and scope, saved first
+    assert plan["engine"] == "postgres-logical" and plan["migration_id"] == _store(stack).lock().migration_id
+    assert plan["saved"].startswith(f"s3://{names.bucket_name('rollback', stack.env)}/")
     assert result.xcom["switch_writes_to_source"] == {"switched": False}
     assert _count(stack.dsn("target"), "SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL") == 0
     assert _count(stack.dsn("target"), "SELECT count(*) FILTER (WHERE subenabled) FROM pg_subscription") == 0

@@ -40,6 +40,21 @@ def tables_in_scope(source: Any, plan: dict[str, Any]) -> list[str] | None:
     return [t for t in list_tables(source=source, tables=plan.get("tables") or None) if t not in excluded]
 
 
+def migration_scope(store: Any) -> dict[str, Any]:
+    """The running migration's engine and tables, from its latest checkpoint: the steps after it
+    (cutover, rollback) act on what was replicated, not on today's contract defaults."""
+    lock = store.lock()
+    if lock is None:
+        return {}
+    for phase in ("validation", "replication", "preparation"):
+        doc = store.load(migration_id=lock.migration_id, phase=phase)
+        if doc and doc.get("plan"):
+            plan = doc["plan"]
+            return {"migration_id": lock.migration_id, "engine": plan.get("engine"),
+                    "tables": plan.get("tables") or [], "exclude": plan.get("exclude") or []}
+    return {"migration_id": lock.migration_id}
+
+
 class MigrationOperator(BaseOperator):
     """Base: the hook, and the plan the ``preflight`` task decided (engine, migration id)."""
 
@@ -218,9 +233,7 @@ class StopReplicationOperator(MigrationOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook()
-        name = hook.config["workflow/replication-engine"]
-        plan = context["ti"].xcom_pull(task_ids=self.plan_task) or {}
-        engine = hook.engine(name=plan.get("engine", name))
+        engine = self.engine(hook, context)
         engine.stop()
         status = summary(engine.status())
         self.log.info("replication stopped: %s", status)
@@ -230,18 +243,23 @@ class StopReplicationOperator(MigrationOperator):
 class SaveRollbackStateOperator(MigrationOperator):
     """Write what a rollback needs to know into the rollback bucket before touching anything."""
 
-    def execute(self, context: Context) -> str:
+    def execute(self, context: Context) -> dict[str, Any]:
         hook = self.hook()
         store = hook.checkpoints()
         lock = store.lock()
-        engine = hook.engine()
+        scope = migration_scope(store)
+        plan = {"migration_id": scope.get("migration_id", "none"),
+                "engine": scope.get("engine") or hook.config["workflow/replication-engine"],
+                "tables": scope.get("tables", []), "exclude": scope.get("exclude", [])}
+        engine = hook.engine(name=plan["engine"], tables=plan["tables"], exclude=plan["exclude"])
         doc = {"lock": dataclasses.asdict(lock) if lock else None,
                "active_writer": hook.config["database/active-writer"], "mode": hook.config["workflow/mode"],
-               "engine": hook.config["workflow/replication-engine"],
-               "status": summary(engine.status())}
-        key = hook.rollback_store().save(migration_id=lock.migration_id if lock else "none",
-                                         phase="rollback", run_id=context["run_id"], doc=doc)
-        return f"s3://{hook.config['storage/rollback-bucket']}/{key}"
+               "plan": plan, "status": summary(engine.status())}
+        key = hook.rollback_store().save(migration_id=plan["migration_id"], phase="rollback",
+                                         run_id=context["run_id"], doc=doc)
+        # The rollback's later steps read this plan (their plan_task), as the migration's read
+        # the preflight's.
+        return {**plan, "saved": f"s3://{hook.config['storage/rollback-bucket']}/{key}"}
 
 
 class NotifyFailureOperator(MigrationOperator):
@@ -312,7 +330,8 @@ class SwitchBackOperator(MigrationOperator):
         if hook.config["database/active-writer"] == "source":
             self.log.info("the source is the writer: no cutover to undo, nothing to drain")
             return {"switched": False}
-        sw = switch_for(hook, pause_timeout=float(self.pause_timeout), drain_timeout=float(self.drain_timeout))
+        sw = switch_for(hook, engine=self.engine(hook, context), pause_timeout=float(self.pause_timeout),
+                        drain_timeout=float(self.drain_timeout))
         try:
             result = switch_back(sw)
         except CutoverAborted as exc:
@@ -392,8 +411,7 @@ class CutoverPreflightOperator(MigrationOperator):
                 f"migration is not cutover-ready (lock: {lock.state if lock else 'none'}): run "
                 "payment_migration to its end first")
         # The migration's own scope: a cutover checks and switches exactly what was replicated.
-        validated = store.load(migration_id=lock.migration_id, phase="validation") or {}
-        scope = validated.get("plan", {})
+        scope = migration_scope(store)
         engine = hook.engine(name=scope.get("engine"), tables=scope.get("tables"), exclude=scope.get("exclude"))
         status = summary(engine.status())
         if status["state"] != "streaming":
