@@ -11,7 +11,7 @@ import uuid
 import psycopg2
 import pytest
 
-from paymigrate.errors import PreflightError
+from paymigrate.errors import PreflightError, ReplicationError
 from paymigrate.replication import engine_for
 from paymigrate.replication.logical import LogicalEngine
 
@@ -313,3 +313,27 @@ def test_preflight_refuses_unknown_table_and_role_missing_on_target(stack, pair)
         assert role in found["public.t"]
     finally:
         run(source_dsn, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_deferred_schema_rerun_after_a_failure_builds_the_rest_once(pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    engine.start()
+    deadline = time.monotonic() + 60
+    while not engine.status().full_load_done:  # not wait_full_load: it would build the rest now
+        assert time.monotonic() < deadline, "initial copy did not finish"
+        time.sleep(0.2)
+    # An index already there (a rerun after a crash) and a row the foreign key will refuse.
+    run(target_dsn, "CREATE INDEX payments_account_idx ON payments (account_id)")
+    run(target_dsn, "SET session_replication_role = replica; "
+                    "INSERT INTO payments (account_id, amount, currency) VALUES (999999, 1, 'EUR')")
+    with pytest.raises(ReplicationError, match="payments"):
+        engine.complete_schema()
+    marker = "SELECT obj_description(oid, 'pg_subscription') FROM pg_subscription WHERE subname = %s"
+    assert run(target_dsn, marker, (dbname,)) == [(None,)]  # not marked done after a failure
+    run(target_dsn, "DELETE FROM payments WHERE account_id = 999999")
+    assert engine.complete_schema() >= 1
+    assert run(target_dsn, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == [(1,)]
+    assert run(target_dsn, "SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_account_idx'") == [(1,)]
+    assert engine.complete_schema() == 0  # marked done: a third call builds nothing
