@@ -58,6 +58,18 @@ def airflow(stack: LocalStack) -> Path:
     return AIRFLOW_HOME
 
 
+def sql_rows(dsn: str, query, args=()):
+    """Run one statement in autocommit on a connection of its own; its rows, if it returns any."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
 def _admin(stack: LocalStack, side: str):
     conn = psycopg2.connect(stack.dsn(side, dbname="postgres"))
     conn.autocommit = True

@@ -19,6 +19,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 from conftest import create_database, drop_database
+from conftest import sql_rows as _sql
 
 from paymigrate.cutover import SWITCH_STEPS, CutoverAborted, Switch, switch_back, switch_writes
 from paymigrate.demo.seed import TABLES, seed
@@ -47,17 +48,6 @@ class Pair:
     router_dsn: str  # the application role, through the router
     target_port: int
     source_port: int
-
-
-def _sql(dsn: str, query: str, args=()):
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def _set_route_line(path: Path, name: str, line: str | None) -> None:

@@ -7,6 +7,7 @@ import time
 
 import psycopg2
 import pytest
+from conftest import sql_rows as _sql
 
 from paymigrate.demo.seed import seed
 from paymigrate.workload import Workload, report, start_background, stop_background
@@ -40,17 +41,6 @@ def app(stack, databases):
     with open(dbfile, "w") as fh:
         fh.write(original)
     _admin(stack, "RELOAD")
-
-
-def _sql(dsn: str, query: str, args=()):
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def test_report_finds_every_commit_then_an_injected_loss_duplicate_and_imbalance(app, tmp_path):
