@@ -29,6 +29,10 @@ SERVICE_ARGS = {"api-server": ["--host", "127.0.0.1"], "scheduler": ["--skip-ser
 ADMIN_USER = "admin"
 
 
+# Four services share one SQLite metadata DB locally: wait for a lock rather than fail at once.
+SQLITE_CONNECT_ARGS = {"timeout": 60}
+
+
 def static_environment(home: Path) -> dict[str, str]:
     """What Airflow reads when first imported: its home, metadata DB, DAG and plugin folders."""
     return {
@@ -38,6 +42,7 @@ def static_environment(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "paymigrate.local.airflow.SQLITE_CONNECT_ARGS",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),

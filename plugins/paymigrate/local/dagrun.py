@@ -56,13 +56,21 @@ class Api:
                                      headers={"Content-Type": "application/json"})
         if token is not None:
             req.add_header("Authorization", f"Bearer {token or self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raise PaymigrateError(f"airflow API {method} {path}: HTTP {exc.code} "
-                                  f"{exc.read().decode(errors='replace')[:500]}") from None
-        return json.loads(raw) if raw else None
+        # GET and PATCH are safe to repeat; a POST (a new run) is not, whatever the answer was.
+        attempts = 1 if method == "POST" else 4
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    raw = resp.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                if exc.code < 500 or attempt == attempts:
+                    raise PaymigrateError(f"airflow API {method} {path}: HTTP {exc.code} {detail}") from None
+                log.warning("airflow API %s %s: HTTP %s, retrying (%d/%d)", method, path, exc.code,
+                            attempt, attempts - 1)
+                time.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def dag(self, dag_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v2/dags/{dag_id}")
