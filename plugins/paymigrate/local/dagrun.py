@@ -8,6 +8,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,26 +51,36 @@ class Api:
         body = self._call("POST", "/auth/token", {"username": username, "password": password}, token=None)
         self.token = body["access_token"]
 
-    def _call(self, method: str, path: str, body: Any = None, *, token: str | None = "") -> Any:
+    def _call(self, method: str, path: str, body: Any = None, *, token: str | None = "",
+              accept: tuple[int, ...] = ()) -> Any:
+        """One API call, retried on 5xx and time-outs: the four services share one SQLite
+        metadata DB locally and a request may wait on its lock. Every call made here is safe to
+        repeat (a run is triggered under a run id of our own: a repeat gets 409)."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        if token is not None:
-            req.add_header("Authorization", f"Bearer {token or self.token}")
-        # GET and PATCH are safe to repeat; a POST (a new run) is not, whatever the answer was.
-        attempts = 1 if method == "POST" else 4
+        attempts = 5
         for attempt in range(1, attempts + 1):
+            req = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+            if token is not None:
+                req.add_header("Authorization", f"Bearer {token or self.token}")
             try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
+                with urllib.request.urlopen(req, timeout=90) as resp:
                     raw = resp.read()
                 return json.loads(raw) if raw else None
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:500]
+                if exc.code in accept:
+                    return None
                 if exc.code < 500 or attempt == attempts:
                     raise PaymigrateError(f"airflow API {method} {path}: HTTP {exc.code} {detail}") from None
-                log.warning("airflow API %s %s: HTTP %s, retrying (%d/%d)", method, path, exc.code,
-                            attempt, attempts - 1)
-                time.sleep(attempt)
+                problem = f"HTTP {exc.code}"
+            except (TimeoutError, urllib.error.URLError) as exc:
+                if attempt == attempts:
+                    raise PaymigrateError(f"airflow API {method} {path}: {exc}") from None
+                problem = str(exc)
+            log.warning("airflow API %s %s: %s, retrying (%d/%d)", method, path, problem, attempt,
+                        attempts - 1)
+            time.sleep(2 * attempt)
         raise AssertionError("unreachable")
 
     def dag(self, dag_id: str) -> dict[str, Any]:
@@ -78,8 +89,9 @@ class Api:
     def run(self, dag_id: str, conf: dict[str, Any], *, timeout: float, poll: float = 2) -> RunResult:
         started = time.monotonic()
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-        run = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
-        run_id = run["dag_run_id"]
+        run_id = f"manual__paymigrate_{uuid.uuid4().hex[:12]}"
+        self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                   {"dag_run_id": run_id, "logical_date": None, "conf": conf}, accept=(409,))
         log.info("triggered %s run %s", dag_id, run_id)
         seen: dict[str, str] = {}
         while True:
