@@ -6,7 +6,9 @@ Starts its own local stack in a temporary home, fills a payments-like table on t
 (uuid key, bigint, numeric(19,4), timestamptz, jsonb, text, two secondary indexes), then copies it
 into a fresh empty target database with each tool, timed from start to a target with every row and
 index. Prints seconds, rows/s and ratios against pg_dump/pg_restore measured in the same run. The
-engine runs twice: secondary indexes built after the copy (its default) and before it.
+engine runs three times: its default (the copy under the slot's exported snapshot, keys and indexes
+built after it), the same with every index built before the copy, and PostgreSQL's own table
+sync (``initial_copy="subscription"``, keys before the copy, secondary indexes after).
 """
 
 from __future__ import annotations
@@ -50,12 +52,11 @@ def check(stack: LocalStack, name: str, rows: int) -> None:
         raise SystemExit(f"{name}: {count} rows and {indexes} indexes, expected {rows} and 3")
 
 
-def run_engine(stack: LocalStack, rows: int, *, indexes_after_copy: bool) -> float:
-    name = "bench_logical_after" if indexes_after_copy else "bench_logical_before"
+def run_engine(stack: LocalStack, rows: int, *, name: str, **options) -> float:
     fresh_db(stack, "target", name)
     engine = LogicalEngine(source=stack.endpoint("source", dbname=SOURCE_DB),
-                           target=stack.endpoint("target", dbname=name), name=name,
-                           indexes_after_copy=indexes_after_copy, poll=0.2)
+                           target=stack.endpoint("target", dbname=name), name=name, poll=0.2,
+                           **options)
     try:
         started = time.monotonic()
         engine.start()
@@ -128,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             results = {
                 "pg_dump -Fd -j2 | pg_restore -j2 (baseline)": run_pg_dump(stack, args.rows, work),
                 "pgcopydb clone --table-jobs 2 --index-jobs 2": run_pgcopydb(stack, args.rows, work),
-                "postgres-logical, indexes after copy": run_engine(stack, args.rows, indexes_after_copy=True),
-                "postgres-logical, indexes before copy": run_engine(stack, args.rows, indexes_after_copy=False),
+                "postgres-logical (snapshot copy, keys after)": run_engine(
+                    stack, args.rows, name="bench_snapshot"),
+                "postgres-logical, snapshot, indexes before": run_engine(
+                    stack, args.rows, name="bench_snapshot_before", indexes_after_copy=False),
+                "postgres-logical, table sync (subscription)": run_engine(
+                    stack, args.rows, name="bench_table_sync", initial_copy="subscription"),
             }
         base = results["pg_dump -Fd -j2 | pg_restore -j2 (baseline)"]
         copydb = results["pgcopydb clone --table-jobs 2 --index-jobs 2"]

@@ -116,6 +116,7 @@ def _p(key: str, kind: str, description: str, **kw: Any) -> Parameter:
 WORKFLOW_MODES = ("preparation", "replication", "validation", "cutover", "rollback")
 ENGINES = ("postgres-logical", "dms")
 WRITERS = ("source", "target")
+INITIAL_COPIES = ("snapshot", "subscription")
 
 _ALL = (
     # Database (seed), plus the secrets and the active writer the design adds.
@@ -173,6 +174,10 @@ _ALL = (
     _p("workflows/migration-state-machine-arn", "arn", "Step Functions migration state machine"),
     _p("workflows/rollback-state-machine-arn", "arn", "Step Functions rollback state machine"),
     _p("functions/validation-function-arn", "arn", "Data validation Lambda function"),
+    _p("replication/initial-copy", "choice", "How postgres-logical copies the tables first: "
+       "snapshot (the engine, under the slot's snapshot, keys built after: faster) or subscription "
+       "(PostgreSQL's table sync, inside the servers)", default="snapshot",
+       choices=INITIAL_COPIES),
     _p("replication/dms-task-arn", "arn", "DMS full-load-and-cdc replication task"),
     _p("replication/dms-instance-arn", "arn", "DMS replication instance"),
     _p("replication/dms-source-endpoint-arn", "arn", "DMS source endpoint"),

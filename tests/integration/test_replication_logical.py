@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
 
 from paymigrate.errors import PreflightError, ReplicationError
-from paymigrate.replication import engine_for
+from paymigrate.replication import engine_for, snapshot
 from paymigrate.replication.logical import LogicalEngine
 
 pytestmark = pytest.mark.integration
@@ -38,6 +42,10 @@ INSERT INTO audit_log (message) SELECT 'seed ' || g FROM generate_series(1, 300)
 SELECT nextval('invoice_numbers') FROM generate_series(1, 7);
 """
 TABLES = ("accounts", "payments", "ledger_entries", "audit_log")
+# Enough rows that its copy takes a second or more: long enough to crash something during it.
+BIG_AUDIT_LOG = ("INSERT INTO audit_log (message) SELECT repeat('x', 200) || g "
+                 "FROM generate_series(1, 400000) g;")
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 
 def run(dsn: str, statement: str, args=None) -> list[tuple]:
@@ -127,10 +135,11 @@ def pair(stack, databases):
         engine.drop(direction="forward")
 
 
-def test_copy_and_cdc_under_live_writes_end_equal(pair):
+@pytest.mark.parametrize("initial_copy", ["snapshot", "subscription"])
+def test_copy_and_cdc_under_live_writes_end_equal(pair, initial_copy):
     make, source_dsn, target_dsn, dbname = pair
     run(source_dsn, SCHEMA)
-    engine = make()
+    engine = make(initial_copy=initial_copy)
     assert engine.preflight() == []
     writer = Writer(source_dsn)
     writer.start()
@@ -150,7 +159,9 @@ def test_copy_and_cdc_under_live_writes_end_equal(pair):
     assert run(target_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s", (dbname,)) == [(1,)]
     assert run(source_dsn, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                (dbname,)) == [(1,)]
-    # Secondary index and foreign key were deferred past the copy and then built.
+    # Keys on every table that has one; secondary index and foreign key deferred, then built.
+    assert run(target_dsn, "SELECT count(*) FROM pg_constraint WHERE contype = 'p' "
+                           "AND connamespace = 'public'::regnamespace") == [(3,)]
     assert run(target_dsn, "SELECT count(*) FROM pg_indexes WHERE indexname = 'payments_account_idx'") == [(1,)]
     assert run(target_dsn, "SELECT count(*) FROM pg_constraint WHERE contype = 'f'") == [(1,)]
     from paymigrate.validation import MATCH, validate
@@ -203,11 +214,93 @@ def test_drain_when_idle_finishes_although_background_wal_moves_on(pair):
     assert engine.lag().bytes is not None
 
 
-def test_target_killed_during_initial_copy_ends_consistent(stack, pair):
-    make, source_dsn, target_dsn, _ = pair
-    run(source_dsn, SCHEMA + "INSERT INTO audit_log (message) SELECT repeat('x', 200) || g "
-                             "FROM generate_series(1, 400000) g;")
+class Starter(threading.Thread):
+    """``engine.start()`` in a thread: its result, or the exception it raised."""
+
+    def __init__(self, engine):
+        super().__init__(daemon=True)
+        self.engine, self.result, self.error = engine, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.engine.start()
+        except Exception as exc:  # surfaced by the test
+            self.error = exc
+
+
+def wait_for_copy_into(target_dsn: str, table: str) -> None:
+    """Until a COPY into ``table`` runs on the target and has taken rows."""
+    deadline = time.monotonic() + 60
+    while not run(target_dsn, "SELECT 1 FROM pg_stat_progress_copy p JOIN pg_class c "
+                              "ON c.oid = p.relid WHERE c.relname = %s AND p.tuples_processed > 0",
+                  (table,)):
+        assert time.monotonic() < deadline, f"no COPY into {table} was ever seen on the target"
+        time.sleep(0.01)
+
+
+def test_target_killed_during_the_snapshot_copy_is_waited_out_and_the_copy_redone(stack, pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA + BIG_AUDIT_LOG)
     engine = make()
+    writer = Writer(source_dsn)
+    writer.start()
+    try:
+        starter = Starter(engine)
+        wait_for_copy_into(target_dsn, "audit_log")
+        os.kill(stack.cluster("target").pid(), signal.SIGKILL)
+        time.sleep(1)
+        stack.up(bootstrap=False)
+        starter.join(180)
+        assert starter.error is None, starter.error
+        assert starter.result.action == "created"
+        assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    finally:
+        writer.finish()
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert_same(source_dsn, target_dsn)
+
+
+def test_copier_killed_during_the_snapshot_copy_then_start_copies_anew(stack, pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA + BIG_AUDIT_LOG)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(PLUGINS)!r})
+        from pathlib import Path
+        from paymigrate.local.stack import LocalStack
+        from paymigrate.replication.logical import LogicalEngine
+        s = LocalStack(Path({str(stack.home)!r}), env={stack.env!r})
+        LogicalEngine(source=s.endpoint("source", dbname={dbname!r}),
+                      target=s.endpoint("target", dbname={dbname!r}), name={dbname!r}).start()
+    """)
+    copier = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        wait_for_copy_into(target_dsn, "audit_log")
+        with pytest.raises(ReplicationError, match="another start"):
+            make().start()  # an Airflow retry beside the live attempt: refused, not doubled
+    finally:
+        copier.kill()
+        copier.wait()
+    # Left behind: the slot (its snapshot gone with the copier) and the tables copied so far.
+    assert make().status().state == "copying"
+    deadline = time.monotonic() + 30
+    while run(source_dsn, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+              (dbname,)) != [(None,)]:
+        assert time.monotonic() < deadline, "the dead copier's walsender never let go of the slot"
+        time.sleep(0.1)
+    engine = make()
+    assert engine.start().action == "created"
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    run(source_dsn, "UPDATE accounts SET owner = 'after the copy' WHERE id = 7")
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert_same(source_dsn, target_dsn)
+
+
+def test_target_killed_during_table_sync_ends_consistent(stack, pair):
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, SCHEMA + BIG_AUDIT_LOG)
+    engine = make(initial_copy="subscription")
     engine.start()
     deadline = time.monotonic() + 60
     while "copying" not in engine.status().tables.values():
@@ -220,6 +313,25 @@ def test_target_killed_during_initial_copy_ends_consistent(stack, pair):
     assert status.full_load_done
     assert engine.wait_drained(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
+
+
+def test_a_source_failing_half_way_through_a_copy_is_never_taken_for_its_end(databases):
+    source_dsn, target_dsn = databases
+    run(target_dsn, "CREATE TABLE t (n int)")
+    src, tgt = psycopg2.connect(source_dsn), psycopg2.connect(target_dsn)
+    try:
+        with pytest.raises(psycopg2.Error, match="division by zero"):
+            snapshot.stream_copy(src, tgt, "COPY (SELECT 1 / (50000 - g) FROM generate_series(1, "
+                                           "100000) g) TO STDOUT (FORMAT binary)",
+                                 "COPY t FROM STDIN (FORMAT binary)")
+        with tgt.cursor() as cur:  # the target's COPY ended "fine" on the rows it got...
+            cur.execute("SELECT count(*) FROM t")
+            assert 0 < cur.fetchone()[0] < 50000
+        tgt.rollback()  # ...which is why only a complete copy is ever committed
+    finally:
+        src.close()
+        tgt.close()
+    assert run(target_dsn, "SELECT count(*) FROM t") == [(0,)]
 
 
 def test_reverse_carries_target_writes_back_to_the_source(pair):

@@ -208,3 +208,18 @@ def test_dms_full_load_done_needs_every_table():
 def test_frozen_types():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Problem("t", "r").reason = "x"
+
+
+def test_copy_under_snapshot_needs_one_slot_and_recopies_only_its_own_tables():
+    # No table-sync slots: one for the subscription, none when the slot is already there.
+    assert reasons(facts(used_slots=19), table_sync=False) == []
+    assert "needs 1" in reasons(facts(used_slots=20), table_sync=False)[0]
+    # A slot without a subscription: an interrupted copy whose rows are its own (copied again)...
+    interrupted = facts(slot_exists=True, target_tables_with_rows=("public.t", "public.other"))
+    problems, warnings = evaluate(interrupted, table_sync=False)
+    assert [str(p) for p in problems] == [
+        "public.other: target table is not empty: the initial copy needs an empty target database"]
+    assert "public.t: rows on the target from an interrupted initial copy" in warnings[0]
+    # ...but with table sync, or without a slot, rows on the target are refused as before.
+    assert len(reasons(interrupted)) == 2
+    assert len(reasons(facts(target_tables_with_rows=("public.t",)), table_sync=False)) == 1

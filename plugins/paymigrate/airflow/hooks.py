@@ -69,7 +69,8 @@ class MigrationHook:
                 cloudwatch_client=AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn,
                 source=source, target=target)
         return engine_for(name, source=source, target=target, name=names.replication_name(self.env),
-                          tables=tables or None, exclude=exclude or None)
+                          tables=tables or None, exclude=exclude or None,
+                          initial_copy=self.config["replication/initial-copy"])
 
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(s3=S3Hook(aws_conn_id=self.aws_conn_id).conn,

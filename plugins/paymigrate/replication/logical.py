@@ -11,26 +11,41 @@ target) every transaction up to ``pos`` *and* every table has finished its initi
 ``s`` or ``r``): during the copy the apply worker confirms past changes of tables still being
 copied, so the slot alone would say "drained" too early.
 
-Resuming: everything is looked up by name first. An existing subscription is enabled again, an
-orphan slot (a crash between slot and subscription) is reused, a table whose copy was interrupted
-(state ``d``) is copied again from scratch by PostgreSQL itself: the COPY and the state change
-commit together on the target.
+Initial copy (``initial_copy``):
+
+* ``snapshot`` (the default): the engine copies every table itself under the slot's exported
+  snapshot into tables without keys, builds the primary keys, then subscribes on the slot with
+  ``copy_data = false`` (:mod:`paymigrate.replication.snapshot`). ``start()`` returns once the
+  copy is done. Faster (``bench/copy.py``), but the rows pass through this process.
+* ``subscription``: PostgreSQL's table sync copies, inside the servers, into tables that already
+  have their keys; ``start()`` returns at once and the copy survives this process.
+
+Resuming: everything is looked up by name first. An existing subscription is enabled again. A
+slot without a subscription was left by an interrupted start: with ``subscription`` it is reused;
+with ``snapshot`` its snapshot died with the process that held it, so the slot is dropped and
+every table copied again, TRUNCATE first. With ``subscription``, a table whose copy was
+interrupted (state ``d``) is copied again from scratch by PostgreSQL itself: the COPY and the
+state change commit together on the target. One ``start()`` runs at a time per name (a session
+advisory lock on the source): an Airflow retry beside a live attempt is refused, not doubled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg2
 from psycopg2 import sql
 
+from paymigrate.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import preflight as pf
-from paymigrate.replication import schema
+from paymigrate.replication import schema, snapshot
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
     Direction,
@@ -55,6 +70,8 @@ POST_DATA_MARK = "paymigrate: post-data built"
 # While waiting for the initial copy, seconds between the cheap "every table synced?" checks: the
 # deferred index build starts this soon after the last copy, not a whole progress interval later.
 SYNC_CHECK = 0.1
+# Seconds between progress lines of a copy under a snapshot.
+COPY_PROGRESS = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +99,8 @@ class LogicalEngine:
     def __init__(self, *, source: Endpoint, target: Endpoint, name: str = "paymigrate",
                  tables: list[str] | None = None, exclude: list[str] | None = None,
                  replica_identity_full: bool = False, binary: bool = True,
-                 indexes_after_copy: bool = True, poll: float = 0.5):
+                 indexes_after_copy: bool = True, initial_copy: str = "snapshot",
+                 copy_jobs: int = 2, poll: float = 0.5):
         if not isinstance(source, Endpoint) or not isinstance(target, Endpoint):
             raise ValueError("source and target must be paymigrate.db.Endpoint (they carry the "
                              "password the subscription connects with)")
@@ -93,6 +111,11 @@ class LogicalEngine:
             raise ValueError("tables is an empty list: give None for every table, or some names")
         if poll <= 0:
             raise ValueError(f"poll interval {poll!r} must be positive")
+        if initial_copy not in INITIAL_COPIES:
+            raise ValueError(f"initial_copy {initial_copy!r} is not one of {', '.join(INITIAL_COPIES)}")
+        if not isinstance(copy_jobs, int) or not 1 <= copy_jobs <= 64:
+            raise ValueError(f"copy_jobs {copy_jobs!r} must be an integer from 1 to 64")
+        self.initial_copy, self.copy_jobs = initial_copy, copy_jobs
         self.source, self.target, self.name = source, target, name
         self.tables, self.exclude = list(tables) if tables else None, list(exclude or [])
         self.replica_identity_full, self.binary = replica_identity_full, binary
@@ -122,7 +145,8 @@ class LogicalEngine:
                                   subscription=self.name)
         except psycopg2.Error as exc:
             raise _err("preflight could not read the catalogs", exc) from None
-        problems, warnings = pf.evaluate(facts, replica_identity_full=self.replica_identity_full)
+        problems, warnings = pf.evaluate(facts, replica_identity_full=self.replica_identity_full,
+                                         table_sync=self.initial_copy == "subscription")
         for w in warnings:
             log.warning("preflight: %s", w)
         log.info("preflight %s -> %s: %d table(s), %d problem(s)", self.source.safe(),
@@ -131,24 +155,80 @@ class LogicalEngine:
 
     # ---- start -------------------------------------------------------------------------------
     def start(self) -> StartResult:
-        """Create schema, publication and subscription; on a rerun resume what exists."""
+        """Create schema, publication and subscription, copying the tables as ``initial_copy``
+        says (see the module docstring); on a rerun resume what exists."""
         found = self._resume(self.forward)
         if found:
             return found
-        raise_for_problems(self.preflight(), engine=self.engine)
-        try:
-            with connection(self.source) as conn, conn.cursor() as cur:
-                oids, _ = self._scope(cur)
-                names = pf.table_names(cur, oids)
-                if self.replica_identity_full:
-                    self._set_identity_full(cur, oids)
-            self._ensure_schema(oids, names)
-            self._ensure_publication(self.forward, names)
-            self._create_subscription(self.forward, copy_data=True)
-        except psycopg2.Error as exc:
-            raise _err(f"starting {self.forward}", exc) from None
-        log.info("replication %s created: %d table(s) copying in parallel", self.forward, len(names))
-        return StartResult(self.engine, "created", f"{len(names)} table(s)")
+        with self._exclusive():
+            found = self._resume(self.forward)  # a start that held the lock may have finished
+            if found:
+                return found
+            raise_for_problems(self.preflight(), engine=self.engine)
+            try:
+                with connection(self.source) as conn, conn.cursor() as cur:
+                    oids, _ = self._scope(cur)
+                    names = pf.table_names(cur, oids)
+                    if self.replica_identity_full:
+                        self._set_identity_full(cur, oids)
+                self._ensure_schema(oids, names)
+                self._ensure_publication(self.forward, names)
+                if self.initial_copy == "snapshot":
+                    detail = self._copy_under_snapshot(oids)
+                    self._create_subscription(self.forward, copy_data=False, slot_is_ours=True)
+                else:
+                    self._create_subscription(self.forward, copy_data=True)
+                    detail = "copying in parallel (PostgreSQL table sync)"
+            except psycopg2.Error as exc:
+                raise _err(f"starting {self.forward}", exc) from None
+        log.info("replication %s created: %d table(s), %s", self.forward, len(names), detail)
+        return StartResult(self.engine, "created", f"{len(names)} table(s), {detail}")
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        # On the source: a target restarting during the copy must not release it.
+        key = f"paymigrate start {self.name}"
+        with connection(self.source, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(hashtext(%s)::bigint)", (key,))
+            if not cur.fetchone()[0]:
+                raise ReplicationError(f"another start() of replication {self.name} is running on "
+                                       f"{self.source.safe()}: let it finish (its log shows the "
+                                       "copy's progress) before starting again")
+            yield
+
+    def _copy_under_snapshot(self, oids: list[int]) -> str:
+        """Slot with exported snapshot, every table copied under it, keys built; the caller
+        then subscribes on the slot."""
+        slot = self._slot(self.forward)
+        if slot is not None:
+            self._check_slot(self.forward, slot)
+            log.warning("slot %s on %s was left by an interrupted initial copy: its snapshot ended "
+                        "with it, so it is dropped and every table copied again (TRUNCATE first)",
+                        self.name, self.source.safe())
+            with connection(self.source, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_drop_replication_slot(%s)", (self.name,))
+        with connection(self.source) as conn, conn.cursor() as cur:
+            tables = snapshot.tables_to_copy(cur, oids)
+        self._rate_sample = None
+        with snapshot.ExportedSnapshot(self.source, self.name) as snap:
+            report = snapshot.copy_tables(tables, source=self.source, target=self.target,
+                                          snapshot=snap, binary=self.binary, jobs=self.copy_jobs,
+                                          progress=COPY_PROGRESS, on_progress=self._copy_progress)
+        log.info("initial copy %s: %d table(s), %s row(s) in %.1fs (%s rows/s), consistent at %s",
+                 self.name, report.tables, f"{report.rows:,}", report.seconds,
+                 f"{report.rows_per_second:,.0f}", report.consistent_lsn)
+        started = time.monotonic()
+        keys = schema.build_keys(source=self.source, target=self.target, oids=oids,
+                                 exclude=self.exclude)
+        log.info("%d primary key(s) and replica identity index(es) built in %.1fs", keys,
+                 time.monotonic() - started)
+        return (f"{report.rows:,} row(s) copied under the slot's snapshot in "
+                f"{report.seconds:.1f}s, keys built after")
+
+    def _copy_progress(self, done: int, total: int) -> None:
+        rate = self._rows_per_second()
+        log.info("initial copy %s: tables copied %d/%d, %s rows/s", self.name, done, total,
+                 "?" if rate is None else f"{rate:,.0f}")
 
     def _resume(self, link: Link) -> StartResult | None:
         sub = self._subscription(link)
@@ -189,6 +269,7 @@ class LogicalEngine:
                 f"target {self.target.safe()} has part of the schema: {', '.join(sorted(present))} "
                 f"exist but {', '.join(missing)} do not; drop them or create the rest")
         schema.copy_schema(source=self.source, target=self.target, oids=oids, exclude=self.exclude,
+                           keys=self.initial_copy == "subscription" or not self.indexes_after_copy,
                            late_too=not self.indexes_after_copy)
 
     @staticmethod
@@ -201,18 +282,28 @@ class LogicalEngine:
                 "CREATE PUBLICATION {} FOR TABLE {}"
             cur.execute(sql.SQL(verb).format(pub, tables))
 
-    def _create_subscription(self, link: Link, *, copy_data: bool) -> None:
+    @staticmethod
+    def _check_slot(link: Link, slot: dict) -> None:
+        if slot["plugin"] != "pgoutput" or slot["database"] != link.publisher.dbname:
+            raise ReplicationError(
+                f"slot {link.name} on {link.publisher.safe()} exists for plugin {slot['plugin']} "
+                f"in database {slot['database']}: not ours, choose another replication name")
+        if slot["active_pid"]:
+            raise ReplicationError(f"slot {link.name} on {link.publisher.safe()} is in use by "
+                                   f"pid {slot['active_pid']}")
+
+    def _create_subscription(self, link: Link, *, copy_data: bool, slot_is_ours: bool = False) -> None:
+        """``slot_is_ours``: the slot was made by this start (with the snapshot of the copy)."""
         slot = self._slot(link)
         if slot is not None:
-            if slot["plugin"] != "pgoutput" or slot["database"] != link.publisher.dbname:
-                raise ReplicationError(
-                    f"slot {link.name} on {link.publisher.safe()} exists for plugin {slot['plugin']} "
-                    f"in database {slot['database']}: not ours, choose another replication name")
-            if slot["active_pid"]:
-                raise ReplicationError(f"slot {link.name} on {link.publisher.safe()} is in use by "
-                                       f"pid {slot['active_pid']}")
-            log.warning("reusing slot %s left on %s by an interrupted start", link.name,
-                        link.publisher.safe())
+            self._check_slot(link, slot)
+            if not slot_is_ours:
+                log.warning("reusing slot %s left on %s by an interrupted start", link.name,
+                            link.publisher.safe())
+        elif slot_is_ours:
+            raise ReplicationError(f"slot {link.name} on {link.publisher.safe()} disappeared after "
+                                   "the initial copy: its changes since the snapshot are lost to "
+                                   "it; drop the target's tables and start again")
         options = sql.SQL(", ").join([
             sql.SQL("slot_name = {}").format(sql.Literal(link.name)),
             sql.SQL("create_slot = {}").format(sql.Literal(slot is None)),
@@ -272,6 +363,13 @@ class LogicalEngine:
         link = self._link(direction)
         sub = self._subscription(link)
         if sub is None:
+            slot = self._slot(link) if link is self.forward else None
+            if slot is not None:
+                return ReplicationStatus("copying", False, False, detail=(
+                    f"initial copy under the exported snapshot of slot {link.name}, held by pid "
+                    f"{slot['active_pid']}" if slot["active_pid"] else
+                    f"slot {link.name} without a subscription: an initial copy building its keys, "
+                    "or one interrupted (start() again copies every table anew)"))
             return ReplicationStatus("absent", False, False, detail=f"no subscription {link.name} "
                                                                     f"on {link.subscriber.safe()}")
         tables = self._tables(link, sub["oid"])

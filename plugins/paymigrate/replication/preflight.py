@@ -74,8 +74,13 @@ class Facts:
     missing_roles: tuple[tuple[str, str], ...] = ()  # (object, role) granted on the source
 
 
-def evaluate(facts: Facts, *, replica_identity_full: bool = False) -> tuple[list[Problem], list[str]]:
-    """``(problems, warnings)``: problems refuse the start, warnings are logged."""
+def evaluate(facts: Facts, *, replica_identity_full: bool = False,
+             table_sync: bool = True) -> tuple[list[Problem], list[str]]:
+    """``(problems, warnings)``: problems refuse the start, warnings are logged.
+
+    ``table_sync``: PostgreSQL's table sync copies (a slot per sync worker). Without it the engine
+    copies under the slot's snapshot, and a slot left without a subscription marks a copy that
+    was interrupted: its tables' rows are its own, emptied and copied again."""
     problems: list[Problem] = []
     warnings: list[str] = []
     if facts.source_wal_level != "logical":
@@ -84,13 +89,14 @@ def evaluate(facts: Facts, *, replica_identity_full: bool = False) -> tuple[list
     if facts.target_wal_level != "logical":
         problems.append(Problem(None, f"target wal_level is {facts.target_wal_level}: reverse "
                                       "replication (the fallback after cutover) needs logical"))
-    need = facts.sync_workers + (0 if facts.slot_exists else 1)
+    need = (facts.sync_workers if table_sync else 0) + (0 if facts.slot_exists else 1)
     free_slots = facts.max_slots - facts.used_slots
     if free_slots < need:
         problems.append(Problem(None, (
             f"source has {free_slots} free replication slot(s) (max_replication_slots "
-            f"{facts.max_slots}, {facts.used_slots} in use); the subscription needs {need} "
-            f"(its own plus {facts.sync_workers} for parallel table sync)")))
+            f"{facts.max_slots}, {facts.used_slots} in use); the subscription needs {need}"
+            + (f" (its own plus {facts.sync_workers} for parallel table sync)" if table_sync
+               else ""))))
     free_senders = facts.max_senders - facts.used_senders
     if free_senders < need:
         problems.append(Problem(None, (
@@ -127,8 +133,14 @@ def evaluate(facts: Facts, *, replica_identity_full: bool = False) -> tuple[list
     for ext in facts.missing_extensions:
         problems.append(Problem(None, f"extension {ext} is installed on the source but not "
                                       "available on the target"))
+    recopy = not table_sync and facts.slot_exists and not facts.resuming
+    ours = {t.name for t in facts.tables} if recopy else set()
     if not facts.resuming:
         for name in facts.target_tables_with_rows:
+            if name in ours:
+                warnings.append(f"{name}: rows on the target from an interrupted initial copy; "
+                                "emptied and copied again")
+                continue
             problems.append(Problem(name, "target table is not empty: the initial copy needs an "
                                           "empty target database"))
     for obj, role in facts.missing_roles:

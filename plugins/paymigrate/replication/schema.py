@@ -1,22 +1,25 @@
-"""Copy the schema from the source catalog to the target, in two steps around the initial copy.
+"""Copy the schema from the source catalog to the target, in steps around the initial copy.
 
 ``pg_dump --schema-only`` of the source is split on its table of contents:
 
-* **early** (before the subscription): the whole pre-data section (types, functions, tables with
-  their check constraints and defaults, sequences, grants) plus every primary key and replica
-  identity index. Those keys must exist before the copy: a table-sync worker applies the changes
-  made during its COPY right after it, and UPDATE/DELETE apply needs the target's replica identity.
+* **early** (before the copy): the whole pre-data section (types, functions, tables with their
+  check constraints and defaults, sequences, grants);
+* **keys**: every primary key and replica identity index. UPDATE/DELETE apply needs the target's
+  replica identity, so they exist before the subscription applies a change: with PostgreSQL's own
+  table sync they go with the early step (a table-sync worker applies the changes made during
+  its COPY right after it); after a copy under an exported snapshot :func:`build_keys` builds
+  them over the copied rows, before the subscription is created;
 * **late** (once every table is synced): the rest of the post-data section: secondary indexes,
   unique and exclusion constraints, foreign keys, triggers, rules. Building an index once over the
   copied rows is faster than maintaining it during COPY (``bench/copy.py`` measures both).
 
 The early step is one transaction on the target, so a failure leaves nothing half-created and a
-rerun starts it over. The late step builds the plain secondary indexes first, ``INDEX_JOBS`` at a
-time (``pg_restore -j``), each in its own transaction, skipping any already on the target by name:
+rerun starts it over. Keys and plain secondary indexes are built ``INDEX_JOBS`` at a time
+(``pg_restore -j``), each in its own transaction, skipping any already on the target by name:
 a rerun after a failure half-way neither fails on nor rebuilds what was done. Everything else of
 the late step then runs in one transaction with the caller's marker, so the marker says "all
-built" and nothing else does. The dump itself never sees a password on a command line: pg_dump gets it from its
-environment. Publications and subscriptions of the source are never copied.
+built" and nothing else does. The dump itself never sees a password on a command line: pg_dump
+gets it from its environment. Publications and subscriptions of the source are never copied.
 """
 
 from __future__ import annotations
@@ -44,16 +47,19 @@ _PG_CLASS = 1259
 # A plain index entry of pg_restore --list: "<id>; 1259 <oid> INDEX <schema> <name> <owner>".
 _INDEX = re.compile(r"^\s*\d+;\s+1259\s+(\d+)\s+INDEX\s")
 
-# (catalog, oid) of the objects the early step takes from post-data: primary keys, replica
-# identity indexes, and the unique constraints that back a replica identity index.
+# (catalog, oid) of the objects the early step takes from post-data (primary keys, replica
+# identity indexes, and the unique constraints that back a replica identity index), each with the
+# name of its index, by which a rerun finds what it already built.
 _EARLY_OBJECTS = """
-SELECT 'pg_constraint'::regclass::oid, c.oid FROM pg_constraint c
+SELECT 'pg_constraint'::regclass::oid, c.oid, format('%%I.%%I', n.nspname, i.relname)
+FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid JOIN pg_namespace n ON n.oid = i.relnamespace
 WHERE c.conrelid = ANY(%(oids)s::oid[]) AND (c.contype = 'p' OR EXISTS (
-      SELECT 1 FROM pg_index i WHERE i.indexrelid = c.conindid AND i.indisreplident))
+      SELECT 1 FROM pg_index x WHERE x.indexrelid = c.conindid AND x.indisreplident))
 UNION ALL
-SELECT 'pg_class'::regclass::oid, i.indexrelid FROM pg_index i
-WHERE i.indrelid = ANY(%(oids)s::oid[]) AND i.indisreplident
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+SELECT 'pg_class'::regclass::oid, x.indexrelid, format('%%I.%%I', n.nspname, i.relname)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+WHERE x.indrelid = ANY(%(oids)s::oid[]) AND x.indisreplident
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)
 """
 
 
@@ -154,23 +160,48 @@ class SchemaDump:
                           str(self.path)], what="pg_restore of the schema")
 
 
-def early_objects(source_cur, oids: list[int]) -> set[tuple[int, int]]:
+def early_objects(source_cur, oids: list[int]) -> dict[tuple[int, int], str]:
+    """``{(catalog oid, object oid): index name}`` of the keys the early step restores."""
     source_cur.execute(_EARLY_OBJECTS, {"oids": oids})
-    return {(int(a), int(b)) for a, b in source_cur.fetchall()}
+    return {(int(a), int(b)): name for a, b, name in source_cur.fetchall()}
 
 
 def copy_schema(*, source: Endpoint, target: Endpoint, oids: list[int], exclude: Iterable[str] = (),
-                late_too: bool = False) -> int:
-    """The early step (and the late one too with ``late_too``): returns the entries restored."""
+                keys: bool = True, late_too: bool = False) -> int:
+    """The early step (and the late one too with ``late_too``): returns the entries restored.
+    Without ``keys`` the primary keys wait for :func:`build_keys` (a copy into key-less tables)."""
     with connection(source) as sconn, sconn.cursor() as cur:
-        keep = early_objects(cur, oids)
+        keep = early_objects(cur, oids) if keys or late_too else {}
     with SchemaDump(source, exclude=exclude) as dump:
         toc = split_toc(dump.toc("pre-data"), dump.toc("post-data"), keep)
         entries = toc.early + (toc.late if late_too else ())
-        _execute(target, dump.script(entries), what="schema (pre-data, primary keys)")
+        _execute(target, dump.script(entries), what="schema (pre-data, primary keys)" if keys
+                 else "schema (pre-data)")
     log.info("schema copied from %s to %s: %d object(s)%s", source.safe(), target.safe(),
              len(entries), "" if late_too else f", {len(toc.late)} index(es)/constraint(s) deferred")
     return len(entries)
+
+
+def build_keys(*, source: Endpoint, target: Endpoint, oids: list[int],
+               exclude: Iterable[str] = ()) -> int:
+    """The primary keys and replica identity indexes :func:`copy_schema` left out, built over the
+    copied rows ``INDEX_JOBS`` at a time, each committed on its own; those already on the target
+    (a rerun) are skipped by name. Returns how many this call built."""
+    with connection(source) as sconn, sconn.cursor() as cur:
+        keep = early_objects(cur, oids)
+    built = _existing(target, list(keep.values()))
+    with SchemaDump(source, exclude=exclude) as dump:
+        todo = []
+        for line in dump.toc("post-data"):
+            m = _TOC.match(line)
+            name = keep.get((int(m.group(2)), int(m.group(3)))) if m else None
+            if name is not None and name not in built:
+                todo.append(line)
+        if todo:
+            _restore_parallel(target, dump, todo, what=f"{len(todo)} primary key(s) and replica "
+                                                       "identity index(es)")
+    log.info("keys built on %s: %d (%d already there)", target.safe(), len(todo), len(built))
+    return len(todo)
 
 
 def index_oids(late: Iterable[str]) -> list[int]:
