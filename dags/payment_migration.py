@@ -8,8 +8,12 @@ machine, so either can be used):
    keys, large objects, unlogged tables, extensions, an empty target), then take the migration
    lock. A second run while one is active is refused, naming it. `dry_run` stops here.
 2. **checkpoint_preparation**, **notify_start**
-3. **start_replication**: schema, publication and subscription (or the DMS task); never twice.
-4. **wait_replication_running**: until running with the full load done (deferred: no worker held).
+3. **start_replication**: schema, publication, the initial copy and subscription (or the DMS
+   task); never twice. With `replication/initial-copy` = `snapshot` (the default) this task copies
+   the tables under the slot's snapshot and builds their keys: its log shows tables copied and
+   rows/s. With `subscription` the servers copy and the next task waits for them.
+4. **wait_replication_running**: until running with the full load done (deferred: no worker
+   held), then the deferred secondary indexes and constraints.
 5. **checkpoint_replication**
 6. **validate**: counts, checksums and exact keys; differences re-checked after catch-up.
 7. **decide**: cutover ready only on a full match and a lag under the threshold.
