@@ -25,6 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
+from psycopg2 import sql  # noqa: E402
+
 from bench.common import execute, fresh_db  # noqa: E402
 from paymigrate.local.stack import LocalStack  # noqa: E402
 from paymigrate.replication.logical import LogicalEngine  # noqa: E402
@@ -52,6 +54,16 @@ def check(stack: LocalStack, name: str, rows: int) -> None:
         raise SystemExit(f"{name}: {count} rows and {indexes} indexes, expected {rows} and 3")
 
 
+def settle(stack: LocalStack, name: str) -> None:
+    """Drop the copy and checkpoint both servers, so the next method starts on quiet servers: the
+    autovacuum of a million fresh rows, or a checkpoint due to the last copy's WAL, would
+    otherwise run during whichever method comes next."""
+    execute(stack.dsn("target", dbname="postgres"),
+            sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    for side in ("source", "target"):
+        execute(stack.dsn(side, dbname="postgres"), "CHECKPOINT")
+
+
 def run_engine(stack: LocalStack, rows: int, *, name: str, **options) -> float:
     fresh_db(stack, "target", name)
     engine = LogicalEngine(source=stack.endpoint("source", dbname=SOURCE_DB),
@@ -68,6 +80,7 @@ def run_engine(stack: LocalStack, rows: int, *, name: str, **options) -> float:
         return elapsed
     finally:
         engine.drop()
+        settle(stack, name)
 
 
 def run_pg_dump(stack: LocalStack, rows: int, work: Path) -> float:
@@ -81,6 +94,7 @@ def run_pg_dump(stack: LocalStack, rows: int, work: Path) -> float:
                     stack.dsn("target", dbname="bench_pg_dump"), str(folder)], check=True, env=env)
     elapsed = time.monotonic() - started
     check(stack, "bench_pg_dump", rows)
+    settle(stack, "bench_pg_dump")
     return elapsed
 
 
@@ -102,6 +116,7 @@ def run_pgcopydb(stack: LocalStack, rows: int, work: Path) -> float | None:
                    check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elapsed = time.monotonic() - started
     check(stack, "bench_pgcopydb", rows)
+    settle(stack, "bench_pgcopydb")
     return elapsed
 
 
@@ -121,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         execute(stack.dsn("source", dbname=SOURCE_DB), FILL, {"rows": args.rows})
         execute(stack.dsn("source", dbname=SOURCE_DB), "VACUUM ANALYZE payments")
+        execute(stack.dsn("source", dbname=SOURCE_DB), "CHECKPOINT")
         size = execute(stack.dsn("source", dbname=SOURCE_DB),
                        "SELECT pg_size_pretty(pg_total_relation_size('payments'))")[0][0]
         print(f"source: {args.rows:,} rows, {size} with indexes, filled in {time.monotonic() - started:.1f}s")
