@@ -315,6 +315,21 @@ def test_target_killed_during_table_sync_ends_consistent(stack, pair):
     assert_same(source_dsn, target_dsn)
 
 
+def test_snapshot_copy_refuses_a_target_with_foreign_keys_or_triggers_already_built(pair):
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, SCHEMA)
+    schema_only = SCHEMA.split("INSERT")[0]
+    run(target_dsn, schema_only + "CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS "
+                                  "'BEGIN RETURN NEW; END'; CREATE TRIGGER audit BEFORE INSERT ON "
+                                  "audit_log FOR EACH ROW EXECUTE FUNCTION f()")
+    engine = make()
+    with pytest.raises(ReplicationError, match="foreign key payments_account_id_fkey on payments, "
+                                               "trigger audit on audit_log"):
+        engine.start()
+    assert engine.status().state == "absent"  # refused before the slot was made
+    assert run(target_dsn, "SELECT count(*) FROM payments") == [(0,)]
+
+
 def test_a_source_failing_half_way_through_a_copy_is_never_taken_for_its_end(databases):
     source_dsn, target_dsn = databases
     run(target_dsn, "CREATE TABLE t (n int)")

@@ -199,6 +199,7 @@ class LogicalEngine:
     def _copy_under_snapshot(self, oids: list[int]) -> str:
         """Slot with exported snapshot, every table copied under it, keys built; the caller
         then subscribes on the slot."""
+        self._refuse_target_checks(oids)
         slot = self._slot(self.forward)
         if slot is not None:
             self._check_slot(self.forward, slot)
@@ -224,6 +225,29 @@ class LogicalEngine:
                  time.monotonic() - started)
         return (f"{report.rows:,} row(s) copied under the slot's snapshot in "
                 f"{report.seconds:.1f}s, keys built after")
+
+    def _refuse_target_checks(self, oids: list[int]) -> None:
+        """Foreign keys and triggers are built after the copy; ones already on the target (a
+        schema made by hand) would refuse the tables' TRUNCATE, check rows copied in any order,
+        or fire for each copied row."""
+        with connection(self.source) as conn, conn.cursor() as cur:
+            names = pf.table_names(cur, oids)
+        with connection(self.target) as conn, conn.cursor() as cur:
+            cur.execute("""
+                SELECT format('foreign key %%I on %%s', conname, conrelid::regclass)
+                FROM pg_constraint WHERE contype = 'f' AND (conrelid = ANY(%(t)s::regclass[])
+                                                         OR confrelid = ANY(%(t)s::regclass[]))
+                UNION ALL
+                SELECT format('trigger %%I on %%s', tgname, tgrelid::regclass) FROM pg_trigger
+                WHERE NOT tgisinternal AND tgrelid = ANY(%(t)s::regclass[])
+                ORDER BY 1""", {"t": names})
+            found = [r[0] for r in cur.fetchall()]
+        if found:
+            raise ReplicationError(
+                f"target {self.target.safe()} already has {', '.join(found)}: the snapshot copy "
+                "builds foreign keys and triggers after it (it loads tables in any order, and a "
+                "trigger would fire for every copied row); drop them, or set "
+                "replication/initial-copy to subscription")
 
     def _copy_progress(self, done: int, total: int) -> None:
         rate = self._rows_per_second()

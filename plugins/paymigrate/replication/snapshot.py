@@ -106,6 +106,8 @@ class ExportedSnapshot:
         self._conn = None
 
     def __enter__(self) -> ExportedSnapshot:
+        log.info("creating slot %s on %s: waits for the transactions running there to end",
+                 self.slot, self.source.safe())
         try:
             self._conn = psycopg2.connect(self.source.dsn() + " replication=database",
                                           application_name=APP_NAME)
@@ -275,7 +277,7 @@ def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snap
                 attempts: int = ATTEMPTS, reconnect: float = RECONNECT_SECONDS) -> CopyReport:
     """Copy ``tables`` as of ``snapshot``, ``jobs`` at a time; calls ``on_progress(done, total)``
     every ``progress`` seconds while it runs. On a failure every other copy is cancelled and
-    the first error raised (with the tables committed so far named in the log)."""
+    the first error raised (the log says how many tables had committed)."""
     if jobs < 1:
         raise ValueError(f"copy jobs {jobs!r} must be at least 1")
     conns = _Connections()
