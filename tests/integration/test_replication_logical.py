@@ -310,7 +310,34 @@ def test_target_killed_during_table_sync_ends_consistent(stack, pair):
     time.sleep(1)
     stack.up(bootstrap=False)
     status = engine.wait_full_load(timeout=180, poll=0.5)
-    assert status.full_load_done
+    log = stack.cluster("target").logfile
+    assert status.full_load_done, f"{status}\ntarget log:\n{log.read_text()[-6000:]}"
+    assert engine.wait_drained(engine.position(), timeout=60)
+    assert_same(source_dsn, target_dsn)
+
+
+def test_a_table_sync_stuck_without_its_slot_is_copied_again(pair):
+    # What a target crash between PostgreSQL dropping a table's sync slot and committing the
+    # table's SYNCDONE leaves (test_target_killed_during_table_sync_ends_consistent hits it about
+    # one run in three): the table 'copied' for ever, its sync worker failing on the lost slot.
+    make, source_dsn, target_dsn, _ = pair
+    run(source_dsn, SCHEMA)
+    engine = make(initial_copy="subscription")
+    engine.start()
+    deadline = time.monotonic() + 60
+    while not engine.status().full_load_done:  # not wait_full_load: no foreign keys yet, as then
+        assert time.monotonic() < deadline, "initial copy did not finish"
+        time.sleep(0.2)
+    run(target_dsn, "UPDATE pg_subscription_rel SET srsubstate = 'f' "
+                    "WHERE srrelid = 'accounts'::regclass")
+    run(target_dsn, "SET session_replication_role = replica; "
+                    "INSERT INTO accounts (id, owner) VALUES (-1, 'left by the broken sync')")
+    run(source_dsn, "UPDATE accounts SET owner = 'changed while stuck' WHERE id = 3")
+    time.sleep(2)
+    assert engine.status().tables["public.accounts"] == "copied"
+    assert engine.resync_lost_tables() == ["public.accounts"]
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    assert engine.resync_lost_tables() == []
     assert engine.wait_drained(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
 
