@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import psycopg2
 from psycopg2 import sql
 
+from paymigrate.db import query as execute  # noqa: F401 (the benchmarks import it from here)
 from paymigrate.local.stack import APP_USER, LocalStack
-
-
-def execute(dsn: str, statement, args=None):
-    """Run one statement in autocommit on a connection of its own; the rows if it returns any."""
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def fresh_db(stack: LocalStack, side: str, name: str) -> str:

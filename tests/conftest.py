@@ -18,6 +18,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from paymigrate.db import query as sql_rows  # noqa: F401 (the tests import it from here)
 from paymigrate.local import airflow as local_airflow
 from paymigrate.local.stack import APP_USER, LocalStack
 
@@ -56,18 +57,6 @@ def airflow(stack: LocalStack) -> Path:
     os.environ.update(env)
     local_airflow.migrate(env)
     return AIRFLOW_HOME
-
-
-def sql_rows(dsn: str, query, args=()):
-    """Run one statement in autocommit on a connection of its own; its rows, if it returns any."""
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
 
 
 def _admin(stack: LocalStack, side: str):

@@ -115,3 +115,10 @@ def connection(target: Endpoint | str, *, autocommit: bool = False,
         raise
     finally:
         conn.close()
+
+
+def query(target: Endpoint | str, statement: Any, args: Any = None) -> list[tuple]:
+    """One statement in autocommit on a connection of its own: its rows, ``[]`` if it returns none."""
+    with connection(target, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(statement, args)
+        return cur.fetchall() if cur.description else []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from conftest import sql_rows as run
 
 from paymigrate.errors import PreflightError, ReplicationError
 from paymigrate.replication import engine_for, snapshot
@@ -46,17 +47,6 @@ TABLES = ("accounts", "payments", "ledger_entries", "audit_log")
 BIG_AUDIT_LOG = ("INSERT INTO audit_log (message) SELECT repeat('x', 200) || g "
                  "FROM generate_series(1, 400000) g;")
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
-
-
-def run(dsn: str, statement: str, args=None) -> list[tuple]:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 def rows(dsn: str, table: str) -> list[str]:

@@ -9,6 +9,7 @@ import uuid
 
 import psycopg2
 import pytest
+from conftest import sql_rows as run_sql
 
 from paymigrate.cli import main as cli_main
 from paymigrate.errors import ValidationError
@@ -19,16 +20,6 @@ pytestmark = pytest.mark.integration
 # Small segments and leaves so a few hundred rows exercise bisection, not only the leaf diff.
 SMALL = Tuning(rows_per_segment=40, leaf_rows=16, fanout=4, exact_bounds_rows=150,
                sample_per_segment=4)
-
-
-def run_sql(dsn: str, statements: str) -> None:
-    conn = psycopg2.connect(dsn)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statements)
-    finally:
-        conn.close()
 
 
 def both(databases, statements: str) -> None:
