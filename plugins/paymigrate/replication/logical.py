@@ -174,7 +174,7 @@ class LogicalEngine:
                 self._ensure_schema(oids, names)
                 self._ensure_publication(self.forward, names)
                 if self.initial_copy == "snapshot":
-                    detail = self._copy_under_snapshot(oids)
+                    detail = self._copy_under_snapshot(oids, names)
                     self._create_subscription(self.forward, copy_data=False, slot_is_ours=True)
                 else:
                     self._create_subscription(self.forward, copy_data=True)
@@ -196,10 +196,10 @@ class LogicalEngine:
                                        "copy's progress) before starting again")
             yield
 
-    def _copy_under_snapshot(self, oids: list[int]) -> str:
+    def _copy_under_snapshot(self, oids: list[int], names: list[str]) -> str:
         """Slot with exported snapshot, every table copied under it, keys built; the caller
         then subscribes on the slot."""
-        self._refuse_target_checks(oids)
+        self._refuse_target_checks(names)
         slot = self._slot(self.forward)
         if slot is not None:
             self._check_slot(self.forward, slot)
@@ -226,12 +226,10 @@ class LogicalEngine:
         return (f"{report.rows:,} row(s) copied under the slot's snapshot in "
                 f"{report.seconds:.1f}s, keys built after")
 
-    def _refuse_target_checks(self, oids: list[int]) -> None:
+    def _refuse_target_checks(self, names: list[str]) -> None:
         """Foreign keys and triggers are built after the copy; ones already on the target (a
         schema made by hand) would refuse the tables' TRUNCATE, check rows copied in any order,
         or fire for each copied row."""
-        with connection(self.source) as conn, conn.cursor() as cur:
-            names = pf.table_names(cur, oids)
         with connection(self.target) as conn, conn.cursor() as cur:
             cur.execute("""
                 SELECT format('foreign key %%I on %%s', conname, conrelid::regclass)
@@ -516,7 +514,7 @@ class LogicalEngine:
         the scope missing from the subscription (a repair cut short) is emptied and added back.
         Nothing to do with ``initial_copy="snapshot"``, whose subscription copies nothing."""
         link = self.forward
-        sub = self._subscription(link)
+        sub = self._subscription(link) if self.initial_copy == "subscription" else None
         if sub is None:
             return []
         lost = self._lost_sync_slots(link, sub["oid"])
