@@ -7,11 +7,17 @@ Trigger it with your name in `approved_by` and this environment's name in
 1. **preflight_cutover**: approved, cutover enabled, migration cutover-ready, replication streaming
 2. **lag_gate**: replication lag under the threshold (deferred while it is not)
 3. **shift_read_traffic**: the read canary, step by step, with alarm and lag gates
-4. **write_switch**: PgBouncer PAUSE, source frozen (read-only, other sessions ended), drain to the
-   freeze position, sequences synced, row counts verified, reverse replication started, route to
-   the target, RELOAD, RESUME: one task, so the write pause is milliseconds, not scheduler
-   seconds. Any failure before RESUME aborts back to the source: nothing is lost.
-5. **checkpoint_cutover**, **notify_cutover_complete**
+4. **write_switch**: fence triggers installed and reverse replication prepared; then PgBouncer
+   PAUSE, source fenced (no session but replication's can write there, whatever it sets), drain
+   to the fence position, every table ready in the subscription, sequences synced, reverse slot
+   made on the target, route to the target, RELOAD, RESUME. Only steps whose cost does not grow
+   with the data run inside the pause, in one task, held to `max_write_pause_ms`: a step that
+   finds the budget spent aborts, naming itself. Any failure before RESUME aborts back to the
+   source: nothing is lost, forward replication goes on.
+5. **attach_reverse**: the source subscribes to the reverse slot (it kept every target write)
+6. **checkpoint_cutover**, **notify_cutover_complete**
+7. **validate_new_writer**: full validation of the target against the source, lag-aware; a
+   mismatch alerts the error topic with the keys and how to roll back
 
 To go back: payment_rollback (it drains reverse replication first).
 """
@@ -23,10 +29,12 @@ from airflow.sdk import DAG, Param, TriggerRule, chain
 
 from paymigrate.airflow.defaults import ON_DEMAND, lag_threshold_param
 from paymigrate.airflow.operators import (
+    AttachReverseOperator,
     CheckpointOperator,
     CutoverPreflightOperator,
     NotifyFailureOperator,
     ShiftReadTrafficOperator,
+    ValidateNewWriterOperator,
     WriteSwitchOperator,
 )
 from paymigrate.airflow.sensors import ReplicationSensor
@@ -57,6 +65,9 @@ with DAG(
                                        description="How long in-flight transactions may take at PAUSE"),
         "drain_timeout_seconds": Param(10, type="number", minimum=0.5, maximum=300,
                                        description="How long the drain may take inside the pause"),
+        "max_write_pause_ms": Param(500, type="integer", minimum=50, maximum=60000,
+                                    description="Write pause budget: a switch step that would start "
+                                                "past it aborts back to the source"),
         "sequence_gap": Param(1000, type="integer", minimum=0, maximum=1000000000,
                               description="Added to every sequence on the target at the switch"),
         "drill_fail_at": Param(None, type=["null", "string"], enum=[None, *SWITCH_STEPS],
@@ -78,9 +89,12 @@ with DAG(
     write_switch = WriteSwitchOperator(
         task_id="write_switch", pause_timeout="{{ params.pause_timeout_seconds }}",
         drain_timeout="{{ params.drain_timeout_seconds }}", sequence_gap="{{ params.sequence_gap }}",
+        max_write_pause_ms="{{ params.max_write_pause_ms }}",
         drill_fail_at="{{ params.drill_fail_at }}", retries=0, plan_task=PLAN)
+    attach_reverse = AttachReverseOperator(task_id="attach_reverse", retries=3, plan_task=PLAN)
     checkpoint_cutover = CheckpointOperator(task_id="checkpoint_cutover", phase="cutover",
-                                            include=["preflight_cutover", "shift_read_traffic", "write_switch"],
+                                            include=["preflight_cutover", "shift_read_traffic", "write_switch",
+                                                     "attach_reverse"],
                                             lock_state="cut-over", plan_task=PLAN)
     notify_cutover_complete = SnsPublishOperator(
         task_id="notify_cutover_complete",
@@ -88,12 +102,14 @@ with DAG(
         subject="Cutover complete",
         message="The target is the writer. Write pause "
                 "{{ '%.0f' % (ti.xcom_pull(task_ids='write_switch')['write_pause_seconds'] * 1000) }} ms. "
-                "Approved by {{ params.approved_by }}. Reverse replication runs for fallback.")
+                "Approved by {{ params.approved_by }}. Reverse replication runs for fallback; the "
+                "validation of the new writer against the old one starts now.")
+    validate_new_writer = ValidateNewWriterOperator(task_id="validate_new_writer", retries=0, plan_task=PLAN)
     notify_failure = NotifyFailureOperator(task_id="notify_failure", what="payment_cutover",
                                            trigger_rule=TriggerRule.ONE_FAILED, retries=1,
                                            on_failure_callback=None)
 
-    steps = [preflight_cutover, lag_gate, shift_read_traffic, write_switch, checkpoint_cutover,
-             notify_cutover_complete]
+    steps = [preflight_cutover, lag_gate, shift_read_traffic, write_switch, attach_reverse,
+             checkpoint_cutover, notify_cutover_complete, validate_new_writer]
     chain(*steps)
     steps >> notify_failure

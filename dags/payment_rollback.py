@@ -50,6 +50,9 @@ with DAG(
                                        description="How long in-flight transactions may take at PAUSE"),
         "drain_timeout_seconds": Param(30, type="number", minimum=1, maximum=3600,
                                        description="How long reverse replication may take to drain"),
+        "max_write_pause_ms": Param(10000, type="integer", minimum=50, maximum=600000,
+                                    description="Write pause budget of the switch back: a step that "
+                                                "would start past it aborts, writes stay on the target"),
     },
 ) as dag:
     notify_rollback_start = SnsPublishOperator(
@@ -58,7 +61,8 @@ with DAG(
     save_rollback_state = SaveRollbackStateOperator(task_id=PLAN)
     switch_writes_to_source = SwitchBackOperator(
         task_id="switch_writes_to_source", pause_timeout="{{ params.pause_timeout_seconds }}",
-        drain_timeout="{{ params.drain_timeout_seconds }}", retries=0, plan_task=PLAN)
+        drain_timeout="{{ params.drain_timeout_seconds }}",
+        max_write_pause_ms="{{ params.max_write_pause_ms }}", retries=0, plan_task=PLAN)
     stop_replication = StopReplicationOperator(task_id="stop_replication", plan_task=PLAN)
     wait_replication_stopped = ReplicationSensor(task_id="wait_replication_stopped", condition="stopped",
                                                  poke_interval=2, timeout=600, retries=0, plan_task=PLAN)

@@ -1,15 +1,30 @@
 """The write switch, as one function run while clients are held by PgBouncer's ``PAUSE``.
 
-Between ``PAUSE`` and ``RESUME`` every application write waits, so the steps that need writes
-stopped run here back to back, in one process, with their durations recorded:
+Between ``PAUSE`` and ``RESUME`` every application write waits, so only steps whose cost does not
+depend on the size of the data run there, back to back, in one process, timed:
 
-    pause -> freeze_source -> drain -> sync_sequences -> verify -> reverse -> repoint -> resume
+    prepare | pause -> freeze_source -> drain -> check_tables -> sync_sequences -> capture_reverse
+            -> repoint -> resume
 
-(``reverse`` starts target-to-source replication before the first write reaches the target, so
-a fallback loses nothing.) Any failure before ``resume`` aborts: the route is put back on the
-source, the source unfrozen, and clients resumed there; nothing is lost and the error is
-re-raised for the caller to report. :func:`switch_back` is the same in the other direction, for a
-rollback after a cutover.
+* ``prepare`` (before the pause): the fence triggers installed open on the source
+  (:mod:`paymigrate.freeze`) and reverse replication prepared (its publication, no stale slot).
+* ``freeze_source`` shuts the fence: from here no session but replication's may write there.
+* ``drain`` waits until the target applied the source's WAL position read after the freeze, and
+  ``check_tables`` that every table of the migration is in the subscription and ready: together
+  they prove the target complete by positions and catalog states, never by reading the data.
+* ``capture_reverse`` fixes where reverse replication starts (a slot on the target) before the
+  first write reaches the target, so none can escape it; the subscription that reads the slot is
+  made after ``RESUME`` by the engine's ``attach_reverse`` (the cutover DAG's next task).
+
+Row counts and content are proven outside the pause: by the validation before the cutover, and
+by a full validation of the new writer against the old one after it (:mod:`paymigrate.after_switch`).
+
+A budget bounds the pause: before each step the switch checks how long writes have waited, and
+every wait inside is cut to what is left. A step that finds the budget spent aborts, naming
+itself. Any failure before ``resume`` aborts: the route is put back on the source, the source
+unfrozen, the reverse slot dropped, and clients resumed there; forward replication is never
+touched, nothing is lost, and :class:`CutoverAborted` carries the typed result.
+:func:`switch_back` is the same in the other direction, for a rollback after a cutover.
 
 Checkpoints are written by the caller after ``RESUME``: an S3 round trip inside the pause would
 lengthen it for nothing.
@@ -26,18 +41,20 @@ from typing import Any
 
 import psycopg2
 
-from paymigrate.db import Endpoint, connection
+from paymigrate.db import Endpoint, connection, reuse
 from paymigrate.errors import PaymigrateError
-from paymigrate.freeze import freeze, unfreeze
+from paymigrate.freeze import freeze, prepare_fence, unfreeze
 from paymigrate.router import Route, RouterAdmin, read_routes, write_route
 
 log = logging.getLogger(__name__)
 
-DRAIN_POLL = 0.02  # seconds between drain checks: every one of them is write pause
-SWITCH_STEPS = ("pause", "freeze_source", "drain", "sync_sequences", "verify", "reverse", "repoint",
-                "resume")
-BACK_STEPS = ("pause", "freeze_target", "drain_reverse", "sync_sequences", "repoint", "unfreeze_source",
-              "resume", "stop_reverse")
+DRAIN_POLL = 0.01  # seconds between drain checks: every one of them is write pause
+SWITCH_STEPS = ("prepare", "pause", "freeze_source", "drain", "check_tables", "sync_sequences",
+                "capture_reverse", "repoint", "resume")
+BACK_STEPS = ("prepare", "pause", "freeze_target", "drain_reverse", "sync_sequences", "repoint",
+              "unfreeze_source", "resume", "stop_reverse")
+# Steps that run once the writer moved: budget-free, and a failure there is not an abort.
+_AFTER_RESUME = ("stop_reverse",)
 
 
 class CutoverAborted(PaymigrateError):
@@ -53,18 +70,30 @@ class InjectedFailure(PaymigrateError):
     """A failure asked for by a drill (``fail_at``), to rehearse the abort path."""
 
 
+class PauseBudgetExceeded(PaymigrateError):
+    """The write pause reached its budget before a step could run (or finish)."""
+
+
 @dataclass
 class SwitchResult:
     direction: str
+    budget_seconds: float
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
     write_pause_seconds: float | None = None
     drain_position: str | None = None
+    reverse_position: str | None = None  # where reverse replication starts (source->target only)
     sequences: int = 0
-    verified: dict[str, Any] = field(default_factory=dict)
+    tables: int = 0
     sessions_ended: int = 0
+    fenced: bool = False
     failed_step: str | None = None
+    budget_exceeded: bool = False
     error: str | None = None
     abort: list[str] = field(default_factory=list)
+
+    @property
+    def aborted(self) -> bool:
+        return self.failed_step is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +101,8 @@ class SwitchResult:
 
 @dataclass(frozen=True)
 class Switch:
-    """What a switch needs: the two databases, the router, the engine and its limits."""
+    """What a switch needs: the two databases, the router, the engine, the migration's tables
+    (``schema.name``: what is fenced and must be replicated) and the limits."""
 
     source: Endpoint
     target: Endpoint
@@ -80,27 +110,62 @@ class Switch:
     routes_file: Path
     database: str  # the router's database name the applications connect to
     engine: Any
-    pause_timeout: float = 10.0  # how long in-flight transactions may take to finish
+    tables: tuple[str, ...] = ()
+    max_write_pause: float = 0.5  # seconds from PAUSE sent to RESUME answered
+    pause_timeout: float = 10.0  # how long in-flight transactions may take (within the budget)
     drain_timeout: float = 10.0
     sequence_gap: int = 1000
-    verify: Callable[[], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_write_pause <= 600:
+            raise ValueError(f"max_write_pause {self.max_write_pause!r} must be over 0 and at "
+                             "most 600 seconds")
 
     def route_to(self, ep: Endpoint) -> Route:
         return Route(self.database, ep.host, ep.port, ep.dbname)
 
+    def check_tables_given(self) -> None:
+        if not self.tables:
+            raise ValueError("the switch needs the migration's tables (to fence and to check): "
+                             "none given")
+
 
 class _Clock:
+    """Runs the steps: records each one's time, injects a drill's failure, and holds the pause to
+    its budget (``left()`` is what a waiting step may still use)."""
+
     def __init__(self, result: SwitchResult, fail_at: str | None, known: tuple[str, ...]):
         if fail_at is not None and fail_at not in known:
             raise ValueError(f"fail_at {fail_at!r} is not one of {', '.join(known)}")
         self.result, self.fail_at = result, fail_at
+        self.paused_at: float | None = None
+
+    def left(self) -> float:
+        if self.paused_at is None:
+            return self.result.budget_seconds
+        return self.result.budget_seconds - (time.monotonic() - self.paused_at)
+
+    def paused(self) -> float | None:
+        return None if self.paused_at is None else round(time.monotonic() - self.paused_at, 4)
 
     def step(self, name: str, fn: Callable[[], Any]) -> Any:
         started = time.monotonic()
         self.result.failed_step = name
+        if self.paused_at is not None and name not in _AFTER_RESUME and self.left() <= 0:
+            self.result.budget_exceeded = True
+            raise PauseBudgetExceeded(
+                f"write pause budget of {self.result.budget_seconds * 1000:.0f} ms spent before "
+                f"{name} ({self.paused() * 1000:.0f} ms paused)")
         if self.fail_at == name:
             raise InjectedFailure(f"drill: failure injected at {name}")
-        value = fn()
+        if name == "pause":
+            self.paused_at = started  # clients wait from the moment PAUSE is sent
+        try:
+            value = fn()
+        except _Overrun as exc:
+            self.result.budget_exceeded = True
+            raise PauseBudgetExceeded(f"write pause budget of {self.result.budget_seconds * 1000:.0f} "
+                                      f"ms ran out during {name}: {exc}") from None
         self.result.steps[name] = round(time.monotonic() - started, 4)
         log.info("switch %s: %s done in %.0f ms", self.result.direction, name,
                  self.result.steps[name] * 1000)
@@ -108,71 +173,87 @@ class _Clock:
         return value
 
 
-def switch_writes(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
-    """Move the writer from source to target. Returns timings; raises :class:`CutoverAborted`
-    (with the source writable and clients resumed on it) if any step before ``resume`` fails."""
-    result = SwitchResult(direction="source->target")
-    clock = _Clock(result, fail_at, SWITCH_STEPS)
-    paused_at: float | None = None
-    frozen = repointed = reversed_ = False
+class _Overrun(PaymigrateError):
+    """A wait inside the pause was cut short by the budget (turned into PauseBudgetExceeded)."""
 
-    def pause() -> float:
-        # Clients wait from the moment PAUSE is sent, also when it then times out.
-        nonlocal paused_at
-        paused_at = time.monotonic()
-        return sw.router.pause(sw.database, timeout=sw.pause_timeout)
+
+def switch_writes(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
+    """Move the writer from source to target. Returns the typed result; raises
+    :class:`CutoverAborted` (with the source writable and clients resumed on it) if any step
+    before ``resume`` fails. Reverse replication is then attached by ``engine.attach_reverse``."""
+    sw.check_tables_given()
+    # Connections opened before the pause serve every statement inside it (db.reuse).
+    with reuse(sw.source, sw.target), sw.router.held():
+        return _switch_writes(sw, fail_at)
+
+
+def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
+    result = SwitchResult(direction="source->target", budget_seconds=sw.max_write_pause,
+                          tables=len(sw.tables))
+    clock = _Clock(result, fail_at, SWITCH_STEPS)
+    frozen = captured = repointed = False
+
+    def prepare() -> None:
+        prepare_fence(sw.source, sw.tables)
+        sw.engine.prepare_reverse()
 
     def freeze_source() -> Any:
         nonlocal frozen
         frozen = True
         return freeze(sw.source)
 
+    def capture() -> str:
+        nonlocal captured
+        captured = True
+        return sw.engine.capture_reverse(timeout=_budgeted(clock, sw.drain_timeout))
+
     try:
-        clock.step("pause", pause)
-        result.sessions_ended = clock.step("freeze_source", freeze_source).sessions_ended
-        position = clock.step("drain", lambda: _drain(sw, "forward", side="source"))
-        result.drain_position = position
+        clock.step("prepare", prepare)
+        clock.step("pause", lambda: _pause(sw, clock))
+        frozen_result = clock.step("freeze_source", freeze_source)
+        result.sessions_ended, result.fenced = frozen_result.sessions_ended, frozen_result.fenced
+        result.drain_position = clock.step("drain", lambda: _drain(sw, clock, "forward", side="source"))
+        clock.step("check_tables", lambda: sw.engine.check_tables(list(sw.tables)))
         result.sequences = len(clock.step("sync_sequences", lambda: sw.engine.sync_sequences(gap=sw.sequence_gap)))
-        result.verified = clock.step("verify", lambda: sw.verify() if sw.verify else {"skipped": True})
-        reversed_ = True
-        # The drain step has just proved forward replication reached the freeze position.
-        clock.step("reverse", lambda: sw.engine.reverse())
+        result.reverse_position = clock.step("capture_reverse", capture)
         repointed = True
         clock.step("repoint", lambda: _repoint(sw, sw.target))
         clock.step("resume", lambda: sw.router.resume(sw.database))
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
-        if reversed_:
-            # The reverse subscription must not apply anything; whether forward replication
-            # survived depends on how far ``reverse`` got, so ask the engine.
-            if _forward_gone(sw, result):
-                result.abort.append("forward replication was dropped: run payment_migration again "
-                                    "before another cutover")
-            else:
-                result.abort.append("forward replication kept: the target still follows the source")
-            _try(result, "stop reverse", lambda: sw.engine.stop(direction="reverse"))
-        _abort(sw, result, paused=paused_at is not None, repointed=repointed, writer=sw.source,
-               frozen=sw.source if frozen else None)
-        result.write_pause_seconds = round(time.monotonic() - paused_at, 4) if paused_at else None
+        if captured:
+            # Nothing may ever read a slot whose writes the source already has.
+            _try(result, "drop reverse slot", sw.engine.release_reverse)
+        _abort(sw, result, paused=clock.paused_at is not None, repointed=repointed,
+               writer=sw.source, frozen=sw.source if frozen else None)
+        result.write_pause_seconds = clock.paused()
+        result.abort.append("forward replication kept: the target still follows the source")
         raise CutoverAborted(f"cutover aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the source", result) from exc
-    result.write_pause_seconds = round(time.monotonic() - paused_at, 4)
-    log.info("writer is now the target; write pause %.0f ms", result.write_pause_seconds * 1000)
+    result.write_pause_seconds = clock.paused()
+    log.info("writer is now the target; write pause %.0f ms (budget %.0f ms)",
+             result.write_pause_seconds * 1000, sw.max_write_pause * 1000)
     return result
 
 
 def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     """After a cutover: move the writer back to the source once reverse replication has carried
     every write made on the target. Clients wait in ``PAUSE`` meanwhile."""
-    result = SwitchResult(direction="target->source")
+    sw.check_tables_given()
+    with reuse(sw.source, sw.target), sw.router.held():
+        return _switch_back(sw, fail_at)
+
+
+def _switch_back(sw: Switch, fail_at: str | None) -> SwitchResult:
+    result = SwitchResult(direction="target->source", budget_seconds=sw.max_write_pause,
+                          tables=len(sw.tables))
     clock = _Clock(result, fail_at, BACK_STEPS)
-    paused_at: float | None = None
     frozen = repointed = source_unfrozen = False
 
-    def pause() -> float:
-        nonlocal paused_at
-        paused_at = time.monotonic()
-        return sw.router.pause(sw.database, timeout=sw.pause_timeout)
+    def prepare() -> None:
+        # A cutover whose attach_reverse never ran: its slot holds every target write, attach now.
+        sw.engine.attach_reverse()
+        prepare_fence(sw.target, sw.tables)
 
     def freeze_target() -> Any:
         nonlocal frozen
@@ -185,9 +266,12 @@ def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
         return unfreeze(sw.source)
 
     try:
-        clock.step("pause", pause)
-        result.sessions_ended = clock.step("freeze_target", freeze_target).sessions_ended
-        result.drain_position = clock.step("drain_reverse", lambda: _drain(sw, "reverse", side="target"))
+        clock.step("prepare", prepare)
+        clock.step("pause", lambda: _pause(sw, clock))
+        frozen_result = clock.step("freeze_target", freeze_target)
+        result.sessions_ended, result.fenced = frozen_result.sessions_ended, frozen_result.fenced
+        result.drain_position = clock.step("drain_reverse",
+                                           lambda: _drain(sw, clock, "reverse", side="target"))
         result.sequences = len(clock.step(
             "sync_sequences", lambda: sw.engine.sync_sequences(gap=sw.sequence_gap, direction="reverse")))
         repointed = True
@@ -197,23 +281,38 @@ def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         # Not back yet: the target stays the writer, as it was before the rollback began, and
-        # the source must stay read-only for writers that bypass the router.
+        # the source must stay fenced for writers that bypass the router.
         if source_unfrozen:
             _try(result, "freeze source again", lambda: freeze(sw.source))
-        _abort(sw, result, paused=paused_at is not None, repointed=repointed, writer=sw.target,
-               frozen=sw.target if frozen else None)
-        result.write_pause_seconds = round(time.monotonic() - paused_at, 4) if paused_at else None
+        _abort(sw, result, paused=clock.paused_at is not None, repointed=repointed,
+               writer=sw.target, frozen=sw.target if frozen else None)
+        result.write_pause_seconds = clock.paused()
         raise CutoverAborted(f"rollback aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the target", result) from exc
-    result.write_pause_seconds = round(time.monotonic() - paused_at, 4)
+    result.write_pause_seconds = clock.paused()
     # Clients write to the source again; reverse replication has nothing left to carry.
     clock.step("stop_reverse", lambda: sw.engine.stop(direction="reverse"))
     return result
 
 
-def _drain(sw: Switch, direction: str, *, side: str) -> str:
+def _budgeted(clock: _Clock, limit: float) -> float:
+    """``limit`` cut to what is left of the pause budget (at least 1 ms, so a call can fail)."""
+    return max(min(limit, clock.left()), 0.001)
+
+
+def _pause(sw: Switch, clock: _Clock) -> float:
+    timeout = _budgeted(clock, sw.pause_timeout)
+    try:
+        return sw.router.pause(sw.database, timeout=timeout)
+    except Exception as exc:
+        if timeout < sw.pause_timeout and clock.left() <= 0:
+            raise _Overrun(str(exc)) from exc
+        raise
+
+
+def _drain(sw: Switch, clock: _Clock, direction: str, *, side: str) -> str:
     """Wait until ``direction`` has applied everything ``side`` wrote up to now; return that
-    position.
+    position. The wait is cut to the budget left.
 
     Each check is preceded by a nudge. The subscriber applies with asynchronous commit and
     confirms only what its WAL writer has flushed (every 200 ms by default), and only when the
@@ -226,7 +325,8 @@ def _drain(sw: Switch, direction: str, *, side: str) -> str:
     """
     position = sw.engine.position(side=side)
     publisher, subscriber = (sw.source, sw.target) if side == "source" else (sw.target, sw.source)
-    deadline = time.monotonic() + sw.drain_timeout
+    limit = _budgeted(clock, sw.drain_timeout)
+    deadline = time.monotonic() + limit
     with connection(subscriber, autocommit=True, application_name="paymigrate-drain") as sub, \
             connection(publisher, autocommit=True, application_name="paymigrate-drain") as pub:
         nudge = True
@@ -244,8 +344,11 @@ def _drain(sw: Switch, direction: str, *, side: str) -> str:
             if sw.engine.drained(position, direction=direction):
                 return position
             if time.monotonic() >= deadline:
-                raise PaymigrateError(f"{direction} replication did not apply {position} within "
-                                      f"{sw.drain_timeout:.1f}s (lag {_lag(sw, direction)})")
+                message = (f"{direction} replication did not apply {position} within "
+                           f"{limit:.3f}s (lag {_lag(sw, direction)})")
+                if limit < sw.drain_timeout:
+                    raise _Overrun(message)
+                raise PaymigrateError(message)
             time.sleep(DRAIN_POLL)
 
 
@@ -254,16 +357,6 @@ def _lag(sw: Switch, direction: str) -> str:
         return str(sw.engine.lag(direction=direction))
     except Exception as exc:  # only for the message of the error being raised
         return f"unknown: {exc}"
-
-
-def _forward_gone(sw: Switch, result: SwitchResult) -> bool:
-    """Whether forward replication no longer runs after a failure in or after ``reverse``
-    (assumed gone when the engine cannot say)."""
-    try:
-        return sw.engine.status(direction="forward").state in ("absent", "stopped")
-    except Exception as exc:
-        result.abort.append(f"forward replication state unknown: {type(exc).__name__}: {exc}")
-        return True
 
 
 def _repoint(sw: Switch, writer: Endpoint) -> None:

@@ -8,6 +8,7 @@ XCom summary. :meth:`Endpoint.dsn` is for handing to libpq only.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -100,11 +101,87 @@ def connect(target: Endpoint | str, *, autocommit: bool = False,
     return conn
 
 
+class _Reuse:
+    """Idle connections kept by DSN while :func:`reuse` is active (one thread: a context variable)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, list[psycopg2.extensions.connection]] = {}
+        self.open: list[psycopg2.extensions.connection] = []
+
+    def take(self, dsn: str) -> psycopg2.extensions.connection | None:
+        idle = self.idle.get(dsn) or []
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def give(self, dsn: str, conn: psycopg2.extensions.connection) -> None:
+        if conn.closed:
+            return
+        try:
+            # Session settings made in autocommit (timeouts, synchronous_commit) end with the use.
+            conn.rollback()
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("RESET ALL")
+        except psycopg2.Error:
+            conn.close()
+            return
+        self.idle.setdefault(dsn, []).append(conn)
+
+
+_REUSE: contextvars.ContextVar[_Reuse | None] = contextvars.ContextVar("paymigrate_db_reuse", default=None)
+
+
+@contextlib.contextmanager
+def reuse(*warm: Endpoint, per_endpoint: int = 2) -> Iterator[None]:
+    """While active (in this thread), :func:`connection` hands back connections it closed before
+    instead of opening new ones: the write switch runs dozens of short statements inside the
+    pause, and each new connection costs a process and an authentication on the server. The
+    ``warm`` endpoints get ``per_endpoint`` connections now. All are closed at the end."""
+    if _REUSE.get() is not None:
+        yield  # already reusing: the outer scope owns the connections
+        return
+    pool = _Reuse()
+    token = _REUSE.set(pool)
+    try:
+        for ep in warm:
+            conns = [_open(ep.dsn(), pool) for _ in range(per_endpoint)]
+            for conn in conns:
+                pool.give(ep.dsn(), conn)
+        yield
+    finally:
+        _REUSE.reset(token)
+        for conn in pool.open:
+            conn.close()
+
+
+def reused_pids() -> list[int]:
+    """Server pids of the connections :func:`reuse` holds in this thread (none when inactive):
+    a freeze that ends every other session of a database must spare them."""
+    pool = _REUSE.get()
+    return [c.get_backend_pid() for c in pool.open if not c.closed] if pool else []
+
+
+def _open(dsn: str, pool: _Reuse) -> psycopg2.extensions.connection:
+    conn = connect(dsn)
+    pool.open.append(conn)
+    return conn
+
+
 @contextlib.contextmanager
 def connection(target: Endpoint | str, *, autocommit: bool = False,
                application_name: str | None = None) -> Iterator[psycopg2.extensions.connection]:
-    """``with connection(ep) as conn``: commits on success, rolls back on error, always closes."""
-    conn = connect(target, autocommit=autocommit, application_name=application_name)
+    """``with connection(ep) as conn``: commits on success, rolls back on error, always closes
+    (or, inside :func:`reuse`, hands the connection back for the next caller)."""
+    pool = _REUSE.get()
+    if pool is None:
+        conn = connect(target, autocommit=autocommit, application_name=application_name)
+    else:
+        dsn = target.dsn() if isinstance(target, Endpoint) else target
+        conn = pool.take(dsn) or _open(dsn, pool)
+        conn.autocommit = autocommit
     try:
         yield conn
         if not autocommit:
@@ -114,7 +191,10 @@ def connection(target: Endpoint | str, *, autocommit: bool = False,
             conn.rollback()
         raise
     finally:
-        conn.close()
+        if pool is None:
+            conn.close()
+        else:
+            pool.give(dsn, conn)
 
 
 def query(target: Endpoint | str, statement: Any, args: Any = None) -> list[tuple]:

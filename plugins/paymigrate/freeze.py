@@ -1,25 +1,66 @@
-"""Freezing a database for the write switch: read-only for everyone but the migration role.
+"""Freezing the old writer for the write switch: a hard fence that no client can talk its way past.
 
-``freeze`` makes new transactions read-only by default in the database (``ALTER DATABASE ...
-SET default_transaction_read_only``), exempts the migration role (whose subscriptions must keep
-applying, e.g. reverse replication onto a frozen source), and ends every other client session
-so a writer that bypasses the router reconnects read-only. ``unfreeze`` undoes it. Both are
-idempotent and report what they did.
+Two layers, both undone by :func:`unfreeze`:
+
+* ``default_transaction_read_only`` on the database (the migration role exempt), and every other
+  client session ended, so a session that bypasses the router reconnects read-only. A client can
+  override a default (``SET transaction_read_only = off``, ``BEGIN READ WRITE``), so this alone
+  is no fence.
+* The **fence**: a statement-level ``BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE`` trigger on
+  every table of the migration (and every partitioned ancestor: a write through the parent fires
+  only the parent's statement triggers) calling ``paymigrate.write_fence()``. :func:`prepare_fence`
+  installs the triggers before the pause with a body that lets everything through. Inside the
+  pause :func:`freeze` replaces the body with one that raises ``read_only_sql_transaction``: one
+  catalog row, whatever the number of tables or rows, and no lock on any table. A function body is
+  read through the catalog cache, never a transaction snapshot, so even a REPEATABLE READ
+  transaction that began before the freeze is refused at its next write, and so is every role,
+  ``SET ROLE`` and reconnect. The one exception is logical replication's apply worker: it runs
+  with ``session_replication_role = replica``, in which ordinary triggers do not fire (so reverse
+  replication still applies onto the fenced old writer). Only a superuser may set that role: a
+  superuser who does writes behind replication's back, and the post-switch validation is there
+  to find it.
+
+The fence objects live in the schema ``paymigrate``, which schema copies leave out
+(:data:`FENCE_SCHEMA`, :data:`FENCE_TRIGGER`). Unfreezing only swaps the body back, so it never
+waits behind a reader; the triggers are then dropped where their table lock is free at once, and
+one left behind costs a no-op call per write statement until the next :func:`remove_fence`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import psycopg2
 from psycopg2 import sql
 
-from paymigrate.db import Endpoint, connection
+from paymigrate.db import Endpoint, connection, reused_pids
 from paymigrate.errors import FreezeError
 
 log = logging.getLogger(__name__)
 
 TERMINATE_WAIT_MS = 5000
+# Seconds each CREATE TRIGGER may queue new writes of its table behind it, and pause between tries.
+LOCK_TRY = 0.05
+FENCE_SCHEMA = "paymigrate"
+FENCE_FUNCTION = f"{FENCE_SCHEMA}.write_fence"
+FENCE_TRIGGER = "paymigrate_write_fence"
+
+_OPEN = "BEGIN RETURN NULL; END"
+_SHUT = """BEGIN
+  RAISE EXCEPTION USING ERRCODE = 'read_only_sql_transaction',
+    MESSAGE = format('%I.%I is fenced: this database is no longer the writer', TG_TABLE_SCHEMA, TG_TABLE_NAME),
+    HINT = 'paymigrate moved the writer; write through the router';
+END"""
+
+
+def _body(text: str) -> sql.Composed:
+    # SECURITY DEFINER with a fixed search_path: the body never depends on the caller's settings.
+    return sql.SQL("CREATE OR REPLACE FUNCTION {}.write_fence() RETURNS trigger LANGUAGE plpgsql "
+                   "SECURITY DEFINER SET search_path = pg_catalog AS {}").format(
+        sql.Identifier(FENCE_SCHEMA), sql.Literal(text))
 
 
 @dataclass(frozen=True)
@@ -27,6 +68,7 @@ class FreezeResult:
     database: str
     frozen: bool
     sessions_ended: int
+    fenced: bool = False
 
 
 def is_frozen(ep: Endpoint) -> bool:
@@ -39,23 +81,102 @@ def is_frozen(ep: Endpoint) -> bool:
         return bool(cur.fetchone()[0])
 
 
+def is_fenced(ep: Endpoint) -> bool:
+    """Whether the fence function of ``ep.dbname`` refuses writes now."""
+    with connection(ep, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
+                    (f"{FENCE_FUNCTION}()",))
+        row = cur.fetchone()
+    return bool(row) and "RAISE" in row[0]
+
+
+def prepare_fence(ep: Endpoint, tables: Sequence[str], *, lock_timeout: float = 2.0) -> int:
+    """Install the fence triggers, open, on ``tables`` (``schema.name``) and their partitioned
+    ancestors; return how many tables carry one. Idempotent; runs before the pause.
+
+    ``CREATE TRIGGER`` waits for the table's running writes, and new writes queue behind it: so
+    each table gets short tries of :data:`LOCK_TRY` seconds, with as long between them for the
+    queue to drain, for at most ``lock_timeout`` seconds; then it fails naming the table and the
+    sessions that held it.
+    """
+    if not tables:
+        raise ValueError("prepare_fence needs the tables to fence: none given")
+    with connection(ep, autocommit=True, application_name="paymigrate-fence") as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(FENCE_SCHEMA)))
+        cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(FENCE_SCHEMA)))
+        cur.execute("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)", (f"{FENCE_FUNCTION}()",))
+        row = cur.fetchone()
+        if row is None or "RAISE" not in row[0]:
+            cur.execute(_body(_OPEN))  # a fence already shut (a rerun after a freeze) stays shut
+        cur.execute("SELECT t.name FROM unnest(%s::text[]) t(name) WHERE to_regclass(t.name) IS NULL",
+                    (list(tables),))
+        unknown = [r[0] for r in cur.fetchall()]
+        if unknown:
+            raise FreezeError(f"cannot fence tables missing on {ep.safe()}: {', '.join(unknown)}")
+        # pg_partition_ancestors lists a partition and its ancestors, and nothing for a table
+        # that is no partition: the table itself is added.
+        cur.execute("""
+            WITH rels AS (
+                SELECT to_regclass(t.name)::oid AS relid FROM unnest(%s::text[]) t(name)
+                UNION
+                SELECT a.relid::oid FROM unnest(%s::text[]) t(name),
+                       LATERAL pg_partition_ancestors(to_regclass(t.name)) a(relid))
+            SELECT relid, relid::regclass::text AS name FROM rels
+             WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = rels.relid AND g.tgname = %s)
+             ORDER BY 1""", (list(tables), list(tables), FENCE_TRIGGER))
+        missing = cur.fetchall()
+        cur.execute("SET lock_timeout = %s", (f"{int(LOCK_TRY * 1000)}ms",))
+        for relid, name in missing:
+            _create_trigger(cur, ep, relid, name, deadline=time.monotonic() + lock_timeout)
+        cur.execute("SELECT count(*) FROM pg_trigger WHERE tgname = %s", (FENCE_TRIGGER,))
+        count = cur.fetchone()[0]
+    log.info("fence ready on %s: %d table(s), %d new", ep.safe(), count, len(missing))
+    return count
+
+
+def _create_trigger(cur, ep: Endpoint, relid: int, name: str, *, deadline: float) -> None:
+    stmt = sql.SQL("CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION {}.write_fence()").format(
+        sql.Identifier(FENCE_TRIGGER), sql.SQL(name), sql.Identifier(FENCE_SCHEMA))
+    while True:
+        try:
+            cur.execute(stmt)
+            return
+        except psycopg2.errors.LockNotAvailable:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(LOCK_TRY)
+    cur.execute("SELECT string_agg(DISTINCT l.pid::text, ', ') FROM pg_locks l "
+                "WHERE l.relation = %s AND l.granted AND l.pid <> pg_backend_pid()", (relid,))
+    holders = cur.fetchone()[0] or "none left"
+    raise FreezeError(f"cannot fence {name} on {ep.safe()}: its lock was held past the "
+                      f"deadline (sessions {holders}); end or wait out their transactions")
+
+
 def freeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
-    """Make ``ep.dbname`` read-only for every role but ``exempt_role`` (default: ``ep.user``)."""
+    """Make ``ep.dbname`` read-only for every role but ``exempt_role`` (default: ``ep.user``),
+    shut the fence (if :func:`prepare_fence` installed it) and end every other client session."""
     exempt = exempt_role or ep.user
     db = sql.Identifier(ep.dbname)
-    with connection(ep.with_db("postgres"), autocommit=True) as conn, conn.cursor() as cur:
+    with connection(ep, autocommit=True, application_name="paymigrate-freeze") as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off")
                     .format(sql.Identifier(exempt), db))
         cur.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(db))
-        # Sessions that started before the ALTER keep their old default: end them. Replication
-        # (walsenders, apply workers) is not a client backend and goes on. Wait for each to exit:
-        # one caught inside COMMIT finishes it first, and its write must land before the caller
-        # reads the position to drain to.
+        cur.execute("SELECT to_regprocedure(%s) IS NOT NULL", (f"{FENCE_FUNCTION}()",))
+        fenced = cur.fetchone()[0]
+        if fenced:
+            cur.execute(_body(_SHUT))
+        # Sessions that started before the ALTER keep their old default, and one in the middle
+        # of a transaction could still commit what it wrote before the fence shut: end them.
+        # Replication (walsenders, apply workers) is not a client backend and goes on, and so do
+        # the switch's own connections (db.reuse). Wait for each to exit: one caught inside
+        # COMMIT finishes it first, and its write must land before the caller reads the position
+        # to drain to.
         cur.execute("""
             SELECT pid, pg_terminate_backend(pid, %s)
               FROM pg_stat_activity
-             WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()""",
-                    (TERMINATE_WAIT_MS, ep.dbname))
+             WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+               AND pid <> ALL(%s::int[])""", (TERMINATE_WAIT_MS, ep.dbname, reused_pids()))
         outcomes = cur.fetchall()
         # False also means the session had already gone by itself: only one still listed counts.
         cur.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)",
@@ -65,16 +186,20 @@ def freeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
             raise FreezeError(f"froze {ep.safe()} but session(s) {', '.join(map(str, alive))} did "
                               f"not end within {TERMINATE_WAIT_MS} ms: they may still write")
         ended = len(outcomes)
-    log.info("froze %s: read-only for all but %s, %d session(s) ended", ep.safe(), exempt, ended)
-    return FreezeResult(ep.dbname, True, ended)
+    log.info("froze %s: read-only for all but %s, fence %s, %d session(s) ended", ep.safe(), exempt,
+             "shut" if fenced else "not installed", ended)
+    return FreezeResult(ep.dbname, True, ended, fenced)
 
 
 def unfreeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
-    """Make ``ep.dbname`` writable again (sessions opened while frozen are ended too, since they
-    hold the read-only default)."""
+    """Make ``ep.dbname`` writable again: the fence opened, the read-only default reset, and the
+    sessions opened while frozen ended (they hold the read-only default)."""
     exempt = exempt_role or ep.user
     db = sql.Identifier(ep.dbname)
-    with connection(ep.with_db("postgres"), autocommit=True) as conn, conn.cursor() as cur:
+    with connection(ep, autocommit=True, application_name="paymigrate-freeze") as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regprocedure(%s) IS NOT NULL", (f"{FENCE_FUNCTION}()",))
+        if cur.fetchone()[0]:
+            cur.execute(_body(_OPEN))
         cur.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(db))
         cur.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only")
                     .format(sql.Identifier(exempt), db))
@@ -86,3 +211,27 @@ def unfreeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
         ended = cur.fetchone()[0]
     log.info("unfroze %s: writable again, %d read-only session(s) ended", ep.safe(), ended)
     return FreezeResult(ep.dbname, False, ended)
+
+
+def remove_fence(ep: Endpoint, *, lock_timeout: float = 0.2) -> list[str]:
+    """Drop the fence triggers of an unfrozen database where each table's lock is free within
+    ``lock_timeout`` seconds (``DROP TRIGGER`` waits behind readers, and every query of the
+    table behind it); return the tables still carrying one. Refuses while the fence is shut."""
+    if is_fenced(ep):
+        raise FreezeError(f"{ep.safe()} is fenced: unfreeze it before removing the fence")
+    left: list[str] = []
+    with connection(ep, autocommit=True, application_name="paymigrate-fence") as conn, conn.cursor() as cur:
+        cur.execute("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s ORDER BY 1",
+                    (FENCE_TRIGGER,))
+        names = [r[0] for r in cur.fetchall()]
+        cur.execute("SET lock_timeout = %s", (f"{int(lock_timeout * 1000)}ms",))
+        for name in names:
+            try:
+                cur.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                    sql.Identifier(FENCE_TRIGGER), sql.SQL(name)))
+            except psycopg2.errors.LockNotAvailable:
+                left.append(name)
+    if left:
+        log.warning("fence triggers left (open, a no-op per write) on %s: %s; remove_fence again "
+                    "when they are not read", ep.safe(), ", ".join(left))
+    return left

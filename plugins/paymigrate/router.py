@@ -8,16 +8,19 @@ so no client sees an error: it sees a stall.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 
 from paymigrate.db import Endpoint, connect
 from paymigrate.errors import PaymigrateError
@@ -91,13 +94,38 @@ class RouterAdmin:
 
     def __init__(self, admin: Endpoint | str):
         self.admin = admin
+        self._held: psycopg2.extensions.connection | None = None
+        self._holding = False
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Run the commands inside on one console connection (the switch's PAUSE ... RESUME:
+        each new connection is an authentication more inside the write pause)."""
+        if self._holding:
+            yield
+            return
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            if self._held is not None:
+                self._held.close()
+                self._held = None
+
+    def _conn(self) -> psycopg2.extensions.connection:
+        if not self._holding:
+            return connect(self.admin, autocommit=True)
+        if self._held is None or self._held.closed:
+            self._held = connect(self.admin, autocommit=True)
+        return self._held
 
     def _run(self, command: str, *, timeout: float | None = None) -> list[dict[str, Any]]:
         result: dict[str, Any] = {}
 
         def go() -> None:
             try:
-                conn = connect(self.admin, autocommit=True)
+                conn = self._conn()
                 try:
                     with conn.cursor() as cur:
                         cur.execute(command)
@@ -107,9 +135,11 @@ class RouterAdmin:
                         else:
                             result["rows"] = []
                 finally:
-                    conn.close()
+                    if conn is not self._held:
+                        conn.close()
             except psycopg2.Error as exc:
                 result["error"] = exc
+                self._drop_held()
 
         if timeout is None:
             go()
@@ -118,10 +148,16 @@ class RouterAdmin:
             worker.start()
             worker.join(timeout)
             if worker.is_alive():
+                self._held = None  # still busy in that thread: the next command opens another
                 raise RouterError(f"router did not finish {command!r} within {timeout:.1f}s")
         if "error" in result:
             raise RouterError(f"router refused {command!r}: {str(result['error']).strip()}")
         return result["rows"]
+
+    def _drop_held(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def pause(self, database: str, *, timeout: float) -> float:
         """``PAUSE db``: returns once in-flight transactions are done; seconds it took.

@@ -116,4 +116,4 @@ def test_positions_need_the_endpoints(shared_task_arn):
     with pytest.raises(ReplicationError, match="needs the source endpoint"):
         e.position()
     with pytest.raises(ReplicationError, match="no reverse DMS task"):
-        e.reverse()
+        e.prepare_reverse()

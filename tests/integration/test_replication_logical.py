@@ -374,24 +374,44 @@ def test_reverse_carries_target_writes_back_to_the_source(pair):
     assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
     frozen = engine.position()
     assert engine.wait_drained(frozen, timeout=60)
-    assert engine.reverse(drained_to=frozen).action == "created"
-    assert engine.reverse().action == "already-running"
+    engine.prepare_reverse()
+    start = engine.capture_reverse(timeout=5)
+    # Written after the capture and before the subscription exists: the slot keeps it.
+    run(target_dsn, "INSERT INTO audit_log (message) VALUES ('before attach')")
+    assert engine.attach_reverse(from_position=start).action == "created"
+    assert engine.attach_reverse().action == "already-running"
     assert engine.status().state == "absent"  # forward dropped first: no loop on PostgreSQL 15
     run(target_dsn, "INSERT INTO payments (account_id, amount, currency) VALUES (3, 99.5, 'GBP'); "
                     "UPDATE accounts SET balance = 0 WHERE id = 2; "
                     "INSERT INTO audit_log (message) VALUES ('written on the target')")
     assert engine.wait_drained(engine.position(side="target"), timeout=60, direction="reverse")
-    assert engine.reverse_drained(engine.position(side="target"))
+    assert engine.catch_up(engine.position(side="target"), timeout=5, direction="reverse")
     assert_same(source_dsn, target_dsn)
     assert run(source_dsn, "SELECT count(*) FROM payments WHERE currency = 'GBP'") == [(1,)]
+    assert run(source_dsn, "SELECT count(*) FROM audit_log WHERE message = 'before attach'") == [(1,)]
     assert run(source_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s",
                (f"{dbname}_reverse",)) == [(1,)]
-    # A disabled reverse subscription is stale: its slot would replay old target changes. A new
-    # reverse() replaces it rather than resuming it.
-    engine.stop(direction="reverse")
-    assert engine.reverse().action == "created"
-    assert run(source_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s",
-               (f"{dbname}_reverse",)) == [(1,)]
+    # While reverse replication carries writes back, a second cutover cannot prepare over it.
+    with pytest.raises(ReplicationError, match="already the writer"):
+        engine.prepare_reverse()
+
+
+def test_attach_reverse_refuses_without_the_slot_of_the_switch(pair):
+    make, source_dsn, target_dsn, dbname = pair
+    run(source_dsn, SCHEMA)
+    engine = make()
+    engine.start()
+    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    engine.prepare_reverse()
+    with pytest.raises(ReplicationError, match="reverse slot .* is gone"):
+        engine.attach_reverse()
+    start = engine.capture_reverse(timeout=5)
+    engine.release_reverse()  # an abort inside the pause: no slot, no publication left
+    assert run(target_dsn, "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+    assert run(target_dsn, "SELECT count(*) FROM pg_publication") == [(0,)]
+    with pytest.raises(ReplicationError, match="is gone"):
+        engine.attach_reverse(from_position=start)
+    assert engine.status().state in ("streaming", "starting")  # forward untouched
 
 
 # ---- preflight refusals, each on its own --------------------------------------------------------

@@ -317,11 +317,13 @@ class SwitchBackOperator(MigrationOperator):
     Before a cutover (the source is still the writer) there is nothing to drain: it says so.
     """
 
-    template_fields: Sequence[str] = ("pause_timeout", "drain_timeout")
+    template_fields: Sequence[str] = ("pause_timeout", "drain_timeout", "max_write_pause_ms")
 
-    def __init__(self, *, pause_timeout: Any = 10, drain_timeout: Any = 30, **kwargs: Any):
+    def __init__(self, *, pause_timeout: Any = 10, drain_timeout: Any = 30, max_write_pause_ms: Any = 1000,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.pause_timeout, self.drain_timeout = pause_timeout, drain_timeout
+        self.max_write_pause_ms = max_write_pause_ms
 
     def execute(self, context: Context) -> dict[str, Any]:
         from paymigrate.cutover import CutoverAborted, switch_back
@@ -330,8 +332,10 @@ class SwitchBackOperator(MigrationOperator):
         if hook.config["database/active-writer"] == "source":
             self.log.info("the source is the writer: no cutover to undo, nothing to drain")
             return {"switched": False}
-        sw = switch_for(hook, engine=self.engine(hook, context), pause_timeout=float(self.pause_timeout),
-                        drain_timeout=float(self.drain_timeout))
+        engine = self.engine(hook, context)
+        sw = switch_for(hook, engine=engine, tables=tuple(engine.scope_tables()),
+                        max_write_pause=float(self.max_write_pause_ms) / 1000,
+                        pause_timeout=float(self.pause_timeout), drain_timeout=float(self.drain_timeout))
         try:
             result = switch_back(sw)
         except CutoverAborted as exc:
@@ -376,13 +380,16 @@ class RouteToSourceOperator(MigrationOperator):
 
 
 class UnfreezeSourceOperator(MigrationOperator):
-    """Make the source writable again (idempotent: unfreezing a writable source changes nothing)."""
+    """Make the source writable again and take its write fence away (idempotent: unfreezing a
+    writable source changes nothing). A fence trigger whose table is busy is left open."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from paymigrate.freeze import unfreeze
+        from paymigrate.freeze import remove_fence, unfreeze
 
-        result = unfreeze(self.hook().endpoint("source"))
-        return dataclasses.asdict(result)
+        source = self.hook().endpoint("source")
+        result = unfreeze(source)
+        left = remove_fence(source)
+        return {**dataclasses.asdict(result), "fence_left_on": left}
 
 
 class CutoverPreflightOperator(MigrationOperator):
@@ -465,45 +472,86 @@ class ShiftReadTrafficOperator(MigrationOperator):
 
 
 class WriteSwitchOperator(MigrationOperator):
-    """PAUSE, freeze, drain, sequences, verify, reverse, repoint, RESUME: one task, so the write
-    pause is not stretched by the scheduler between steps. Its log lists every step's time."""
+    """PAUSE, fence, drain, table states, sequences, reverse slot, repoint, RESUME: one task, so
+    the write pause is not stretched by the scheduler between steps, and held to its budget. Its
+    log lists every step's time."""
 
-    template_fields: Sequence[str] = ("pause_timeout", "drain_timeout", "sequence_gap", "drill_fail_at")
+    template_fields: Sequence[str] = ("pause_timeout", "drain_timeout", "sequence_gap", "drill_fail_at",
+                                      "max_write_pause_ms")
 
     def __init__(self, *, pause_timeout: Any = 10, drain_timeout: Any = 10, sequence_gap: Any = 1000,
-                 drill_fail_at: Any = None, **kwargs: Any):
+                 max_write_pause_ms: Any = 500, drill_fail_at: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.pause_timeout, self.drain_timeout = pause_timeout, drain_timeout
         self.sequence_gap, self.drill_fail_at = sequence_gap, drill_fail_at
+        self.max_write_pause_ms = max_write_pause_ms
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from functools import partial
-
         from paymigrate.cutover import CutoverAborted, switch_writes
-        from paymigrate.validation import list_tables
-        from paymigrate.verify import row_counts_match
 
         hook = self.hook()
         engine = self.engine(hook, context)
-        source, target = hook.endpoint("source"), hook.endpoint("target")
-        # Before the pause: the catalog read is not free.
-        tables = tables_in_scope(source, self.plan(context)) or list_tables(source=source)
-        sw = switch_for(hook, engine=engine, pause_timeout=float(self.pause_timeout),
-                        drain_timeout=float(self.drain_timeout), sequence_gap=int(self.sequence_gap),
-                        verify=partial(row_counts_match, source=source, target=target, tables=tables))
+        sw = switch_for(hook, engine=engine, tables=tuple(engine.scope_tables()),
+                        max_write_pause=float(self.max_write_pause_ms) / 1000,
+                        pause_timeout=float(self.pause_timeout), drain_timeout=float(self.drain_timeout),
+                        sequence_gap=int(self.sequence_gap))
         try:
             result = switch_writes(sw, fail_at=self.drill_fail_at or None)
         except CutoverAborted as exc:
-            self.log.error("cutover aborted at %s; abort actions: %s", exc.result.failed_step,
+            self.log.error("cutover aborted at %s%s; abort actions: %s", exc.result.failed_step,
+                           " (write pause budget spent)" if exc.result.budget_exceeded else "",
                            exc.result.abort)
-            # Dropped forward replication means the target no longer follows: migrate again.
-            dropped = any("forward replication was dropped" in a for a in exc.result.abort)
-            hook.checkpoints().set_state("failed" if dropped else "cutover-ready", run_id=context["run_id"])
+            # The abort keeps forward replication: the migration is still ready for a cutover.
+            hook.checkpoints().set_state("cutover-ready", run_id=context["run_id"])
             context["ti"].xcom_push(key="aborted", value=exc.result.to_dict())
             raise AirflowFailException(str(exc)) from None
         for step, seconds in result.steps.items():
             self.log.info("  %-15s %7.1f ms", step, seconds * 1000)
-        self.log.info("write pause (PAUSE to RESUME): %.1f ms", result.write_pause_seconds * 1000)
+        self.log.info("write pause (PAUSE to RESUME): %.1f ms of a %.0f ms budget",
+                      result.write_pause_seconds * 1000, sw.max_write_pause * 1000)
         hook.set("database/active-writer", "target")
         hook.set("workflow/mode", "cutover")
         return result.to_dict()
+
+
+class AttachReverseOperator(MigrationOperator):
+    """After RESUME: subscribe the source to the reverse slot the switch made inside the pause
+    (idempotent, so safe to retry: the slot keeps every target write until then)."""
+
+    def __init__(self, *, switch_task: str = "write_switch", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.switch_task = switch_task
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        switched = context["ti"].xcom_pull(task_ids=self.switch_task) or {}
+        engine = self.engine(self.hook(), context)
+        result = engine.attach_reverse(from_position=switched.get("reverse_position"))
+        self.log.info("reverse replication %s from %s", result.action, switched.get("reverse_position"))
+        return summary(result)
+
+
+class ValidateNewWriterOperator(MigrationOperator):
+    """After the cutover: validate the new writer against the old one (which follows it through
+    reverse replication); on a mismatch, alert the error topic with the keys and what to do."""
+
+    template_fields: Sequence[str] = ("max_keys",)
+
+    def __init__(self, *, max_keys: Any = 100, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_keys = max_keys
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from paymigrate.after_switch import mismatch_alert, validate_new_writer
+
+        hook, plan = self.hook(), self.plan(context)
+        source = hook.endpoint("source")
+        report = summary(validate_new_writer(
+            new_writer=hook.endpoint("target"), old_writer=source, engine=self.engine(hook, context),
+            tables=tables_in_scope(source, plan), max_keys=int(self.max_keys)))
+        if report["status"] != "match":
+            subject, message = mismatch_alert(report, env=hook.env, run_id=context["run_id"])
+            hook.publish("error-alerts", subject=subject, message=message)
+            context["ti"].xcom_push(key="report", value=report)
+            raise AirflowFailException(subject)
+        self.log.info("new writer matches the old one: %d table(s)", len(report["tables"]))
+        return report

@@ -4,12 +4,16 @@ The cutover and the rollback drive an engine through these calls only, so an ope
 ``workflow/replication-engine`` between ``postgres-logical`` and ``dms`` without touching a DAG:
 
 * migration: ``preflight`` -> ``start`` -> poll ``status`` until ``full_load_done`` -> ``lag``;
-* cutover: PAUSE writes -> source read-only -> ``pos = position(side="source")`` ->
-  ``wait_drained(pos, timeout=...)`` -> ``sync_sequences()`` -> ``reverse()`` while still paused
-  (the reverse slot must exist before the first write reaches the target) -> repoint -> RESUME;
-* rollback after a cutover: PAUSE -> ``pos = position(side="target")`` ->
-  ``wait_drained(pos, direction="reverse", timeout=...)`` -> ``sync_sequences(direction="reverse")``
-  -> repoint to the source -> RESUME.
+* cutover: ``scope_tables()``; ``prepare_reverse()`` -> PAUSE writes -> source fenced ->
+  ``pos = position(side="source")`` -> ``drained(pos)`` -> ``check_tables(scope)`` ->
+  ``sync_sequences()`` -> ``capture_reverse()`` while still paused (reverse replication starts
+  there, before the first write reaches the target) -> repoint -> RESUME ->
+  ``attach_reverse(from_position=...)``; after an abort inside the pause, ``release_reverse()``;
+* rollback after a cutover: ``attach_reverse()`` (idempotent) -> PAUSE -> target fenced ->
+  ``pos = position(side="target")`` -> ``drained(pos, direction="reverse")`` ->
+  ``sync_sequences(direction="reverse")`` -> repoint to the source -> RESUME -> ``stop("reverse")``.
+
+Every call inside the pause costs the same whatever the size of the data.
 """
 
 from __future__ import annotations
@@ -169,8 +173,20 @@ class Engine(Protocol):
     def wait_drained(self, position: str, *, timeout: float,
                      direction: Direction = "forward") -> bool: ...
 
-    def stop(self) -> None: ...
+    def stop(self, *, direction: Direction = "forward", timeout: float = 30) -> None: ...
 
-    def reverse(self) -> StartResult: ...
+    def scope_tables(self) -> list[str]: ...
+
+    def check_tables(self, tables: list[str]) -> None: ...
+
+    def prepare_reverse(self) -> None: ...
+
+    def capture_reverse(self, *, timeout: float) -> str: ...
+
+    def release_reverse(self) -> None: ...
+
+    def attach_reverse(self, *, from_position: str | None = None) -> StartResult: ...
+
+    def catch_up(self, lsn: str, timeout: float = 60, *, direction: Direction = "forward") -> bool: ...
 
     def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]: ...

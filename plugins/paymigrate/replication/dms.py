@@ -163,20 +163,23 @@ class DmsEngine:
     def start(self) -> StartResult:
         return self._start("forward")
 
-    def _start(self, direction: str) -> StartResult:
+    def _start(self, direction: str, *, cdc_start_position: str | None = None) -> StartResult:
         task = self.task(direction=direction)
         kind = start_type(task, reload=self.reload)
         if kind is None:
             log.info("DMS task %s is %s: nothing to start", task["ReplicationTaskIdentifier"],
                      task["Status"])
             return StartResult(self.engine, "already-running", task["Status"])
+        extra = {"CdcStartPosition": cdc_start_position} if cdc_start_position and \
+            kind == "start-replication" else {}
         try:
             self.dms.start_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
-                                            StartReplicationTaskType=kind)
+                                            StartReplicationTaskType=kind, **extra)
         except ClientError as exc:
             raise ReplicationError(f"{kind} of DMS task {task['ReplicationTaskIdentifier']} "
                                    f"(status {task['Status']}) refused: {exc}") from None
-        log.info("DMS task %s: %s", task["ReplicationTaskIdentifier"], kind)
+        log.info("DMS task %s: %s%s", task["ReplicationTaskIdentifier"], kind,
+                 f" from {cdc_start_position}" if extra else "")
         return StartResult(self.engine, "resumed" if kind == "resume-processing" else "created", kind)
 
     # ---- status and lag ----------------------------------------------------------------------
@@ -309,11 +312,48 @@ class DmsEngine:
             time.sleep(self.poll)
         log.info("DMS task %s is %s", task["ReplicationTaskIdentifier"], status)
 
-    def reverse(self) -> StartResult:
-        """Stop the forward task, then start the reverse CDC task (target to source)."""
-        self._arn("reverse")
+    def scope_tables(self) -> list[str]:
+        """Every table on the source in scope of the migration (DMS's own mapping decides what it
+        carries; the switch fences and checks these)."""
+        with connection(self._endpoint("source")) as conn, conn.cursor() as cur:
+            oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
+            return pf.table_names(cur, oids)
+
+    def prepare_reverse(self) -> None:
+        """Before the pause: a reverse CDC task must exist, and not be running already."""
+        task = self.task(direction="reverse")
+        if task["Status"] in RUNNING:
+            raise ReplicationError(f"reverse DMS task {task['ReplicationTaskIdentifier']} is "
+                                   f"{task['Status']}: the target is already the writer")
+
+    def capture_reverse(self, *, timeout: float) -> str:
+        """Inside the pause: the target's WAL position, from which the reverse task starts."""
+        return self.position(side="target")
+
+    def release_reverse(self) -> None:
+        """Nothing was created inside the pause (the position is only a number)."""
+
+    def attach_reverse(self, *, from_position: str | None = None) -> StartResult:
+        """Stop the forward task, then start the reverse CDC task at ``from_position`` (the
+        position captured inside the pause), so no write made on the target since is missed."""
+        task = self.task(direction="reverse")
+        if task["Status"] in RUNNING:
+            return StartResult(self.engine, "already-running", task["Status"])
+        if from_position is None and not task.get("ReplicationTaskStartDate"):
+            raise ReplicationError("the reverse DMS task never ran: give the position captured "
+                                   "inside the pause (from_position)")
         self.stop()
-        return self._start("reverse")
+        return self._start("reverse", cdc_start_position=from_position)
+
+    def check_tables(self, tables: list[str]) -> None:
+        """Every table of ``tables`` loaded by the forward task (DMS's table statistics)."""
+        states, note = self.table_statistics()
+        if not states:
+            raise ReplicationError(f"DMS reports no table statistics: {note}")
+        bad = sorted(f"{t} ({states.get(t, 'not in the task')})" for t in tables
+                     if states.get(t) not in ("Table completed", "Table loaded"))
+        if bad:
+            raise ReplicationError(f"tables not fully replicated by DMS: {', '.join(bad)}")
 
     def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]:
         src, tgt = self._endpoint("source"), self._endpoint("target")
@@ -321,5 +361,5 @@ class DmsEngine:
             src, tgt = tgt, src
         return seqs.sync_sequences(source=src, target=tgt, gap=gap)
 
-    def catch_up(self, lsn: str, timeout: float = 60) -> bool:
-        return self.wait_drained(lsn, timeout=timeout)
+    def catch_up(self, lsn: str, timeout: float = 60, *, direction: Direction = "forward") -> bool:
+        return self.wait_drained(lsn, timeout=timeout, direction=direction)

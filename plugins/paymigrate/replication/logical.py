@@ -476,9 +476,10 @@ class LogicalEngine:
                 next_log = now + 5
             time.sleep(min(self.poll, max(deadline - now, 0.01)))
 
-    def catch_up(self, lsn: str, timeout: float = 60) -> bool:
-        """For the validation engine: wait until the target applied the source's ``lsn``."""
-        return self.wait_drained(lsn, timeout=timeout)
+    def catch_up(self, lsn: str, timeout: float = 60, *, direction: Direction = "forward") -> bool:
+        """For the validation engine: wait until the subscriber of ``direction`` applied its
+        publisher's ``lsn`` (the target the source's; the source the target's for ``reverse``)."""
+        return self.wait_drained(lsn, timeout=timeout, direction=direction)
 
     def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus:
         """Wait for every table to finish its copy, logging progress every ``poll`` seconds, then
@@ -674,41 +675,99 @@ class LogicalEngine:
             cur.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(link.name)))
         log.info("replication %s dropped", link)
 
-    def reverse(self, *, drained_to: str | None = None) -> StartResult:
-        """Replicate target to source for fallback after cutover.
+    # ---- reverse replication, in three steps around the write pause --------------------------
+    def scope_tables(self) -> list[str]:
+        """``schema.name`` of every table this migration replicates (leaf partitions)."""
+        with connection(self.source) as conn, conn.cursor() as cur:
+            oids, unknown = self._scope(cur)
+            if unknown:
+                raise ReplicationError(f"tables not found on {self.source.safe()}: {', '.join(unknown)}")
+            return pf.table_names(cur, oids)
 
-        Call it while writes are still paused, after the forward drain: the reverse slot starts
-        at the target's current position, so a write on the target before it would not be carried.
-        PostgreSQL 15 has no ``origin = none``: the forward direction is dropped first, otherwise
-        the two would replicate in a loop. With ``drained_to``, refuse unless forward reached it.
-        """
+    def prepare_reverse(self) -> None:
+        """Before the pause: the reverse publication on the target, and no stale reverse slot or
+        subscription from an earlier cutover (it would replay old target changes onto the
+        source). Refuses while reverse replication already carries writes back."""
         old = self._subscription(self.backward)
-        forward = self._subscription(self.forward)
-        if old is not None and old["enabled"] and forward is None:
-            log.info("replication %s already exists and is enabled", self.backward)
-            return StartResult(self.engine, "already-running", str(self.backward))
-        if forward is not None:
-            if drained_to is not None and not self.drained(drained_to):
-                raise ReplicationError(f"forward replication has not reached {drained_to}: "
-                                       "reverse would lose the writes still in flight")
-            self.drop(direction="forward")
-        if old is not None:
-            # A reverse subscription left from an earlier cutover: its slot would replay target
-            # changes from back then (forward-applied ones among them) onto the source.
+        if old is not None and old["enabled"] and self._subscription(self.forward) is None:
+            raise ReplicationError(f"{self.backward} is running: the target is already the writer")
+        if old is not None or self._slot(self.backward) is not None:
             self.drop(direction="reverse")
         try:
-            with connection(self.source) as conn, conn.cursor() as cur:
-                oids, _ = self._scope(cur)
-                names = pf.table_names(cur, oids)
-            self._ensure_publication(self.backward, names)
-            self._create_subscription(self.backward, copy_data=False)
+            self._ensure_publication(self.backward, self.scope_tables())
         except psycopg2.Error as exc:
-            raise _err(f"starting {self.backward}", exc) from None
-        log.info("reverse replication %s created for %d table(s)", self.backward, len(names))
-        return StartResult(self.engine, "created", f"{len(names)} table(s), reverse")
+            raise _err(f"preparing {self.backward}", exc) from None
 
-    def reverse_drained(self, position: str) -> bool:
-        return self.drained(position, direction="reverse")
+    def capture_reverse(self, *, timeout: float) -> str:
+        """Inside the pause, before the first write reaches the target: create the reverse slot
+        there and return its start position. Every transaction the target commits after it is
+        kept for the reverse subscription that :meth:`attach_reverse` makes. Slot creation waits
+        for the target's running write transactions: at most ``timeout`` seconds."""
+        link = self.backward
+        try:
+            with connection(link.publisher, autocommit=True,
+                            application_name="paymigrate-capture") as conn, conn.cursor() as cur:
+                cur.execute("SET statement_timeout = %s", (f"{max(int(timeout * 1000), 1)}ms",))
+                cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                            (link.name,))
+                return cur.fetchone()[0]
+        except psycopg2.errors.QueryCanceled:
+            raise ReplicationError(f"reverse slot {link.name} on {link.publisher.safe()} not made "
+                                   f"within {timeout:.3f}s: a transaction is running there") from None
+        except psycopg2.Error as exc:
+            raise _err(f"creating reverse slot {link.name} on {link.publisher.safe()}", exc) from None
+
+    def release_reverse(self) -> None:
+        """Undo :meth:`capture_reverse` after an abort (idempotent): drop the reverse slot unless
+        a subscription reads it, and the reverse publication."""
+        if self._subscription(self.backward) is not None:
+            raise ReplicationError(f"{self.backward} has a subscription: stop it, not release it")
+        self.drop(direction="reverse")
+
+    def attach_reverse(self, *, from_position: str | None = None) -> StartResult:
+        """After RESUME: subscribe the source to the reverse slot made inside the pause. The
+        forward subscription is dropped first (PostgreSQL 15 has no ``origin = none``: the two
+        would replicate in a loop). Idempotent; refuses when the slot is gone, since the target's
+        writes since the switch would then be lost to the source. ``from_position`` is checked
+        against the slot when given."""
+        link = self.backward
+        sub = self._subscription(link)
+        if sub is not None and sub["enabled"] and self._subscription(self.forward) is None:
+            return StartResult(self.engine, "already-running", str(link))
+        slot = self._slot(link)
+        if slot is None:
+            raise ReplicationError(f"reverse slot {link.name} on {link.publisher.safe()} is gone: "
+                                   "writes made on the target since the switch cannot be carried "
+                                   "back; validate and copy them before any rollback")
+        if from_position is not None and slot["confirmed"] is not None and \
+                lsn_to_int(slot["confirmed"]) < lsn_to_int(from_position):
+            raise ReplicationError(f"reverse slot {link.name} starts at {slot['confirmed']}, before "
+                                   f"the switch's {from_position}: not the slot of this switch")
+        if self._subscription(self.forward) is not None:
+            self.drop(direction="forward")
+        if sub is not None:
+            with connection(link.subscriber, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(link.name)))
+            return StartResult(self.engine, "resumed", str(link))
+        self._create_subscription(link, copy_data=False, slot_is_ours=True)
+        log.info("reverse replication %s attached to its slot", link)
+        return StartResult(self.engine, "created", str(link))
+
+    def check_tables(self, tables: list[str]) -> None:
+        """Inside the pause: every table of ``tables`` is in the forward subscription and ready
+        (catalog rows only, whatever the data's size); raises naming each one that is not."""
+        sub = self._subscription(self.forward)
+        if sub is None:
+            raise ReplicationError(f"no subscription {self.name}: the target does not follow the source")
+        states = self._tables(self.forward, sub["oid"])
+        missing = sorted(set(tables) - set(states))
+        behind = sorted(f"{t} ({TABLE_STATES.get(s, s)})" for t, (s, _) in states.items()
+                        if t in tables and s not in "sr")
+        if missing or behind:
+            raise ReplicationError("tables not fully replicated: "
+                                   + "; ".join(filter(None, [
+                                       missing and f"not subscribed: {', '.join(missing)}",
+                                       behind and f"not ready: {', '.join(behind)}"])))
 
     def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]:
         """Copy every sequence from the publisher of ``direction`` to its subscriber plus ``gap``."""

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
+from paymigrate.freeze import FENCE_SCHEMA, FENCE_TRIGGER
 from paymigrate.pgbin import program
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ MAINTENANCE_WORK_MEM = "512MB"
 INDEX_JOBS = 2
 _TOC = re.compile(r"^\s*(\d+);\s+(\d+)\s+(\d+)\s")
 _PG_CLASS = 1259
+_FENCE = re.compile(rf"^\s*\d+;\s+\d+\s+\d+\s+TRIGGER\s+\S+\s+\S+\s+{FENCE_TRIGGER}\s")
 # A plain index entry of pg_restore --list: "<id>; 1259 <oid> INDEX <schema> <name> <owner>".
 _INDEX = re.compile(r"^\s*\d+;\s+1259\s+(\d+)\s+INDEX\s")
 
@@ -123,7 +125,7 @@ class SchemaDump:
         self._dir = tempfile.TemporaryDirectory(prefix="paymigrate-schema-")
         self.path = Path(self._dir.name) / "schema.dump"
         argv = [tool("pg_dump"), "--schema-only", "--format=custom", "--no-publications",
-                "--no-subscriptions", f"--file={self.path}"]
+                "--no-subscriptions", f"--exclude-schema={FENCE_SCHEMA}", f"--file={self.path}"]
         argv += [f"--exclude-table={t}" for t in self.exclude]
         self._run(argv, env=libpq_env(self.source), what=f"pg_dump of {self.source.safe()}")
         return self
@@ -146,7 +148,9 @@ class SchemaDump:
     def toc(self, section: str) -> list[str]:
         out = self._run([tool("pg_restore"), "--list", f"--section={section}", str(self.path)],
                         what="pg_restore --list")
-        return out.splitlines()
+        # The write fence of an earlier cutover belongs to the source alone (its function is in
+        # the excluded schema, its triggers are dumped with their tables).
+        return [line for line in out.splitlines() if not _FENCE.match(line)]
 
     def listing(self, entries: Iterable[str], name: str) -> Path:
         path = Path(self._dir.name) / name
