@@ -9,6 +9,7 @@ depend on the size of the data run there, back to back, in one process, timed:
 * ``prepare`` (before the pause): the fence triggers installed open on the source
   (:mod:`paymigrate.freeze`) and reverse replication prepared (its publication, no stale slot).
 * ``freeze_source`` shuts the fence: from here no session but replication's may write there.
+  A table too busy to fence before the pause is fenced here, once the router holds its clients.
 * ``drain`` waits until the target applied the source's WAL position read after the freeze, and
   ``check_tables`` that every table of the migration is in the subscription and ready: together
   they prove the target complete by positions and catalog states, never by reading the data.
@@ -86,6 +87,7 @@ class SwitchResult:
     tables: int = 0
     sessions_ended: int = 0
     fenced: bool = False
+    fenced_in_pause: list[str] = field(default_factory=list)  # tables too busy to fence before it
     failed_step: str | None = None
     budget_exceeded: bool = False
     error: str | None = None
@@ -194,13 +196,14 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
     frozen = captured = repointed = False
 
     def prepare() -> None:
-        prepare_fence(sw.source, sw.tables)
+        result.fenced_in_pause = prepare_fence(sw.source, sw.tables)
         sw.engine.prepare_reverse()
 
     def freeze_source() -> Any:
         nonlocal frozen
         frozen = True
-        return freeze(sw.source)
+        return freeze(sw.source, fence_tables=result.fenced_in_pause,
+                      lock_timeout=_budgeted(clock, sw.pause_timeout))
 
     def capture() -> str:
         nonlocal captured
@@ -253,12 +256,13 @@ def _switch_back(sw: Switch, fail_at: str | None) -> SwitchResult:
     def prepare() -> None:
         # A cutover whose attach_reverse never ran: its slot holds every target write, attach now.
         sw.engine.attach_reverse()
-        prepare_fence(sw.target, sw.tables)
+        result.fenced_in_pause = prepare_fence(sw.target, sw.tables)
 
     def freeze_target() -> Any:
         nonlocal frozen
         frozen = True
-        return freeze(sw.target)
+        return freeze(sw.target, fence_tables=result.fenced_in_pause,
+                      lock_timeout=_budgeted(clock, sw.pause_timeout))
 
     def unfreeze_source() -> Any:
         nonlocal source_unfrozen

@@ -90,14 +90,15 @@ def is_fenced(ep: Endpoint) -> bool:
     return bool(row) and "RAISE" in row[0]
 
 
-def prepare_fence(ep: Endpoint, tables: Sequence[str], *, lock_timeout: float = 2.0) -> int:
+def prepare_fence(ep: Endpoint, tables: Sequence[str], *, lock_timeout: float = 1.0) -> list[str]:
     """Install the fence triggers, open, on ``tables`` (``schema.name``) and their partitioned
-    ancestors; return how many tables carry one. Idempotent; runs before the pause.
+    ancestors. Idempotent; runs before the pause. Returns the tables it could not lock: the
+    freeze fences those inside the pause (``freeze(..., fence_tables=...)``).
 
-    ``CREATE TRIGGER`` waits for the table's running writes, and new writes queue behind it: so
-    each table gets short tries of :data:`LOCK_TRY` seconds, with as long between them for the
-    queue to drain, for at most ``lock_timeout`` seconds; then it fails naming the table and the
-    sessions that held it.
+    ``CREATE TRIGGER`` waits for the table's running writes, and new writes queue behind it; under
+    load two writers can even wait on each other through that queue. So each table gets short
+    tries of :data:`LOCK_TRY` seconds, with as long between them, for at most ``lock_timeout``
+    seconds.
     """
     if not tables:
         raise ValueError("prepare_fence needs the tables to fence: none given")
@@ -108,54 +109,66 @@ def prepare_fence(ep: Endpoint, tables: Sequence[str], *, lock_timeout: float = 
         row = cur.fetchone()
         if row is None or "RAISE" not in row[0]:
             cur.execute(_body(_OPEN))  # a fence already shut (a rerun after a freeze) stays shut
-        cur.execute("SELECT t.name FROM unnest(%s::text[]) t(name) WHERE to_regclass(t.name) IS NULL",
-                    (list(tables),))
-        unknown = [r[0] for r in cur.fetchall()]
-        if unknown:
-            raise FreezeError(f"cannot fence tables missing on {ep.safe()}: {', '.join(unknown)}")
-        # pg_partition_ancestors lists a partition and its ancestors, and nothing for a table
-        # that is no partition: the table itself is added.
-        cur.execute("""
-            WITH rels AS (
-                SELECT to_regclass(t.name)::oid AS relid FROM unnest(%s::text[]) t(name)
-                UNION
-                SELECT a.relid::oid FROM unnest(%s::text[]) t(name),
-                       LATERAL pg_partition_ancestors(to_regclass(t.name)) a(relid))
-            SELECT relid, relid::regclass::text AS name FROM rels
-             WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = rels.relid AND g.tgname = %s)
-             ORDER BY 1""", (list(tables), list(tables), FENCE_TRIGGER))
-        missing = cur.fetchall()
-        cur.execute("SET lock_timeout = %s", (f"{int(LOCK_TRY * 1000)}ms",))
-        for relid, name in missing:
-            _create_trigger(cur, ep, relid, name, deadline=time.monotonic() + lock_timeout)
-        cur.execute("SELECT count(*) FROM pg_trigger WHERE tgname = %s", (FENCE_TRIGGER,))
-        count = cur.fetchone()[0]
-    log.info("fence ready on %s: %d table(s), %d new", ep.safe(), count, len(missing))
-    return count
+        missing = _unfenced(cur, ep, tables)
+        left = [name for name in missing if not _create_trigger(cur, name, lock_timeout=lock_timeout)]
+    if left:
+        log.warning("fence not installed before the pause on %s (busy: %s): the freeze installs it "
+                    "inside the pause", ep.safe(), ", ".join(left))
+    log.info("fence ready on %s: %d table(s) new, %d left for the pause", ep.safe(),
+             len(missing) - len(left), len(left))
+    return left
 
 
-def _create_trigger(cur, ep: Endpoint, relid: int, name: str, *, deadline: float) -> None:
+def _unfenced(cur, ep: Endpoint, tables: Sequence[str]) -> list[str]:
+    """The tables (and partitioned ancestors) of ``tables`` without a fence trigger."""
+    cur.execute("SELECT t.name FROM unnest(%s::text[]) t(name) WHERE to_regclass(t.name) IS NULL",
+                (list(tables),))
+    unknown = [r[0] for r in cur.fetchall()]
+    if unknown:
+        raise FreezeError(f"cannot fence tables missing on {ep.safe()}: {', '.join(unknown)}")
+    # pg_partition_ancestors lists a partition and its ancestors, and nothing for a table that
+    # is no partition: the table itself is added.
+    cur.execute("""
+        WITH rels AS (
+            SELECT to_regclass(t.name)::oid AS relid FROM unnest(%s::text[]) t(name)
+            UNION
+            SELECT a.relid::oid FROM unnest(%s::text[]) t(name),
+                   LATERAL pg_partition_ancestors(to_regclass(t.name)) a(relid))
+        SELECT format('%%I.%%I', n.nspname, c.relname) FROM rels
+          JOIN pg_class c ON c.oid = rels.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = rels.relid AND g.tgname = %s)
+         ORDER BY 1""", (list(tables), list(tables), FENCE_TRIGGER))
+    return [r[0] for r in cur.fetchall()]
+
+
+def _create_trigger(cur, name: str, *, lock_timeout: float, tries: bool = True) -> bool:
+    """Whether the fence trigger of ``name`` could be created within ``lock_timeout`` seconds
+    (in tries of :data:`LOCK_TRY`, or in one wait with ``tries=False``)."""
     stmt = sql.SQL("CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
                    "FOR EACH STATEMENT EXECUTE FUNCTION {}.write_fence()").format(
         sql.Identifier(FENCE_TRIGGER), sql.SQL(name), sql.Identifier(FENCE_SCHEMA))
-    while True:
-        try:
-            cur.execute(stmt)
-            return
-        except psycopg2.errors.LockNotAvailable:
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(LOCK_TRY)
-    cur.execute("SELECT string_agg(DISTINCT l.pid::text, ', ') FROM pg_locks l "
-                "WHERE l.relation = %s AND l.granted AND l.pid <> pg_backend_pid()", (relid,))
-    holders = cur.fetchone()[0] or "none left"
-    raise FreezeError(f"cannot fence {name} on {ep.safe()}: its lock was held past the "
-                      f"deadline (sessions {holders}); end or wait out their transactions")
+    wait = LOCK_TRY if tries else lock_timeout
+    cur.execute("SET lock_timeout = %s", (f"{max(int(wait * 1000), 1)}ms",))
+    deadline = time.monotonic() + lock_timeout
+    try:
+        while True:
+            try:
+                cur.execute(stmt)
+                return True
+            except psycopg2.errors.LockNotAvailable:
+                if not tries or time.monotonic() >= deadline:
+                    return False
+                time.sleep(LOCK_TRY)
+    finally:
+        cur.execute("RESET lock_timeout")
 
 
-def freeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
+def freeze(ep: Endpoint, *, exempt_role: str | None = None, fence_tables: Sequence[str] = (),
+           lock_timeout: float = 5.0) -> FreezeResult:
     """Make ``ep.dbname`` read-only for every role but ``exempt_role`` (default: ``ep.user``),
-    shut the fence (if :func:`prepare_fence` installed it) and end every other client session."""
+    shut the fence (installed by :func:`prepare_fence`), end every other client session, then
+    fence ``fence_tables`` (what :func:`prepare_fence` could not lock), each waiting at most
+    ``lock_timeout`` seconds for its table."""
     exempt = exempt_role or ep.user
     db = sql.Identifier(ep.dbname)
     with connection(ep, autocommit=True, application_name="paymigrate-freeze") as conn, conn.cursor() as cur:
@@ -186,6 +199,12 @@ def freeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
             raise FreezeError(f"froze {ep.safe()} but session(s) {', '.join(map(str, alive))} did "
                               f"not end within {TERMINATE_WAIT_MS} ms: they may still write")
         ended = len(outcomes)
+        # A write that reached one of these tables since is either committed before the lock is
+        # granted (so before the position the caller drains to) or holds it until the timeout.
+        for name in _unfenced(cur, ep, fence_tables) if fence_tables else ():
+            if not _create_trigger(cur, name, lock_timeout=lock_timeout, tries=False):
+                raise FreezeError(f"cannot fence {name} on {ep.safe()} inside the pause: a session "
+                                  f"held it for over {lock_timeout:.3f}s")
     log.info("froze %s: read-only for all but %s, fence %s, %d session(s) ended", ep.safe(), exempt,
              "shut" if fenced else "not installed", ended)
     return FreezeResult(ep.dbname, True, ended, fenced)
@@ -221,8 +240,9 @@ def remove_fence(ep: Endpoint, *, lock_timeout: float = 0.2) -> list[str]:
         raise FreezeError(f"{ep.safe()} is fenced: unfreeze it before removing the fence")
     left: list[str] = []
     with connection(ep, autocommit=True, application_name="paymigrate-fence") as conn, conn.cursor() as cur:
-        cur.execute("SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = %s ORDER BY 1",
-                    (FENCE_TRIGGER,))
+        cur.execute("SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_trigger g "
+                    "JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE g.tgname = %s ORDER BY 1", (FENCE_TRIGGER,))
         names = [r[0] for r in cur.fetchall()]
         cur.execute("SET lock_timeout = %s", (f"{int(lock_timeout * 1000)}ms",))
         for name in names:

@@ -254,7 +254,7 @@ def test_cutover_drill_aborts_back_to_the_source_with_nothing_lost(stack, story,
     try:
         drill = _run(story, capfd, "payment_cutover", {
             "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 0,
-            "drill_fail_at": "verify"})
+            "drill_fail_at": "check_tables"})
         time.sleep(1)
     finally:
         work.stop()
@@ -276,9 +276,16 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
         work.stop()
     assert cut.ok, _errors(story)
     assert _writer_port(stack) == stack.port("target")
-    assert cut.xcom["write_switch"]["write_pause_seconds"] < 5
+    switched = cut.xcom["write_switch"]
+    assert switched["write_pause_seconds"] < 5 and switched["fenced"] and switched["tables"] == 7
+    assert cut.xcom["attach_reverse"]["action"] == "created"
+    # The content proof after RESUME: the new writer against the old one, under the workload.
+    after = cut.xcom["validate_new_writer"]
+    assert after["status"] == "match" and len(after["tables"]) == 7, after
     on_target = report(directory=story["workload_dir"], against_dsn=stack.dsn("target"))
     assert (on_target.lost, on_target.duplicated, on_target.invariants_ok) == (0, 0, True), on_target.to_dict()
+
+    _a_row_changed_behind_replication_is_reported_by_key(stack)
 
     work = _workload(stack, story, tps=60)  # writes made on the target must come back
     try:
@@ -293,6 +300,35 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
     on_source = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert on_source.committed > on_target.committed
     assert (on_source.lost, on_source.duplicated, on_source.invariants_ok) == (0, 0, True), on_source.to_dict()
+
+
+def _a_row_changed_behind_replication_is_reported_by_key(stack):
+    """A superuser writes on the fenced old writer as replication does (the one way past the
+    fence): the post-switch validation names the key, and the alert says how to roll back."""
+    from paymigrate.after_switch import mismatch_alert, validate_new_writer
+    from paymigrate.replication import engine_for
+
+    source, target = stack.endpoint("source"), stack.endpoint("target")
+    engine = engine_for("postgres-logical", source=source, target=target,
+                        name=names.replication_name(stack.env))
+    tamper = ("BEGIN READ WRITE; SET LOCAL session_replication_role = replica; "
+              "UPDATE accounts SET name = {} WHERE id = (SELECT min(id) FROM accounts); COMMIT")
+    key = _count(stack.dsn("source"), "SELECT min(id) FROM accounts")
+    original = _count(stack.dsn("source"), "SELECT name FROM accounts ORDER BY id LIMIT 1")
+    with connection(source, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(tamper.format("name || ' (changed behind replication)'"))
+    try:
+        report = validate_new_writer(new_writer=target, old_writer=source, engine=engine,
+                                     catch_up_timeout=10).to_dict()
+    finally:
+        with connection(source, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(tamper.format("%s"), (original,))
+    assert report["status"] == "mismatch"
+    [accounts] = [t for t in report["tables"] if t["status"] != "match"]
+    assert accounts["table"] == "public.accounts" and accounts["different"] == [key], accounts
+    subject, message = mismatch_alert(report, env=stack.env, run_id="test")
+    assert "public.accounts" in subject and f"different 1 [{key}]" in message
+    assert "payment_rollback" in message
 
 
 def test_no_secret_in_logs_xcom_or_checkpoints(stack, story):

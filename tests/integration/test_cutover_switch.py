@@ -258,30 +258,32 @@ def test_a_pause_blocked_by_an_open_transaction_times_out_and_aborts(pair, tmp_p
     assert pair.engine.status(direction="forward").state in ("streaming", "starting")
 
 
-def test_an_open_write_transaction_stops_the_switch_before_the_pause(pair, tmp_path):
-    """The fence cannot be installed on a table a transaction writes: the switch stops at prepare,
-    naming the table and the session, before any client waits."""
+def test_a_table_too_busy_to_fence_before_the_pause_is_fenced_inside_it(pair, tmp_path):
+    """An open write transaction that bypasses the router holds its table: prepare leaves it, the
+    freeze ends that session (its write is rolled back, never half-committed) and fences the
+    table inside the pause."""
     ledger = tmp_path / "workload"
     blocker = psycopg2.connect(pair.app_source_dsn)
     wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=6).start()
     try:
         _committing(wl)
         with blocker.cursor() as cur:
-            cur.execute("UPDATE accounts SET name = name WHERE id = (SELECT max(id) FROM accounts)")
-            cur.execute("SELECT pg_backend_pid()")
-            pid = cur.fetchone()[0]
-        with pytest.raises(CutoverAborted) as caught:
-            switch_writes(pair.switch)
-        result = caught.value.result
-        assert result.failed_step == "prepare" and result.write_pause_seconds is None
-        assert "accounts" in result.error and str(pid) in result.error, result.error
-        assert not pair.switch.router.paused(pair.name) and not is_frozen(pair.switch.source)
+            cur.execute("UPDATE accounts SET name = 'never committed' "
+                        "WHERE id = (SELECT max(id) FROM accounts)")
+        result = switch_writes(pair.switch)
+        assert result.fenced_in_pause == ["public.accounts"] and not result.aborted
+        with pytest.raises(psycopg2.OperationalError):
+            blocker.commit()
+        assert pair.switch.router.route(pair.name) == ("127.0.0.1", pair.target_port)
+        pair.engine.attach_reverse(from_position=result.reverse_position)
         _committing(wl)
-        blocker.commit()
     finally:
         wl.stop()
         blocker.close()
-    _assert_clean(report(directory=ledger, against_dsn=pair.source_dsn), "source")
+    _assert_clean(report(directory=ledger, against_dsn=pair.target_dsn), "target")
+    assert not _sql(pair.source_dsn, "SELECT 1 FROM accounts WHERE name = 'never committed'")
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction, match="is fenced"):
+        _sql(pair.app_source_dsn, "BEGIN READ WRITE; UPDATE accounts SET name = name; COMMIT")
 
 
 class _InsidePause:

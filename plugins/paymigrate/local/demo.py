@@ -20,7 +20,7 @@ from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import connection
 from paymigrate.errors import PaymigrateError
-from paymigrate.freeze import unfreeze
+from paymigrate.freeze import remove_fence, unfreeze
 from paymigrate.local import airflow as local_airflow
 from paymigrate.local.dagrun import Api, RunResult
 from paymigrate.local.stack import DATABASE, LocalStack
@@ -51,6 +51,7 @@ def reset(stack: LocalStack) -> None:
         engine.drop(direction=direction)
     for ep in (source, target):
         unfreeze(ep)
+        remove_fence(ep)
     router = RouterAdmin(stack.endpoint("router-admin"))
     write_route(stack.router().databases_file, Route(DATABASE, "127.0.0.1", stack.port("source"), DATABASE))
     router.reload()
@@ -139,8 +140,10 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
                                       + durations.get("wait_replication_running", 0), 1),
         "lag_at_cutover": lag,
         "validation_before_cutover": (migration.xcom.get("validate") or {}).get("status"),
+        "validation_of_new_writer_after_resume": (cutover.xcom.get("validate_new_writer") or {}).get("status"),
         "validation_after_cutover": final.status,
         "write_pause_ms": round(switch.get("write_pause_seconds", 0) * 1000, 1),
+        "write_pause_budget_ms": round(switch.get("budget_seconds", 0) * 1000),
         "switch_steps_ms": {k: round(v * 1000, 1) for k, v in switch.get("steps", {}).items()},
         "longest_client_stall_ms": round(wl.longest_stall_seconds * 1000, 1),
         "committed": wl.committed, "found_on_target": wl.found, "lost": wl.lost,
