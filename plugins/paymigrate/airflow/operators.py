@@ -193,7 +193,7 @@ class ValidateOperator(MigrationOperator):
         source = hook.endpoint("source")
         report = validate(source=source, target=hook.endpoint("target"),
                           tables=tables_in_scope(source, plan), max_keys=int(self.max_keys),
-                          catch_up=getattr(engine, "catch_up", None))
+                          catch_up=engine.catch_up)
         result = summary(report)
         self.log.info("validation: %s, %s mismatching table(s)", result["status"],
                       sum(t["status"] != "match" for t in result["tables"]))

@@ -56,7 +56,7 @@ def validate_one(table: str, *, max_keys: int) -> dict[str, Any]:
     if hook.config["database/active-writer"] == "source" and engine.status().running:
         # Under live replication each difference is re-checked once the target has caught up;
         # with replication stopped there is nothing to wait for.
-        catch_up = getattr(engine, "catch_up", None)
+        catch_up = engine.catch_up
     result = validate_table(source=hook.endpoint("source"), target=hook.endpoint("target"), table=table,
                             max_keys=max_keys, catch_up=catch_up)
     return json.loads(json.dumps(result.to_dict(), default=str))
