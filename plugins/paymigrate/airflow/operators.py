@@ -530,15 +530,9 @@ class AttachReverseOperator(MigrationOperator):
         return summary(result)
 
 
-class ValidateNewWriterOperator(MigrationOperator):
+class ValidateNewWriterOperator(ValidateOperator):
     """After the cutover: validate the new writer against the old one (which follows it through
     reverse replication); on a mismatch, alert the error topic with the keys and what to do."""
-
-    template_fields: Sequence[str] = ("max_keys",)
-
-    def __init__(self, *, max_keys: Any = 100, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.max_keys = max_keys
 
     def execute(self, context: Context) -> dict[str, Any]:
         from paymigrate.after_switch import mismatch_alert, validate_new_writer
