@@ -142,3 +142,19 @@ def test_event_options_are_checked():
         parse_event({"tables": "a"})
     with pytest.raises(ValidationError, match="max_keys"):
         parse_event({"max_keys": -1})
+
+
+def test_keys_rank_primary_then_replica_identity_then_fewest_columns():
+    ranked = catalog.rank_keys([("unique key", ("b", "c")), ("unique key", ("z",)),
+                                ("replica identity", ("b", "c")), ("unique key", ("a",))])
+    assert ranked == [("replica identity", ("b", "c")), ("unique key", ("a",)), ("unique key", ("z",))]
+    assert catalog.rank_keys([("unique key", ("x",)), ("primary key", ("id",))])[0] == ("primary key", ("id",))
+    with pytest.raises(ValueError, match="unknown key kind 'foreign'"):
+        catalog.rank_keys([("foreign", ("id",))])
+
+
+def test_plan_compares_by_a_key_both_sides_have():
+    src = Table("public", "t", table().columns, ("v",), "unique key", (("v",),))
+    tgt = Table("public", "t", table().columns, ("id",), "primary key", (("id",), ("v",)))
+    s, t = catalog.plan({"public.t": src}, {"public.t": tgt})[0]
+    assert s.key == t.key == ("v",)
