@@ -81,10 +81,14 @@ def test_plan_refuses_a_primary_key_that_differs_and_selects_bare_names():
 
 def test_row_hash_normalizes_each_kind_and_orders_columns_by_name():
     t = table(z="timestamptz", a="float8", m="money", b="bytea", id="int8")
-    text = render(dialect.row_hash(t))
+    text = render(dialect.row_text(t))
     assert text.index('"a"') < text.index('"b"') < text.index('"id"') < text.index('"m"') < text.index('"z"')
     assert "AT TIME ZONE 'UTC'" in text and '"float8send"' in text and "::numeric::text" in text
-    assert "encode(\"b\"::bytea, 'hex')" in text and text.startswith("pg_catalog.md5(ROW(")
+    assert "encode(\"b\"::bytea, 'hex')" in text and text.startswith("ROW(")
+    assert text.endswith(')::text COLLATE "C"')
+    # Two 64-bit hashes of the row text, each computed once per row (behind the fence).
+    agg = render(dialect.aggregates(t, [], dialect.range_where(t, None, None)))
+    assert agg.count("hashtextextended(_pm_r, ") == 2 and agg.count("ROW(") == 1
 
 
 def test_composite_segment_search_is_a_binary_search_over_every_bound():
