@@ -47,7 +47,9 @@ def test_segments_cover_the_range_without_gaps(bounds):
 
 def test_segment_checks_its_bounds():
     with pytest.raises(ValueError, match="differ in length"):
-        segments.Segment(("1",), ("1", "2"))
+        segments.Segment(("1", "2"), ("1",))
+    # A shorter bound is a prefix bound: [("1",), ("1", "2")) holds the keys (1, x) with x < 2.
+    assert segments.Segment(("1",), ("1", "2")).lo == ("1",)
     with pytest.raises(ValueError, match="non-empty tuple"):
         segments.Segment((), None)
 
@@ -99,6 +101,11 @@ def test_composite_segment_search_is_a_binary_search_over_every_bound():
     assert all(f"'k{i}'::text" in text for i in range(7)) and 'COLLATE "C"' in text
     one = render(dialect.segment_of(table(), [("5",), ("9",)]))
     assert one.startswith("pg_catalog.width_bucket(") and "::int8[]" in one
+    # Bounds on the first column of a composite key: width_bucket on that column alone.
+    lead = render(dialect.segment_of(t, [("k1",), ("k5",)]))
+    assert lead.startswith('pg_catalog.width_bucket("a" COLLATE "C", ARRAY[') and "::text[]" in lead
+    where = render(dialect.range_where(t, ("k1",), ("k1", "7")))
+    assert where == '"a" COLLATE "C" >= \'k1\'::text AND ("a" COLLATE "C", "n") < (\'k1\'::text, \'7\'::int4)'
 
 
 def test_key_literal_refuses_a_wrong_width():

@@ -197,7 +197,7 @@ def _keyed(pair: Pair, table: Table, max_keys: int, tuning: Tuning) -> Found:
                                      wanted_rows=n * tuning.sample_per_segment)
             q = dialect.bounds(table, where=dialect.range_where(table, None, None),
                                step=tuning.sample_per_segment, sample_percent=pct)
-        bounds = [tuple(r) for r in src.query(q)]
+        bounds = seg.leading_bounds([tuple(r) for r in src.query(q)])
     top = seg.segments_between(None, None, bounds)
     everything = dialect.range_where(table, None, None)
     aggs = pair.both(lambda s: _aggregates(s, table, bounds, everything))
@@ -239,8 +239,9 @@ def _split(pair: Pair, table: Table, segment: seg.Segment, cs: int, ct: int,
     richer = pair.source if cs >= ct else pair.target
     where = dialect.range_where(table, segment.lo, segment.hi)
     step = seg.split_step(max(cs, ct), tuning.fanout)
-    bounds = [b for b in (tuple(r) for r in richer.query(dialect.bounds(table, where=where, step=step)))
-              if b != segment.lo]
+    bounds = seg.leading_bounds(
+        [b for b in (tuple(r) for r in richer.query(dialect.bounds(table, where=where, step=step)))
+         if b != segment.lo], segment.lo)
     subs = seg.segments_between(segment.lo, segment.hi, bounds, depth=segment.depth + 1)
     aggs = pair.both(lambda s: _aggregates(s, table, bounds, where))
     return _differing(subs, *aggs)

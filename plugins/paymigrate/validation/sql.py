@@ -46,10 +46,13 @@ from psycopg2 import sql
 
 from paymigrate.validation.catalog import Column, Table
 
+# jit off: a segment search is a tree of thousands of comparisons of which a row evaluates a
+# dozen; compiling it took 92 s of CPU in each scan of a 4M-row composite-key table (each
+# parallel worker compiles its own copy) for a scan that takes 7 s interpreted.
 SESSION_SETTINGS = sql.SQL(
     "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; "
     "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; "
-    "SET LOCAL bytea_output = 'hex'; SET LOCAL search_path = ''"
+    "SET LOCAL bytea_output = 'hex'; SET LOCAL search_path = ''; SET LOCAL jit = off"
 )
 
 # The planner cannot know that GROUP BY segment yields a few thousand groups, not one per row, so
@@ -95,13 +98,20 @@ _HASHES = sql.SQL(", ").join(
     for i, seed in enumerate(SEEDS, 1))
 
 
-def _hashed(table: Table, where: sql.Composable) -> sql.Composed:
-    """``SELECT key columns..., _pm_h1, _pm_h2`` of the rows in ``where``, the row text made
-    once per row."""
-    keys = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(k)) for k in table.key)
-    return sql.SQL("SELECT {keys}{hashes} FROM (SELECT {keys}{text} AS _pm_r, {fence} FROM {t} "
-                   "WHERE {where}) _pm_t").format(keys=keys, hashes=_HASHES, text=row_text(table),
-                                                  fence=_FENCE, t=_ident(table), where=where)
+def _hashed(table: Table, where: sql.Composable, carried: Sequence[tuple[sql.Composable, str]] = ()
+            ) -> sql.Composed:
+    """``SELECT carried names..., _pm_h1, _pm_h2`` of the rows in ``where``: the row text made
+    once per row, beside the ``carried`` ``(expression, name)`` pairs (key columns, segment)."""
+    inner = sql.SQL("").join(sql.SQL("{} AS {}, ").format(e, sql.Identifier(n)) for e, n in carried)
+    outer = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(n)) for _, n in carried)
+    return sql.SQL("SELECT {outer}{hashes} FROM (SELECT {inner}{text} AS _pm_r, {fence} FROM {t} "
+                   "WHERE {where}) _pm_t").format(outer=outer, inner=inner, hashes=_HASHES,
+                                                  text=row_text(table), fence=_FENCE,
+                                                  t=_ident(table), where=where)
+
+
+def _key_columns(table: Table) -> list[tuple[sql.Composable, str]]:
+    return [(sql.Identifier(k), k) for k in table.key]
 
 
 def _cmp(col: Column) -> sql.Composable:
@@ -109,9 +119,10 @@ def _cmp(col: Column) -> sql.Composable:
     return sql.SQL('{} COLLATE "C"').format(ident) if col.collatable else ident
 
 
-def key_expr(table: Table) -> sql.Composable:
-    """The key as compared: ``k`` or ``(k1, k2)``, text columns in C collation."""
-    parts = [_cmp(c) for c in table.key_columns]
+def key_expr(table: Table, width: int | None = None) -> sql.Composable:
+    """The key (or its first ``width`` columns) as compared: ``k`` or ``(k1, k2)``, text
+    columns in C collation."""
+    parts = [_cmp(c) for c in table.key_columns[:width]]
     if len(parts) == 1:
         return parts[0]
     return sql.SQL("({})").format(sql.SQL(", ").join(parts))
@@ -135,33 +146,37 @@ def key_output(table: Table) -> sql.Composable:
 
 
 def key_literal(table: Table, value: Sequence[str]) -> sql.Composable:
-    if len(value) != len(table.key):
+    """A key value, or a prefix of one (a bound on the first key columns), as typed literals."""
+    if not 1 <= len(value) <= len(table.key):
         raise ValueError(f"key value {tuple(value)!r} does not match key ({', '.join(table.key)})")
     parts = [sql.SQL("{}::{}").format(sql.Literal(str(v)), sql.SQL(c.type))
-             for v, c in zip(value, table.key_columns, strict=True)]
+             for v, c in zip(value, table.key_columns[:len(value)], strict=True)]
     if len(parts) == 1:
         return parts[0]
     return sql.SQL("({})").format(sql.SQL(", ").join(parts))
 
 
 def range_where(table: Table, lo: Sequence[str] | None, hi: Sequence[str] | None) -> sql.Composable:
+    """Rows in ``[lo, hi)``; a bound shorter than the key bounds the key's first columns."""
     conds = []
     if lo is not None:
-        conds.append(sql.SQL("{} >= {}").format(key_expr(table), key_literal(table, lo)))
+        conds.append(sql.SQL("{} >= {}").format(key_expr(table, len(lo)), key_literal(table, lo)))
     if hi is not None:
-        conds.append(sql.SQL("{} < {}").format(key_expr(table), key_literal(table, hi)))
+        conds.append(sql.SQL("{} < {}").format(key_expr(table, len(hi)), key_literal(table, hi)))
     return sql.SQL(" AND ").join(conds) if conds else sql.SQL("true")
 
 
 def segment_of(table: Table, bounds: Sequence[Sequence[str]]) -> sql.Composable:
     """Segment number of a row: how many ``bounds`` are <= its key (``width_bucket`` semantics).
 
-    ``width_bucket`` does the binary search in C for a one-column key; it cannot compare
-    anonymous records of text, so a composite key gets the same search as nested CASEs.
+    ``width_bucket`` does the binary search in C over bounds on one column: a one-column key, or
+    bounds on the first column of a composite key (:func:`segments.leading_bounds`). It cannot
+    compare anonymous records, so full composite bounds get the same search as nested CASEs,
+    about three times the cost per row.
     """
     if not bounds:
         return sql.SQL("0")
-    if len(table.key) == 1:
+    if all(len(b) == 1 for b in bounds):
         col = table.key_columns[0]
         arr = sql.SQL("ARRAY[{}]::{}[]").format(
             sql.SQL(", ").join(sql.Literal(b[0]) for b in bounds), sql.SQL(col.type))
@@ -171,25 +186,33 @@ def segment_of(table: Table, bounds: Sequence[Sequence[str]]) -> sql.Composable:
         if lo == hi:
             return sql.Literal(lo)
         mid = (lo + hi + 1) // 2
+        bound = bounds[mid - 1]
         return sql.SQL("CASE WHEN {k} >= {b} THEN {ge} ELSE {lt} END").format(
-            k=key_expr(table), b=key_literal(table, bounds[mid - 1]), ge=search(mid, hi),
+            k=key_expr(table, len(bound)), b=key_literal(table, bound), ge=search(mid, hi),
             lt=search(lo, mid - 1))
 
     return search(0, len(bounds))
 
 
 def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composable) -> sql.Composed:
-    """Per segment: ``(segment, count, sum of first hashes, sum of second hashes)``."""
-    return sql.SQL(
-        "SELECT _pm_seg, count(*), sum(_pm_h1), sum(_pm_h2) FROM (SELECT {seg} AS _pm_seg, "
-        "_pm_h1, _pm_h2 FROM ({rows}) _pm_h) _pm_s GROUP BY _pm_seg"
-    ).format(seg=segment_of(table, bounds), rows=_hashed(table, where))
+    """Per segment: ``(segment, count, sum of first hashes, sum of second hashes)``.
+
+    The segment number is computed behind the fence with the row text: grouped by it there, the
+    planner sees a column without statistics and expects a few hundred groups (a hash aggregate
+    in each parallel worker), not one group per key (a sort of every row, spilled to disk).
+    """
+    return _grouped(_hashed(table, where, [(segment_of(table, bounds), "_pm_seg")]))
+
+
+def _grouped(hashed: sql.Composable) -> sql.Composed:
+    return sql.SQL("SELECT _pm_seg, count(*), sum(_pm_h1), sum(_pm_h2) FROM ({}) _pm_h "
+                   "GROUP BY _pm_seg").format(hashed)
 
 
 def rows(table: Table, where: sql.Composable, limit: int | None = None) -> sql.Composed:
     """``(key output columns..., h1, h2)`` of the rows in ``where``."""
     q = sql.SQL("SELECT {k}, _pm_h1, _pm_h2 FROM ({rows}) _pm_h").format(
-        k=key_output(table), rows=_hashed(table, where))
+        k=key_output(table), rows=_hashed(table, where, _key_columns(table)))
     if limit is not None:
         q = sql.SQL("{} ORDER BY {} LIMIT {}").format(q, key_order(table), sql.Literal(limit))
     return q
@@ -223,10 +246,8 @@ def bounds(table: Table, *, where: sql.Composable, step: int,
 
 def multiset_aggregates(table: Table, buckets: int) -> sql.Composed:
     """For a table without key: per bucket of the row hash, count and sums."""
-    return sql.SQL(
-        "SELECT _pm_seg, count(*), sum(_pm_h1), sum(_pm_h2) FROM (SELECT {seg} AS _pm_seg, "
-        "_pm_h1, _pm_h2 FROM ({rows}) _pm_h) _pm_s GROUP BY _pm_seg"
-    ).format(seg=bucket_of(buckets), rows=_hashed(table, sql.SQL("true")))
+    return _grouped(sql.SQL("SELECT {seg} AS _pm_seg, _pm_h1, _pm_h2 FROM ({rows}) _pm_s").format(
+        seg=bucket_of(buckets), rows=_hashed(table, sql.SQL("true"))))
 
 
 def multiset_rows(table: Table, buckets: int, wanted: Sequence[int]) -> sql.Composed:
