@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -9,9 +10,9 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import sql_rows as run_sql
 
 from paymigrate.cli import main as cli_main
+from paymigrate.db import query as run_sql
 from paymigrate.errors import ValidationError
 from paymigrate.validation import Tuning, list_tables, validate, validate_table
 
@@ -239,3 +240,33 @@ def test_a_unique_key_on_one_side_and_a_primary_key_on_the_other_is_a_common_key
     run_sql(src, "CREATE TABLE other (id int)")
     with pytest.raises(ValidationError, match=r"primary key \(id\) on the target"):
         validate(source=src, target=tgt, tables=["other"])
+
+
+def test_tables_compared_in_parallel_report_what_one_at_a_time_does(databases):
+    both(databases, PAYMENTS + """
+        CREATE TABLE ledger (account text, seq int, entry text, PRIMARY KEY (account, seq));
+        INSERT INTO ledger SELECT 'a' || (g % 40), g, 'e' || g FROM generate_series(1, 500) g;
+        CREATE TABLE audit (who text, what text);
+        INSERT INTO audit SELECT 'u' || (g % 10), 'did ' || g FROM generate_series(1, 200) g;
+        CREATE TABLE codes (code text NOT NULL UNIQUE, label text);
+        INSERT INTO codes SELECT 'c' || g, 'l' FROM generate_series(1, 300) g;""")
+    src, tgt = databases
+    run_sql(tgt, """DELETE FROM payments WHERE id IN (3, 400); UPDATE payments SET note = '' WHERE id = 9;
+                    DELETE FROM ledger WHERE seq = 77; INSERT INTO ledger VALUES ('zz', 1, 'new');
+                    UPDATE ledger SET entry = NULL WHERE seq = 300;
+                    INSERT INTO audit SELECT * FROM audit WHERE what = 'did 5';
+                    UPDATE codes SET label = 'L' WHERE code = 'c250';""")
+
+    def tables(report) -> list[dict]:
+        return [{k: v for k, v in t.to_dict().items() if k != "seconds"} for t in report.tables]
+
+    one = validate(source=src, target=tgt, tuning=dataclasses.replace(SMALL, connections=1))
+    many = validate(source=src, target=tgt, tuning=dataclasses.replace(SMALL, connections=4))
+    assert tables(many) == tables(one)
+    assert [t["table"] for t in tables(many)] == ["public.audit", "public.codes", "public.ledger",
+                                                  "public.payments"]
+    assert one.mismatches == 8 and keys(many.tables[2]) == {
+        "missing": [["a37", 77]], "extra": [["zz", 1]], "different": [["a20", 300]]}
+    last = many.to_dict()["progress"][-1]
+    assert (last["tables_done"], last["tables"], last["rows_done"]) == (4, 4, 1600)
+    assert last["bytes_done"] == last["bytes_estimated"] > 0 and last["eta_seconds"] == 0

@@ -13,9 +13,9 @@ import time
 
 import psycopg2
 import pytest
-from conftest import sql_rows as run_sql
 from psycopg2.extensions import parse_dsn
 
+from paymigrate.db import query as run_sql
 from paymigrate.local.stack import APP_USER
 from paymigrate.validation import Tuning, logical_catch_up, validate
 

@@ -169,3 +169,33 @@ def test_plan_compares_by_a_key_both_sides_have():
     tgt = Table("public", "t", table().columns, ("id",), "primary key", (("id",), ("v",)))
     s, t = catalog.plan({"public.t": src}, {"public.t": tgt})[0]
     assert s.key == t.key == ("v",)
+
+
+def test_progress_sample_rate_and_time_left_go_by_bytes():
+    from paymigrate.validation.report import ProgressSample
+
+    s = ProgressSample(seconds=10, tables_done=2, tables=7, rows_done=1000, rows_estimated=9000,
+                       bytes_done=200, bytes_estimated=1000, running=("public.big",))
+    assert (s.bytes_per_second, s.eta_seconds) == (20, 40)
+    d = s.to_dict()
+    assert (d["rows_per_second"], d["eta_seconds"], d["running"]) == (100, 40, ["public.big"])
+    assert ProgressSample(seconds=1, tables_done=0, tables=1, rows_done=0, rows_estimated=5,
+                          bytes_done=0, bytes_estimated=9).eta_seconds is None
+    with pytest.raises(ValueError, match="3 tables done of 2"):
+        ProgressSample(seconds=1, tables_done=3, tables=2, rows_done=0, rows_estimated=0,
+                       bytes_done=0, bytes_estimated=0)
+
+
+def test_progress_tracker_counts_what_workers_finish():
+    from paymigrate.validation.progress import Progress
+
+    with Progress({"a": (10, 100), "b": (30, 300)}, every=60) as p:
+        p.started("a")
+        p.started("b")
+        p.done("b", 29)
+        mid = p.sample()
+    assert (mid.tables_done, mid.rows_done, mid.bytes_done, mid.running) == (1, 29, 300, ("a",))
+    assert (mid.rows_estimated, mid.bytes_estimated) == (40, 400)
+    assert p.samples[-1].tables_done == 1
+    with pytest.raises(ValueError, match="interval 0 must be positive"):
+        Progress({}, every=0)

@@ -52,10 +52,16 @@ class Tuning:
     recheck_batch: int = 1000
     max_depth: int = 12
     parallel: bool = True  # let each server use its parallel workers for the full scans
+    bytes_per_segment: int = 1 << 20  # a segment holds at most this much (and rows_per_segment)
+    connections: int = 2  # tables compared at once: sessions per side
+    progress_seconds: float = 5.0  # how often a long validation logs how far it is
 
     def __post_init__(self) -> None:
+        if self.progress_seconds <= 0:
+            raise ValueError(f"tuning progress_seconds {self.progress_seconds} must be positive")
         for name in ("rows_per_segment", "max_segments", "leaf_rows", "exact_bounds_rows",
-                     "sample_per_segment", "recheck_batch", "max_depth"):
+                     "sample_per_segment", "recheck_batch", "max_depth", "bytes_per_segment",
+                     "connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"tuning {name} {getattr(self, name)} must be at least 1")
         if self.fanout < 2:
@@ -173,20 +179,28 @@ def _begin(side: Side, tuning: Tuning, *, snapshot: bool = True) -> None:
         side.query("SELECT 1")  # a REPEATABLE READ snapshot is taken by the first query
 
 
-def _estimate(side: Side, table: Table) -> float:
+def _estimate(side: Side, table: Table) -> tuple[float, float]:
+    """``(rows, bytes)`` of ``table`` on ``side``: the planner's rows, or a count."""
     rows = side.query(dialect.estimate(), (table.schema, table.name))
-    reltuples, pages = rows[0] if rows else (-1, 0)
-    if reltuples is None or reltuples < 0 or (reltuples == 0 and pages and pages > 0):
+    reltuples, size = rows[0] if rows else (-1, 0)
+    if reltuples is None or reltuples < 0 or (reltuples == 0 and size and size > 0):
         # Never analyzed (or analyzed empty and filled since): count it, cheaper than guessing.
-        return float(side.query(dialect.count(table))[0][0])
-    return float(reltuples)
+        return float(side.query(dialect.count(table))[0][0]), float(size or 0)
+    return float(reltuples), float(size or 0)
+
+
+def _segment_count(side: Side, table: Table, tuning: Tuning, max_segments: int) -> tuple[int, float]:
+    """How many top-level segments (by rows and by bytes, the finer) and the estimated rows."""
+    rows, size = _estimate(side, table)
+    n = seg.segment_count(estimated_rows=rows, rows_per_segment=tuning.rows_per_segment,
+                          max_segments=max_segments, estimated_bytes=size,
+                          bytes_per_segment=tuning.bytes_per_segment)
+    return n, rows
 
 
 def _keyed(pair: Pair, table: Table, max_keys: int, tuning: Tuning) -> Found:
     src = pair.source
-    estimated = _estimate(src, table)
-    n = seg.segment_count(estimated_rows=estimated, rows_per_segment=tuning.rows_per_segment,
-                          max_segments=tuning.max_segments)
+    n, estimated = _segment_count(src, table, tuning, tuning.max_segments)
     bounds: list[tuple[str, ...]] = []
     if n > 1:
         if estimated <= tuning.exact_bounds_rows:
@@ -275,9 +289,7 @@ def _one_sided(pair: Pair, table: Table, segment: seg.Segment, found: Found, *, 
 
 
 def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
-    estimated = _estimate(pair.source, table)
-    n = seg.segment_count(estimated_rows=estimated, rows_per_segment=tuning.rows_per_segment,
-                          max_segments=min(tuning.max_segments, 65536))
+    n, _ = _segment_count(pair.source, table, tuning, min(tuning.max_segments, 65536))
     buckets = 1 << (n - 1).bit_length()
     src, tgt = pair.both(lambda s: {int(b): (int(c), int(h1), int(h2)) for b, c, h1, h2 in
                                     s.query(dialect.multiset_aggregates(table, buckets))})

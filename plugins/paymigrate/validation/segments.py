@@ -88,18 +88,26 @@ def leading_bounds(bounds: Sequence[KeyValue], lo: KeyValue | None = None, *,
     return firsts if len(firsts) >= at_least * len(bounds) else list(bounds)
 
 
-def segment_count(*, estimated_rows: float, rows_per_segment: int, max_segments: int) -> int:
-    """How many top-level segments a table of ``estimated_rows`` gets (at least 1).
+def segment_count(*, estimated_rows: float, rows_per_segment: int, max_segments: int,
+                  estimated_bytes: float = 0, bytes_per_segment: int = 1) -> int:
+    """How many top-level segments a table of ``estimated_rows`` gets (at least 1): enough
+    that none holds more than ``rows_per_segment`` rows or ``bytes_per_segment`` bytes, so a
+    segment of wide rows costs no more to re-read or cut than one of narrow rows.
 
     >>> segment_count(estimated_rows=0, rows_per_segment=2000, max_segments=4096)
     1
     >>> segment_count(estimated_rows=10**9, rows_per_segment=2000, max_segments=4096)
     4096
+    >>> segment_count(estimated_rows=10_000, rows_per_segment=2000, max_segments=4096,
+    ...               estimated_bytes=20 << 20, bytes_per_segment=1 << 20)
+    20
     """
-    if rows_per_segment < 1 or max_segments < 1:
-        raise ValueError(f"rows_per_segment {rows_per_segment} and max_segments {max_segments} "
-                         "must be at least 1")
-    return max(1, min(max_segments, math.ceil(max(estimated_rows, 0) / rows_per_segment)))
+    if rows_per_segment < 1 or max_segments < 1 or bytes_per_segment < 1:
+        raise ValueError(f"rows_per_segment {rows_per_segment}, bytes_per_segment "
+                         f"{bytes_per_segment} and max_segments {max_segments} must be at least 1")
+    wanted = max(math.ceil(max(estimated_rows, 0) / rows_per_segment),
+                 math.ceil(max(estimated_bytes, 0) / bytes_per_segment))
+    return max(1, min(max_segments, wanted))
 
 
 def split_step(rows: int, parts: int) -> int:

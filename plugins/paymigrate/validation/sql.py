@@ -281,9 +281,8 @@ def _check_buckets(buckets: int) -> None:
 
 
 def estimate() -> str:
-    """Planner estimate of a table's rows (-1 when never analyzed) and its size in pages."""
-    return ("SELECT c.reltuples, pg_catalog.pg_relation_size(c.oid) / "
-            "pg_catalog.current_setting('block_size')::int FROM pg_catalog.pg_class c "
+    """Planner estimate of a table's rows (-1 when never analyzed) and its size in bytes."""
+    return ("SELECT c.reltuples, pg_catalog.pg_relation_size(c.oid) FROM pg_catalog.pg_class c "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s")
 
@@ -294,3 +293,16 @@ def count(table: Table) -> sql.Composed:
 
 def _ident(table: Table) -> sql.Composable:
     return sql.Identifier(table.schema, table.name)
+
+
+def sizes() -> str:
+    """Planner rows (0 when never analyzed) and bytes of each ``(schema, name)`` given as two
+    arrays, a partitioned table's summed over its partitions."""
+    return ("SELECT w.s, w.n, sum(GREATEST(p.reltuples, 0)), sum(pg_catalog.pg_relation_size(p.oid)) "
+            "FROM unnest(%s::text[], %s::text[]) AS w(s, n) "
+            "JOIN pg_catalog.pg_namespace ns ON ns.nspname = w.s "
+            "JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = w.n "
+            "CROSS JOIN LATERAL (SELECT c.oid AS relid UNION "
+            "                    SELECT relid FROM pg_catalog.pg_partition_tree(c.oid)) t "
+            "JOIN pg_catalog.pg_class p ON p.oid = t.relid AND p.relkind = 'r' "
+            "GROUP BY w.s, w.n")
