@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,9 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import make_dsn
 
 from bench import validation_demo
+from bench.common import reladiff, uri
 from paymigrate.validation import validate_table
 
 DB = "validation_bench"
@@ -162,32 +160,6 @@ def _lower_bound(source: str, target: str) -> float:
     return time.monotonic() - started
 
 
-def _uri(dsn: str, password: str | None) -> str:
-    p = parse_dsn(dsn)
-    auth = p["user"] + (f":{password}" if password else "")
-    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
-
-
-def _reladiff(source_uri: str, target_uri: str) -> tuple[float, set[int] | None, str]:
-    exe = shutil.which("reladiff") or str(Path(sys.executable).with_name("reladiff"))
-    cmd = [exe, source_uri, TABLE, target_uri, TABLE, "-k", "id", "-c", "%", "--json",
-           "--skip-sort-results"]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100000"})
-    seconds = time.monotonic() - started
-    if proc.returncode != 0 or "ERROR" in proc.stderr:
-        return seconds, None, proc.stderr.strip()[-500:]
-    keys = set()
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            keys.add(int(json.loads(line)["key"][0] if isinstance(json.loads(line)["key"], list)
-                         else json.loads(line)["key"]))
-        elif line.startswith(("[", "(")):
-            keys.add(int(json.loads(line.replace("(", "[").replace(")", "]"))[1][0]))
-    return seconds, keys, ""
-
-
 def _keys_of(result) -> set:
     return set(result.missing) | set(result.extra) | set(result.different)
 
@@ -203,7 +175,9 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
     result = validate_table(source=source, target=target, table=f"public.{TABLE}", max_keys=100)
     ours = time.monotonic() - started
     ours_keys = _keys_of(result)
-    rel_seconds, rel_keys, rel_error = _reladiff(_uri(source, passwords[0]), _uri(target, passwords[1]))
+    rel_seconds, found, rel_error = reladiff(uri(source, passwords[0]), uri(target, passwords[1]),
+                                             TABLE, ["id"])
+    rel_keys = None if found is None else {int(k[0]) for k in found}
     total = 2 * rows
     print(f"\n{'contender':<28} {'seconds':>8} {'rows/s':>12} {'vs lower bound':>15}")
     for name, secs in (("lower bound (1 scan/side)", lower), ("paymigrate validate", ours),

@@ -15,20 +15,14 @@ The composite-key table alone is reported beside, against its own share of the l
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
-from bench.common import execute
+from bench.common import execute, reladiff, uri
 from paymigrate.demo.seed import TABLES, seed
 from paymigrate.validation import validate, validate_table
 
@@ -109,31 +103,6 @@ def lower_bound(source: str, target: str) -> dict[str, float]:
     return best
 
 
-def _uri(dsn: str, password: str | None) -> str:
-    p = parse_dsn(dsn)
-    auth = p["user"] + (f":{password}" if password else "")
-    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
-
-
-def reladiff(source_uri: str, target_uri: str, table: str) -> tuple[float, set | None, str]:
-    """Seconds and the keys reladiff reports (as tuples of text), or None and its error."""
-    exe = shutil.which("reladiff") or str(Path(sys.executable).with_name("reladiff"))
-    cmd = [exe, source_uri, table, target_uri, table, "-c", "%", "--json", "--skip-sort-results"]
-    for k in KEYS[table]:
-        cmd += ["-k", k]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100000"})
-    seconds = time.monotonic() - started
-    if proc.returncode != 0 or "ERROR" in proc.stderr:
-        return seconds, None, proc.stderr.strip()[-500:]
-    keys = set()
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("["):  # ["+" or "-", [key columns..., other columns...]]
-            keys.add(tuple(str(v) for v in json.loads(line)[1][:len(KEYS[table])]))
-    return seconds, keys, ""
-
-
 def _found(report) -> set[Change]:
     out = set()
     for t in report.tables:
@@ -165,8 +134,8 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
     started = time.monotonic()
     alone = validate_table(source=source, target=target, table=COMPOSITE)
     ours_composite = time.monotonic() - started
-    uris = (_uri(source, passwords[0]), _uri(target, passwords[1]))
-    rel = {t: reladiff(*uris, t) for t in KEYS}
+    uris = (uri(source, passwords[0]), uri(target, passwords[1]))
+    rel = {t: reladiff(*uris, t, KEYS[t]) for t in KEYS}
     rel_seconds = sum(s for s, _, _ in rel.values())
     rel_keys = set().union(*(k for _, k, _ in rel.values() if k is not None))
     expected = {(c.table, c.key) for c in changes}

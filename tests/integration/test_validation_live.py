@@ -67,16 +67,6 @@ class Writer(threading.Thread):
             self.error = exc
 
 
-def _admin(stack, command: str) -> None:
-    conn = psycopg2.connect(stack.dsn("router-admin"))
-    conn.autocommit = True  # the admin console has no transactions
-    try:
-        with conn.cursor() as cur:
-            cur.execute(command)
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def live(databases, stack):
     """Replicated tables and a PgBouncer entry for the source: ``(src, tgt, router, sub)``."""
@@ -93,7 +83,7 @@ def live(databases, stack):
     try:
         with open(dbfile, "a") as fh:  # appending keeps the file's owner and mode
             fh.write(f"{name} = host=127.0.0.1 port={stack.port('source')} dbname={name}\n")
-        _admin(stack, "RELOAD")
+        run_sql(stack.dsn("router-admin"), "RELOAD")  # autocommit: the console has no transactions
         deadline = time.monotonic() + 60
         while run_sql(tgt, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")[0][0]:
             assert time.monotonic() < deadline, "initial table sync did not finish in 60 s"
@@ -102,7 +92,7 @@ def live(databases, stack):
     finally:
         with open(dbfile, "w") as fh:
             fh.write(original)
-        _admin(stack, "RELOAD")
+        run_sql(stack.dsn("router-admin"), "RELOAD")
         run_sql(tgt, f"DROP SUBSCRIPTION IF EXISTS {sub}")
 
 
