@@ -18,10 +18,11 @@ settings that matter most:
 A row's text is ``ROW(col1, col2, ...)::text`` over the normalized columns in name order (column
 order may differ between the sides). The record text form quotes values, so ``NULL`` (nothing)
 and the empty string (``""``) differ and no value can forge a column boundary. Its hash is two
-64-bit ``hashtextextended`` of that text under two seeds (:data:`SEEDS`): 128 bits, computed in
-about a third of the time of ``md5`` and without parsing hex. The aggregate per segment is
-``count(*)`` and the exact (numeric) sums of the two hashes: order-independent and, unlike XOR,
-not cancelled by a duplicated row.
+64-bit ``hashtextextended`` of that text under two seeds (:data:`SEEDS`): 128 bits without
+parsing hex. Measured on one core over 4.1M ledger lines, row text included: md5 split into
+two bigints 16.2 s, the two seeded hashes 7.9 s, one 32-bit ``hashtext`` 8.5 s. The aggregate
+per segment is ``count(*)`` and the exact (numeric) sums of the two hashes: order-independent
+and, unlike XOR, not cancelled by a duplicated row.
 
 Collisions we accept: a difference hides only if the changed rows of one segment give the same
 count and the same two sums on both sides. Treating the two hashes as even a single 64-bit
@@ -30,9 +31,9 @@ hash (the seeds are not guaranteed independent), an accidental match has probabi
 still below 1e-9 in all. That is enough for payments: the inputs are not chosen by an adversary
 who sees the hash (md5, used before, is no better there: its collisions are public), and a
 persistent difference would need to hide in every later validation too. The hash family is the
-one PostgreSQL's hash partitioning relies on, so it is the same on every major version; it
-differs between big- and little-endian servers, which shows as every segment differing, never as
-a hidden difference.
+one PostgreSQL's hash partitioning routes rows with, which pg_upgrade carries across major
+versions unchanged, so it cannot change between them; it differs between big- and little-endian
+servers, which shows as every segment differing, never as a hidden difference.
 
 Keys are compared with ``COLLATE "C"`` for collatable types: byte order is the same on every
 server, so a segment holds the same rows on both sides even if their collations differ.
