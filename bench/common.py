@@ -1,8 +1,19 @@
-"""Small helpers the benchmarks share: one statement on its own connection, a fresh database."""
+"""Small helpers the benchmarks share: one statement on its own connection, a fresh database,
+reladiff run with exact flags."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
 from psycopg2 import sql
+from psycopg2.extensions import parse_dsn
 
 from paymigrate.db import query as execute  # noqa: F401 (the benchmarks import it from here)
 from paymigrate.local.stack import APP_USER, LocalStack
@@ -16,3 +27,34 @@ def fresh_db(stack: LocalStack, side: str, name: str) -> str:
     execute(admin, sql.SQL("CREATE DATABASE {}").format(ident))
     execute(admin, sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(ident, sql.Identifier(APP_USER)))
     return stack.dsn(side, dbname=name)
+
+
+def uri(dsn: str, password: str | None) -> str:
+    """A libpq DSN as the URI reladiff wants, with the password a passfile would give."""
+    p = parse_dsn(dsn)
+    auth = p["user"] + (f":{password}" if password else "")
+    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
+
+
+def reladiff(source_uri: str, target_uri: str, table: str, key: Sequence[str]
+             ) -> tuple[float, set[tuple[str, ...]] | None, str]:
+    """Seconds and the keys reladiff 0.6 reports (tuples of text), or None and its error.
+
+    Exact flags (FACTS.md): ``--skip-sort-results`` and ``COLUMNS=100000``. Its JSON lines are
+    ``["+" or "-", [key columns..., other columns...]]``.
+    """
+    exe = shutil.which("reladiff") or str(Path(sys.executable).with_name("reladiff"))
+    cmd = [exe, source_uri, table, target_uri, table, "-c", "%", "--json", "--skip-sort-results"]
+    for k in key:
+        cmd += ["-k", k]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100000"})
+    seconds = time.monotonic() - started
+    if proc.returncode != 0 or "ERROR" in proc.stderr:
+        return seconds, None, proc.stderr.strip()[-500:]
+    keys = set()
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            keys.add(tuple(str(v) for v in json.loads(line)[1][:len(key)]))
+    return seconds, keys, ""

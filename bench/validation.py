@@ -1,27 +1,29 @@
 """Validation engine against reladiff and a lower bound, on the same two databases in one run.
 
-A payments-like table (bigint key, uuid, numeric, timestamptz, jsonb) of ``--rows`` rows is made
-on the source and copied to the target; then 10 scattered differences are made on the target
-(3 deletes, 3 inserts, 4 updates). Measured, in this order:
+First figure (``--case demo``): the whole demo schema, 7 tables and every key shape, with
+``--rows`` payments (see :mod:`bench.validation_demo`).
 
-- lower bound: one full hash-aggregate scan of each side (count and md5 sums), both at once;
+Second figure (``--case single``): a payments-like table (bigint key, uuid, numeric,
+timestamptz, jsonb) of ``--rows`` rows is made on the source and copied to the target; then 10
+scattered differences are made on the target (3 deletes, 3 inserts, 4 updates). Measured, in
+this order:
+
+- lower bound: one full 32-bit hash-aggregate scan of each side, both at once;
 - this engine: ``paymigrate.validation.validate_table``;
 - reladiff 0.6 with exact flags (``--skip-sort-results``, ``COLUMNS=100000``, see FACTS.md).
 
 Prints seconds, rows/s, the ratios, and whether each tool found exactly the 10 keys.
-Run: ``.venv/bin/python -m bench.validation [--rows N] [--source DSN --target DSN]``
-(without DSNs it starts its own local stack in a temporary home; with them, the databases must
-let it create and drop a database named ``validation_bench``).
+Run: ``.venv/bin/python -m bench.validation [--rows N] [--case demo|single|both]
+[--source DSN --target DSN]`` (without DSNs it starts its own local stack in a temporary home;
+with them, the databases must let it create and drop the databases ``validation_bench`` and
+``validation_demo``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,11 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
-from psycopg2.extensions import make_dsn, parse_dsn
+from psycopg2.extensions import make_dsn
 
+from bench import validation_demo
+from bench.common import reladiff, uri
 from paymigrate.validation import validate_table
 
 DB = "validation_bench"
+DEMO_DB = "validation_demo"
 TABLE = "payments"
 
 DDL = f"""
@@ -78,11 +83,10 @@ UPDATE {TABLE} SET created_at = created_at + interval '1 microsecond' WHERE id =
     return statements, set(d) | set(ins) | set(upd)
 
 
-# The fence keeps md5 computed once per row (see paymigrate.validation.sql), as the engine does.
+# The same parallel and jit settings as the engine's scans.
 LOWER_BOUND = f"""
-SELECT count(*), sum(('x' || substr(h, 1, 16))::bit(64)::bigint),
-       sum(('x' || substr(h, 17, 16))::bit(64)::bigint)
-  FROM (SELECT md5(p::text) AS h, clock_timestamp() AS fence FROM {TABLE} p) s"""
+SET jit = off; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+SELECT count(*), sum(hashtext(p::text)) FROM {TABLE} p"""
 
 
 @contextlib.contextmanager
@@ -97,15 +101,15 @@ def _cursor(dsn: str):
         conn.close()
 
 
-def _recreate(admin_dsn: str) -> None:
+def _recreate(admin_dsn: str, db: str = DB) -> None:
     with _cursor(admin_dsn) as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        cur.execute(f"CREATE DATABASE {DB}")
+        cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        cur.execute(f"CREATE DATABASE {db}")
 
 
-def _drop(admin_dsn: str) -> None:
+def _drop(admin_dsn: str, db: str = DB) -> None:
     with _cursor(admin_dsn) as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def _copy(source: str, target: str) -> None:
@@ -156,32 +160,6 @@ def _lower_bound(source: str, target: str) -> float:
     return time.monotonic() - started
 
 
-def _uri(dsn: str, password: str | None) -> str:
-    p = parse_dsn(dsn)
-    auth = p["user"] + (f":{password}" if password else "")
-    return f"postgresql://{auth}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{p['dbname']}"
-
-
-def _reladiff(source_uri: str, target_uri: str) -> tuple[float, set[int] | None, str]:
-    exe = shutil.which("reladiff") or str(Path(sys.executable).with_name("reladiff"))
-    cmd = [exe, source_uri, TABLE, target_uri, TABLE, "-k", "id", "-c", "%", "--json",
-           "--skip-sort-results"]
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "100000"})
-    seconds = time.monotonic() - started
-    if proc.returncode != 0 or "ERROR" in proc.stderr:
-        return seconds, None, proc.stderr.strip()[-500:]
-    keys = set()
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            keys.add(int(json.loads(line)["key"][0] if isinstance(json.loads(line)["key"], list)
-                         else json.loads(line)["key"]))
-        elif line.startswith(("[", "(")):
-            keys.add(int(json.loads(line.replace("(", "[").replace(")", "]"))[1][0]))
-    return seconds, keys, ""
-
-
 def _keys_of(result) -> set:
     return set(result.missing) | set(result.extra) | set(result.different)
 
@@ -197,7 +175,9 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
     result = validate_table(source=source, target=target, table=f"public.{TABLE}", max_keys=100)
     ours = time.monotonic() - started
     ours_keys = _keys_of(result)
-    rel_seconds, rel_keys, rel_error = _reladiff(_uri(source, passwords[0]), _uri(target, passwords[1]))
+    rel_seconds, found, rel_error = reladiff(uri(source, passwords[0]), uri(target, passwords[1]),
+                                             TABLE, ["id"])
+    rel_keys = None if found is None else {int(k[0]) for k in found}
     total = 2 * rows
     print(f"\n{'contender':<28} {'seconds':>8} {'rows/s':>12} {'vs lower bound':>15}")
     for name, secs in (("lower bound (1 scan/side)", lower), ("paymigrate validate", ours),
@@ -216,7 +196,9 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.validation", description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rows", type=int, default=1_000_000,
+                   help="payments of the demo schema; rows of the single table")
+    p.add_argument("--case", choices=("demo", "single", "both"), default="both")
     p.add_argument("--source", help="libpq DSN of the source server (any database)")
     p.add_argument("--target", help="libpq DSN of the target server (any database)")
     p.add_argument("--source-password", default=os.environ.get("PGPASSWORD"),
@@ -240,14 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         stack.up(bootstrap=False)
         admins = (stack.dsn("source", dbname="postgres"), stack.dsn("target", dbname="postgres"))
         passwords = (stack.endpoint("source").password, stack.endpoint("target").password)
-    dsns = tuple(make_dsn(a, dbname=DB) for a in admins)
     try:
-        for a in admins:
-            _recreate(a)
-        run(dsns[0], dsns[1], rows=args.rows, passwords=passwords)
+        for db, case in ((DEMO_DB, "demo"), (DB, "single")):
+            if args.case not in (case, "both"):
+                continue
+            print(f"\n=== validation: {case} ===", flush=True)
+            dsns = tuple(make_dsn(a, dbname=db) for a in admins)
+            for a in admins:
+                _recreate(a, db)
+            try:
+                (validation_demo.run if case == "demo" else run)(dsns[0], dsns[1], rows=args.rows,
+                                                                  passwords=passwords)
+            finally:
+                for a in admins:
+                    _drop(a, db)
     finally:
-        for a in admins:
-            _drop(a)
         if stack is not None:
             stack.down(purge=True)
     return 0

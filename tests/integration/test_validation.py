@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -9,9 +10,9 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import sql_rows as run_sql
 
 from paymigrate.cli import main as cli_main
+from paymigrate.db import query as run_sql
 from paymigrate.errors import ValidationError
 from paymigrate.validation import Tuning, list_tables, validate, validate_table
 
@@ -198,3 +199,74 @@ def test_cli_exit_codes_and_json(databases, capsys, monkeypatch):
                      "--target", tgt]) == 2
     err = capsys.readouterr().err
     assert "cannot connect to the source database u@127.0.0.1:1/x" in err and "hunter2" not in err
+
+
+def test_unique_not_null_and_replica_identity_keys_compare_by_key(databases):
+    both(databases, """
+        CREATE TABLE holds (ref text NOT NULL, n int NOT NULL, amount numeric, note text UNIQUE);
+        CREATE UNIQUE INDEX holds_n ON holds (n);
+        CREATE UNIQUE INDEX holds_ref ON holds (ref, n);
+        ALTER TABLE holds REPLICA IDENTITY USING INDEX holds_ref;
+        INSERT INTO holds SELECT 'r' || g, g, g, 'note ' || g FROM generate_series(1, 300) g;
+        CREATE TABLE loose (code text UNIQUE, amount numeric);  -- nullable: not a key
+        INSERT INTO loose SELECT 'c' || g, g FROM generate_series(1, 50) g;
+        CREATE TABLE partial (id int NOT NULL, amount numeric);
+        CREATE UNIQUE INDEX partial_id ON partial (id) WHERE id > 0;  -- partial: not a key
+        INSERT INTO partial SELECT g, g FROM generate_series(1, 50) g;""")
+    src, tgt = databases
+    assert validate(source=src, target=tgt, tuning=SMALL).status == "match"
+    run_sql(tgt, """DELETE FROM holds WHERE n = 7; UPDATE holds SET amount = -1 WHERE n = 250;
+                    INSERT INTO holds VALUES ('new', 1000, 1, NULL);
+                    UPDATE loose SET amount = 0 WHERE code = 'c3';
+                    UPDATE partial SET amount = 0 WHERE id = 4;""")
+    by_table = {t.table: t for t in validate(source=src, target=tgt, tuning=SMALL).tables}
+    # The replica identity index is the key, not the smaller unique index on n.
+    assert keys(by_table["public.holds"]) == {"missing": [["r7", 7]], "extra": [["new", 1000]],
+                                              "different": [["r250", 250]]}
+    for name in ("public.loose", "public.partial"):
+        t = by_table[name]
+        assert (t.keyed, t.source_surplus, t.target_surplus) == (False, 1, 1), t.to_dict()
+
+
+def test_a_unique_key_on_one_side_and_a_primary_key_on_the_other_is_a_common_key(databases):
+    src, tgt = databases
+    run_sql(src, "CREATE TABLE fees (code text NOT NULL UNIQUE, amount numeric)")
+    run_sql(tgt, "CREATE TABLE fees (code text PRIMARY KEY, amount numeric)")
+    both(databases, "INSERT INTO fees SELECT 'f' || g, g FROM generate_series(1, 100) g")
+    run_sql(tgt, "UPDATE fees SET amount = 0 WHERE code = 'f9'")
+    r = validate_table(source=src, target=tgt, table="fees", tuning=SMALL)
+    assert r.keyed and keys(r) == {"missing": [], "extra": [], "different": ["f9"]}
+    run_sql(tgt, "CREATE TABLE other (id int PRIMARY KEY)")
+    run_sql(src, "CREATE TABLE other (id int)")
+    with pytest.raises(ValidationError, match=r"primary key \(id\) on the target"):
+        validate(source=src, target=tgt, tables=["other"])
+
+
+def test_tables_compared_in_parallel_report_what_one_at_a_time_does(databases):
+    both(databases, PAYMENTS + """
+        CREATE TABLE ledger (account text, seq int, entry text, PRIMARY KEY (account, seq));
+        INSERT INTO ledger SELECT 'a' || (g % 40), g, 'e' || g FROM generate_series(1, 500) g;
+        CREATE TABLE audit (who text, what text);
+        INSERT INTO audit SELECT 'u' || (g % 10), 'did ' || g FROM generate_series(1, 200) g;
+        CREATE TABLE codes (code text NOT NULL UNIQUE, label text);
+        INSERT INTO codes SELECT 'c' || g, 'l' FROM generate_series(1, 300) g;""")
+    src, tgt = databases
+    run_sql(tgt, """DELETE FROM payments WHERE id IN (3, 400); UPDATE payments SET note = '' WHERE id = 9;
+                    DELETE FROM ledger WHERE seq = 77; INSERT INTO ledger VALUES ('zz', 1, 'new');
+                    UPDATE ledger SET entry = NULL WHERE seq = 300;
+                    INSERT INTO audit SELECT * FROM audit WHERE what = 'did 5';
+                    UPDATE codes SET label = 'L' WHERE code = 'c250';""")
+
+    def tables(report) -> list[dict]:
+        return [{k: v for k, v in t.to_dict().items() if k != "seconds"} for t in report.tables]
+
+    one = validate(source=src, target=tgt, tuning=dataclasses.replace(SMALL, connections=1))
+    many = validate(source=src, target=tgt, tuning=dataclasses.replace(SMALL, connections=4))
+    assert tables(many) == tables(one)
+    assert [t["table"] for t in tables(many)] == ["public.audit", "public.codes", "public.ledger",
+                                                  "public.payments"]
+    assert one.mismatches == 8 and keys(many.tables[2]) == {
+        "missing": [["a37", 77]], "extra": [["zz", 1]], "different": [["a20", 300]]}
+    last = many.to_dict()["progress"][-1]
+    assert (last["tables_done"], last["tables"], last["rows_done"]) == (4, 4, 1600)
+    assert last["bytes_done"] == last["bytes_estimated"] > 0 and last["eta_seconds"] == 0

@@ -80,3 +80,56 @@ def test_random_changes_are_found_exactly(pair, change):
     assert (r.missing_count, r.extra_count, r.different_count) == (
         len(deleted), len(inserted), len(updated))
     assert (r.status == "match") == (not (deleted or inserted or updated))
+
+
+# A composite key whose first column mostly cuts finely (segments on it alone, by width_bucket)
+# with one heavy first value (77) that only the full key can split.
+LEDGER = """CREATE TABLE ledger (txn int, line int, amount numeric(10, 2), PRIMARY KEY (txn, line));"""
+LEDGER_FILL = """TRUNCATE ledger; INSERT INTO ledger
+    SELECT t, l, t + l * 0.01 FROM generate_series(1, 150) t,
+           generate_series(1, CASE WHEN t = 77 THEN 120 ELSE 1 + t % 3 END) l"""
+
+
+@st.composite
+def ledger_changes(draw):
+    heavy = st.tuples(st.just(77), st.integers(1, 120))
+    spread = st.tuples(st.integers(1, 150), st.just(1))
+    existing = heavy | spread
+    deleted = draw(st.sets(existing, max_size=10))
+    updated = draw(st.sets(existing.filter(lambda k: k not in deleted), max_size=10))
+    inserted = draw(st.sets(st.tuples(st.integers(1, 160), st.integers(200, 210)), max_size=10))
+    tuning = draw(st.sampled_from([Tuning(rows_per_segment=20, leaf_rows=6, fanout=3,
+                                          exact_bounds_rows=100, sample_per_segment=3),
+                                   Tuning(rows_per_segment=40, leaf_rows=10, fanout=4)]))
+    return deleted, updated, inserted, tuning
+
+
+@pytest.fixture
+def ledger_pair(databases):
+    for dsn in databases:
+        _run(dsn, LEDGER)
+        _run(dsn, LEDGER_FILL)
+    return databases
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(change=ledger_changes())
+def test_random_changes_under_a_composite_key_are_found_exactly(ledger_pair, change):
+    deleted, updated, inserted, tuning = change
+    src, tgt = ledger_pair
+    _run(tgt, LEDGER_FILL)
+    conn = psycopg2.connect(tgt)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for k in deleted:
+            cur.execute("DELETE FROM ledger WHERE (txn, line) = (%s, %s)", k)
+        for k in updated:
+            cur.execute("UPDATE ledger SET amount = -amount WHERE (txn, line) = (%s, %s)", k)
+        for k in inserted:
+            cur.execute("INSERT INTO ledger VALUES (%s, %s, 1)", k)
+    conn.close()
+    r = validate_table(source=src, target=tgt, table="public.ledger", max_keys=1000, tuning=tuning)
+    assert {tuple(k) for k in r.missing} == deleted
+    assert {tuple(k) for k in r.extra} == inserted
+    assert {tuple(k) for k in r.different} == updated

@@ -47,7 +47,9 @@ def test_segments_cover_the_range_without_gaps(bounds):
 
 def test_segment_checks_its_bounds():
     with pytest.raises(ValueError, match="differ in length"):
-        segments.Segment(("1",), ("1", "2"))
+        segments.Segment(("1", "2"), ("1",))
+    # A shorter bound is a prefix bound: [("1",), ("1", "2")) holds the keys (1, x) with x < 2.
+    assert segments.Segment(("1",), ("1", "2")).lo == ("1",)
     with pytest.raises(ValueError, match="non-empty tuple"):
         segments.Segment((), None)
 
@@ -81,10 +83,14 @@ def test_plan_refuses_a_primary_key_that_differs_and_selects_bare_names():
 
 def test_row_hash_normalizes_each_kind_and_orders_columns_by_name():
     t = table(z="timestamptz", a="float8", m="money", b="bytea", id="int8")
-    text = render(dialect.row_hash(t))
+    text = render(dialect.row_text(t))
     assert text.index('"a"') < text.index('"b"') < text.index('"id"') < text.index('"m"') < text.index('"z"')
     assert "AT TIME ZONE 'UTC'" in text and '"float8send"' in text and "::numeric::text" in text
-    assert "encode(\"b\"::bytea, 'hex')" in text and text.startswith("pg_catalog.md5(ROW(")
+    assert "encode(\"b\"::bytea, 'hex')" in text and text.startswith("ROW(")
+    assert text.endswith(')::text COLLATE "C"')
+    # Two 64-bit hashes of the row text, each computed once per row (behind the fence).
+    agg = render(dialect.aggregates(t, [], dialect.range_where(t, None, None)))
+    assert agg.count("hashtextextended(_pm_r, ") == 2 and agg.count("ROW(") == 1
 
 
 def test_composite_segment_search_is_a_binary_search_over_every_bound():
@@ -95,6 +101,11 @@ def test_composite_segment_search_is_a_binary_search_over_every_bound():
     assert all(f"'k{i}'::text" in text for i in range(7)) and 'COLLATE "C"' in text
     one = render(dialect.segment_of(table(), [("5",), ("9",)]))
     assert one.startswith("pg_catalog.width_bucket(") and "::int8[]" in one
+    # Bounds on the first column of a composite key: width_bucket on that column alone.
+    lead = render(dialect.segment_of(t, [("k1",), ("k5",)]))
+    assert lead.startswith('pg_catalog.width_bucket("a" COLLATE "C", ARRAY[') and "::text[]" in lead
+    where = render(dialect.range_where(t, ("k1",), ("k1", "7")))
+    assert where == '"a" COLLATE "C" >= \'k1\'::text AND ("a" COLLATE "C", "n") < (\'k1\'::text, \'7\'::int4)'
 
 
 def test_key_literal_refuses_a_wrong_width():
@@ -142,3 +153,49 @@ def test_event_options_are_checked():
         parse_event({"tables": "a"})
     with pytest.raises(ValidationError, match="max_keys"):
         parse_event({"max_keys": -1})
+
+
+def test_keys_rank_primary_then_replica_identity_then_fewest_columns():
+    ranked = catalog.rank_keys([("unique key", ("b", "c")), ("unique key", ("z",)),
+                                ("replica identity", ("b", "c")), ("unique key", ("a",))])
+    assert ranked == [("replica identity", ("b", "c")), ("unique key", ("a",)), ("unique key", ("z",))]
+    assert catalog.rank_keys([("unique key", ("x",)), ("primary key", ("id",))])[0] == ("primary key", ("id",))
+    with pytest.raises(ValueError, match="unknown key kind 'foreign'"):
+        catalog.rank_keys([("foreign", ("id",))])
+
+
+def test_plan_compares_by_a_key_both_sides_have():
+    src = Table("public", "t", table().columns, ("v",), "unique key", (("v",),))
+    tgt = Table("public", "t", table().columns, ("id",), "primary key", (("id",), ("v",)))
+    s, t = catalog.plan({"public.t": src}, {"public.t": tgt})[0]
+    assert s.key == t.key == ("v",)
+
+
+def test_progress_sample_rate_and_time_left_go_by_bytes():
+    from paymigrate.validation.report import ProgressSample
+
+    s = ProgressSample(seconds=10, tables_done=2, tables=7, rows_done=1000, rows_estimated=9000,
+                       bytes_done=200, bytes_estimated=1000, running=("public.big",))
+    assert (s.bytes_per_second, s.eta_seconds) == (20, 40)
+    d = s.to_dict()
+    assert (d["rows_per_second"], d["eta_seconds"], d["running"]) == (100, 40, ["public.big"])
+    assert ProgressSample(seconds=1, tables_done=0, tables=1, rows_done=0, rows_estimated=5,
+                          bytes_done=0, bytes_estimated=9).eta_seconds is None
+    with pytest.raises(ValueError, match="3 tables done of 2"):
+        ProgressSample(seconds=1, tables_done=3, tables=2, rows_done=0, rows_estimated=0,
+                       bytes_done=0, bytes_estimated=0)
+
+
+def test_progress_tracker_counts_what_workers_finish():
+    from paymigrate.validation.progress import Progress
+
+    with Progress({"a": (10, 100), "b": (30, 300)}, every=60) as p:
+        p.started("a")
+        p.started("b")
+        p.done("b", 29)
+        mid = p.sample()
+    assert (mid.tables_done, mid.rows_done, mid.bytes_done, mid.running) == (1, 29, 300, ("a",))
+    assert (mid.rows_estimated, mid.bytes_estimated) == (40, 400)
+    assert p.samples[-1].tables_done == 1
+    with pytest.raises(ValueError, match="interval 0 must be positive"):
+        Progress({}, every=0)

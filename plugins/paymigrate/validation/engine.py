@@ -2,20 +2,24 @@
 
 The CLI, the Lambda, the DAG tasks and the benchmark all call these. Tables come from the
 catalog; before anything is compared, both sides must have every table with the same columns,
-types and primary key, or a :class:`ValidationError` names each difference.
+types and a common key, or a :class:`ValidationError` names each difference. Several tables are
+compared at once (``Tuning.connections`` sessions per side), biggest first.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from paymigrate.db import Endpoint
 from paymigrate.errors import ValidationError
 from paymigrate.validation import catalog
+from paymigrate.validation import sql as dialect
 from paymigrate.validation.differ import DEFAULT_TUNING, CatchUp, Tuning, compare_table
+from paymigrate.validation.progress import Progress
 from paymigrate.validation.report import Report, TableResult
 from paymigrate.validation.sides import Pair, Side
 
@@ -58,30 +62,86 @@ def validate(*, source: str | Endpoint, target: str | Endpoint,
     ``catch_up(lsn)`` (optional) waits until the target has applied the source's WAL position
     ``lsn`` and says whether it did in time; with it, differences are re-checked after the
     target caught up and only those that persist are reported.
+
+    Up to ``tuning.connections`` tables are compared at once, each on a connection of its own
+    per side, biggest first; the report lists them in name order whatever finished first.
     """
     _check_max_keys(max_keys)
     started = datetime.now(UTC)
-    results: list[TableResult] = []
     with Pair(source, target) as pair:
         src, tgt = pair.both(lambda s: _discover(s, schemas))
-        pairs = catalog.plan(src, tgt, tables)
-        log.info("validating %d tables: %s against %s", len(pairs), pair.source.label,
-                 pair.target.label)
-        clock = time.monotonic()
-        rows_done = 0
-        for i, (table, _) in enumerate(pairs, 1):
-            result = compare_table(pair, table, max_keys=max_keys, catch_up=catch_up, tuning=tuning)
-            results.append(result)
-            rows_done += result.source_rows + result.target_rows
-            elapsed = max(time.monotonic() - clock, 1e-9)
-            log.info("%d/%d tables: %s %s (%d/%d rows, %.1fs); %.0f rows/s overall", i, len(pairs),
-                     result.table, result.status, result.source_rows, result.target_rows,
-                     result.seconds, rows_done / elapsed)
-        report = Report(tables=tuple(results), started=started, finished=datetime.now(UTC),
-                        max_keys=max_keys, source=pair.source.label, target=pair.target.label)
-    log.info("validation %s: %d tables, %d rows differ, %.1fs", report.status, len(results),
+        tables_ = [t for t, _ in catalog.plan(src, tgt, tables)]
+        estimates = _estimates(pair.source, tables_)
+        log.info("validating %d tables (~%d rows, ~%.0f MB per side), %d at a time: %s against %s",
+                 len(tables_), sum(r for r, _ in estimates.values()),
+                 sum(b for _, b in estimates.values()) / 1e6, min(tuning.connections, len(tables_)),
+                 pair.source.label, pair.target.label)
+        biggest_first = sorted(tables_, key=lambda t: -estimates[t.qualified][1])
+        with Progress(estimates, every=tuning.progress_seconds) as progress:
+            results = _compare_all(pair, biggest_first, source=source, target=target,
+                                   progress=progress, max_keys=max_keys, catch_up=catch_up,
+                                   tuning=tuning)
+        report = Report(tables=tuple(results[t.qualified] for t in tables_), started=started,
+                        finished=datetime.now(UTC), max_keys=max_keys, source=pair.source.label,
+                        target=pair.target.label, progress=tuple(progress.samples))
+    log.info("validation %s: %d tables, %d rows differ, %.1fs", report.status, len(report.tables),
              report.mismatches, report.seconds)
     return report
+
+
+def _estimates(side: Side, tables: Sequence[catalog.Table]) -> dict[str, tuple[int, int]]:
+    """``{table: (planner rows, bytes)}`` on ``side``; rows 0 for a table never analyzed."""
+    side.begin()
+    try:
+        rows = side.query(dialect.sizes(), ([t.schema for t in tables], [t.name for t in tables]))
+    finally:
+        side.end()
+    found = {f"{s}.{n}": (int(r or 0), int(b or 0)) for s, n, r, b in rows}
+    return {t.qualified: found.get(t.qualified, (0, 0)) for t in tables}
+
+
+def _compare_all(pair: Pair, tables: list[catalog.Table], *, source: str | Endpoint,
+                 target: str | Endpoint, progress: Progress, max_keys: int,
+                 catch_up: CatchUp | None, tuning: Tuning) -> dict[str, TableResult]:
+    """Each table on one of ``tuning.connections`` pairs of sessions (``pair`` and new ones)."""
+    todo = iter(tables)
+    lock = threading.Lock()
+    failed = threading.Event()
+    results: dict[str, TableResult] = {}
+
+    def work(p: Pair) -> None:
+        while not failed.is_set():
+            with lock:
+                table = next(todo, None)
+            if table is None:
+                return
+            progress.started(table.qualified)
+            try:
+                result = compare_table(p, table, max_keys=max_keys, catch_up=catch_up, tuning=tuning)
+            except BaseException:
+                failed.set()  # the other workers finish their table and take no other
+                raise
+            progress.done(table.qualified, result.source_rows)
+            with lock:
+                results[table.qualified] = result
+                log.info("%d/%d tables: %s %s (%d/%d rows, %.1fs)", len(results), len(tables),
+                         result.table, result.status, result.source_rows, result.target_rows,
+                         result.seconds)
+
+    width = max(1, min(tuning.connections, len(tables)))
+    extra: list[Pair] = []
+    try:
+        extra = [Pair(source, target) for _ in range(width - 1)]
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="validate-table") as pool:
+            futures = [pool.submit(work, p) for p in (pair, *extra)]
+            errors = [f.exception() for f in futures]
+    finally:
+        for p in extra:
+            p.close()
+    for err in errors:
+        if err is not None:
+            raise err
+    return results
 
 
 def validate_table(*, source: str | Endpoint, target: str | Endpoint, table: str,

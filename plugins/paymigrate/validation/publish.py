@@ -94,7 +94,8 @@ def summary(report: Report, *, keys: int) -> dict[str, Any]:
             t[kind] = t[kind][:keys]
             t[f"{kind}_omitted"] = t[f"{kind}_count"] - len(t[kind])
         tables.append(t)
-    return {VALIDATION_OK_FIELD: report.status == MATCH, **full, "tables": tables}
+    return {VALIDATION_OK_FIELD: report.status == MATCH, **full, "progress": full["progress"][-1:],
+            "tables": tables}
 
 
 def _metric(name: str, value: float, unit: str, table: str | None = None) -> dict[str, Any]:

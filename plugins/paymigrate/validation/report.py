@@ -83,6 +83,49 @@ class TableResult:
 
 
 @dataclass(frozen=True)
+class ProgressSample:
+    """How far a validation was after ``seconds``: tables, source rows and source bytes done,
+    of the planner's estimate made at its start; the rate and the time left, by bytes."""
+
+    seconds: float
+    tables_done: int
+    tables: int
+    rows_done: int
+    rows_estimated: int
+    bytes_done: int
+    bytes_estimated: int
+    running: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if min(self.seconds, self.tables_done, self.rows_done, self.bytes_done) < 0:
+            raise ValueError(f"progress sample {self!r} has a negative value")
+        if self.tables_done > self.tables:
+            raise ValueError(f"progress: {self.tables_done} tables done of {self.tables}")
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self.bytes_done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far; None before anything is done."""
+        if not self.bytes_done:
+            return None
+        return max(self.bytes_estimated - self.bytes_done, 0) / self.bytes_per_second
+
+    def to_dict(self) -> dict[str, Any]:
+        eta = self.eta_seconds
+        return {"seconds": round(self.seconds, 1), "tables_done": self.tables_done,
+                "tables": self.tables, "rows_done": self.rows_done,
+                "rows_estimated": self.rows_estimated, "bytes_done": self.bytes_done,
+                "bytes_estimated": self.bytes_estimated,
+                "rows_per_second": round(self.rows_done / self.seconds) if self.seconds > 0 else None,
+                "bytes_per_second": round(self.bytes_per_second),
+                "eta_seconds": None if eta is None else round(eta, 1),
+                "running": list(self.running)}
+
+
+@dataclass(frozen=True)
 class Report:
     tables: tuple[TableResult, ...]
     started: datetime
@@ -91,6 +134,7 @@ class Report:
     source: str = ""  # user@host:port/db, never a password
     target: str = ""
     notes: tuple[str, ...] = field(default=())
+    progress: tuple[ProgressSample, ...] = ()  # every few seconds, the last one at the end
 
     def __post_init__(self) -> None:
         if self.finished < self.started:
@@ -135,5 +179,6 @@ class Report:
             "source": self.source,
             "target": self.target,
             **({"notes": list(self.notes)} if self.notes else {}),
+            "progress": [p.to_dict() for p in self.progress],
             "tables": [t.to_dict() for t in self.tables],
         }

@@ -1,0 +1,169 @@
+"""Validation of the whole demo schema (7 tables, every key shape) against a lower bound and reladiff.
+
+Both sides are seeded alike (``paymigrate.demo.seed``, same seed: equal data), then a few
+differences are made on the target in five tables: the bigint key of accounts, the uuid keys of
+payments and payment_events' bigint, the (uuid, smallint) key of ledger_lines, and the keyless
+settlement_staging. Measured, idle, in this order:
+
+- lower bound: one 32-bit hash aggregate per table (``count(*), sum(hashtext(t::text))``) on
+  both servers at once, table after table, with the same parallel and jit settings as ours;
+- this engine: ``paymigrate.validation.validate`` of every table;
+- reladiff 0.6 with exact flags, one run per keyed table (it needs a key: not the keyless one).
+
+The composite-key table alone is reported beside, against its own share of the lower bound.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from psycopg2 import sql
+from psycopg2.extensions import parse_dsn
+
+from bench.common import execute, reladiff, uri
+from paymigrate.demo.seed import TABLES, seed
+from paymigrate.validation import validate, validate_table
+
+COMPOSITE = "ledger_lines"
+KEYS = {"accounts": ("id",), "payments": ("id",), "payment_holds": ("payment_id",),
+        "ledger_lines": ("txn_id", "line_no"), "refunds": ("id",), "payment_events": ("id",)}
+
+
+@dataclass(frozen=True)
+class Change:
+    table: str
+    kind: str  # missing, extra or different
+    key: tuple[str, ...]
+
+
+def _key_at(dsn: str, table: str, fraction: float) -> tuple[str, ...]:
+    cols = sql.SQL(", ").join(sql.Identifier(k) for k in KEYS[table])
+    text = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(k)) for k in KEYS[table])
+    rows = execute(dsn, sql.SQL("SELECT {} FROM {} ORDER BY {} OFFSET (SELECT (count(*) * {})::bigint "
+                                "FROM {}) LIMIT 1").format(text, sql.Identifier(table), cols,
+                                                           sql.Literal(fraction), sql.Identifier(table)))
+    return tuple(rows[0])
+
+
+def make_differences(target: str) -> list[Change]:
+    """Scattered deletes, inserts and updates on the target; the keyed ones it made."""
+    changes: list[Change] = []
+    for frac in (0.1, 0.6):
+        k = _key_at(target, "ledger_lines", frac)
+        execute(target, "SET session_replication_role = replica; "
+                        "DELETE FROM ledger_lines WHERE (txn_id, line_no) = (%s::uuid, %s::smallint)", k)
+        changes.append(Change("ledger_lines", "missing", k))
+    for frac in (0.3, 0.9):
+        k = _key_at(target, "ledger_lines", frac)
+        execute(target, "UPDATE ledger_lines SET amount = amount * 2 "
+                        "WHERE (txn_id, line_no) = (%s::uuid, %s::smallint)", k)
+        changes.append(Change("ledger_lines", "different", k))
+    k = _key_at(target, "ledger_lines", 0.5)
+    execute(target, "INSERT INTO ledger_lines SELECT txn_id, 99, payment_id, account_id, amount, "
+                    "currency, entry_type, posted_at FROM ledger_lines "
+                    "WHERE (txn_id, line_no) = (%s::uuid, %s::smallint)", k)
+    changes.append(Change("ledger_lines", "extra", (k[0], "99")))
+    k = _key_at(target, "payments", 0.4)
+    execute(target, "SET session_replication_role = replica; DELETE FROM payments WHERE id = %s::uuid", k)
+    changes.append(Change("payments", "missing", k))
+    k = _key_at(target, "payments", 0.7)
+    execute(target, "UPDATE payments SET metadata = metadata || '{\"x\": 1}' WHERE id = %s::uuid", k)
+    changes.append(Change("payments", "different", k))
+    k = _key_at(target, "payment_events", 0.2)
+    execute(target, "UPDATE payment_events SET kind = kind || '!' WHERE id = %s::bigint", k)
+    changes.append(Change("payment_events", "different", k))
+    k = _key_at(target, "accounts", 0.5)
+    execute(target, "UPDATE accounts SET name = name || ' ' WHERE id = %s::bigint", k)
+    changes.append(Change("accounts", "different", k))
+    # Keyless: one row changed is one row fewer and one more, as a multiset.
+    execute(target, "UPDATE settlement_staging SET amount = amount + 1 "
+                    "WHERE ctid = (SELECT ctid FROM settlement_staging LIMIT 1)")
+    return changes
+
+
+def _lower_bound_table(source: str, target: str, table: str) -> float:
+    statement = sql.SQL("SET jit = off; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; "
+                        "SELECT count(*), sum(hashtext(t::text)) FROM {} t").format(sql.Identifier(table))
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda dsn: execute(dsn, statement), (source, target)))
+    return time.monotonic() - started
+
+
+def lower_bound(source: str, target: str) -> dict[str, float]:
+    """Seconds per table of the lower bound (best of two, after a warming run)."""
+    best: dict[str, float] = {}
+    for attempt in range(3):
+        for t in TABLES:
+            secs = _lower_bound_table(source, target, t)
+            if attempt:
+                best[t] = min(best.get(t, secs), secs)
+    return best
+
+
+def _found(report) -> set[Change]:
+    out = set()
+    for t in report.tables:
+        name = t.table.split(".", 1)[1]
+        for kind in ("missing", "extra", "different"):
+            for key in getattr(t, kind):
+                out.add(Change(name, kind, tuple(str(v) for v in (key if isinstance(key, list) else [key]))))
+    return out
+
+
+def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str | None]) -> None:
+    print(f"seeding the demo schema with {rows} payments on both sides ...", flush=True)
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(lambda dsn: seed(dsn=dsn, rows=rows, seed=0, replace=True,
+                                                 app_role=parse_dsn(dsn)["user"]).counts,
+                               (source, target)))[0]
+    total = sum(counts.values())
+    print(f"seeded in {time.monotonic() - started:.0f}s: {total:,} rows per side "
+          f"({', '.join(f'{t} {n:,}' for t, n in counts.items())})")
+    changes = make_differences(target)
+    for dsn in (source, target):
+        execute(dsn, "VACUUM ANALYZE")
+    bound = lower_bound(source, target)
+    started = time.monotonic()
+    report = validate(source=source, target=target, max_keys=100)
+    ours = time.monotonic() - started
+    staging = next(t for t in report.tables if t.table == "public.settlement_staging")
+    started = time.monotonic()
+    alone = validate_table(source=source, target=target, table=COMPOSITE)
+    ours_composite = time.monotonic() - started
+    uris = (uri(source, passwords[0]), uri(target, passwords[1]))
+    rel = {t: reladiff(*uris, t, KEYS[t]) for t in KEYS}
+    rel_seconds = sum(s for s, _, _ in rel.values())
+    rel_keys = set().union(*(k for _, k, _ in rel.values() if k is not None))
+    expected = {(c.table, c.key) for c in changes}
+
+    lower = sum(bound.values())
+    both = 2 * total
+    print(f"\nall 7 tables ({both:,} rows on the two sides), idle:")
+    print(f"{'contender':<34} {'seconds':>8} {'rows/s':>12} {'vs lower bound':>15}")
+    for name, secs in (("lower bound (hash agg, both sides)", lower),
+                       ("paymigrate validate", ours),
+                       ("reladiff 0.6 (6 keyed tables)", rel_seconds)):
+        print(f"{name:<34} {secs:>8.2f} {both / secs:>12,.0f} {secs / lower:>14.2f}x")
+    comp_rows = 2 * counts[COMPOSITE]
+    print(f"\n{COMPOSITE} alone (composite key, {comp_rows:,} rows on the two sides):")
+    for name, secs in (("lower bound", bound[COMPOSITE]), ("paymigrate validate_table", ours_composite),
+                       ("reladiff 0.6", rel[COMPOSITE][0])):
+        print(f"{name:<34} {secs:>8.2f} {comp_rows / secs:>12,.0f} {secs / bound[COMPOSITE]:>14.2f}x")
+    found = _found(report)
+    print(f"\npaymigrate found exactly the {len(changes)} keyed changes: "
+          f"{found == set(changes)}; keyless settlement_staging surplus "
+          f"{staging.source_surplus}/{staging.target_surplus} (expected 1/1); "
+          f"{COMPOSITE} alone: {alone.differences} differences (expected 5)")
+    if found != set(changes):
+        print(f"  missed {sorted(map(str, set(changes) - found))}; "
+              f"unexpected {sorted(map(str, found - set(changes)))}")
+    failed = {t: e for t, (_, k, e) in rel.items() if k is None}
+    wanted = {k for _, k in expected}
+    print(f"reladiff found exactly the keyed changes: {rel_keys == wanted}"
+          + (f"; failed on {failed}" if failed else ""))
+    if rel_keys != wanted:
+        print(f"  missed {sorted(wanted - rel_keys)}; unexpected {sorted(rel_keys - wanted)}")
