@@ -147,20 +147,45 @@ def _create_trigger(cur, name: str, *, lock_timeout: float, tries: bool = True) 
     stmt = sql.SQL("CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
                    "FOR EACH STATEMENT EXECUTE FUNCTION {}.write_fence()").format(
         sql.Identifier(FENCE_TRIGGER), sql.SQL(name), sql.Identifier(FENCE_SCHEMA))
-    wait = LOCK_TRY if tries else lock_timeout
-    cur.execute("SET lock_timeout = %s", (f"{max(int(wait * 1000), 1)}ms",))
     deadline = time.monotonic() + lock_timeout
     try:
         while True:
+            _cancel_autovacuum(cur, name)
+            left = deadline - time.monotonic()
+            wait = min(LOCK_TRY, left) if tries else left
+            cur.execute("SET lock_timeout = %s", (f"{max(int(wait * 1000), 1)}ms",))
             try:
                 cur.execute(stmt)
                 return True
             except psycopg2.errors.LockNotAvailable:
-                if not tries or time.monotonic() >= deadline:
+                if time.monotonic() >= deadline - 0.001:
                     return False
-                time.sleep(LOCK_TRY)
+                if tries:
+                    time.sleep(min(LOCK_TRY, max(deadline - time.monotonic(), 0)))
     finally:
         cur.execute("RESET lock_timeout")
+
+
+def _holders(cur, name: str) -> str:
+    cur.execute("""
+        SELECT string_agg(format('pid %%s (%%s: %%s)', a.pid, a.backend_type, left(a.query, 60)), '; ')
+          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.relation = %s::regclass AND l.granted AND a.pid <> pg_backend_pid()""", (name,))
+    return cur.fetchone()[0] or "a session that has ended since"
+
+
+def _cancel_autovacuum(cur, name: str) -> None:
+    """Cancel the autovacuum workers that hold ``name``: PostgreSQL cancels one that blocks a
+    lock request itself, but only after ``deadlock_timeout`` (1 s) of waiting, longer than a
+    fence may wait. A vacuum against transaction-id wraparound is never cancelled."""
+    cur.execute("""
+        SELECT a.pid, pg_cancel_backend(a.pid)
+          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE l.relation = %s::regclass AND l.granted AND a.backend_type = 'autovacuum worker'
+           AND a.query NOT LIKE '%%to prevent wraparound%%'""", (name,))
+    for pid, cancelled in cur.fetchall():
+        log.info("autovacuum pid %s holds %s: %s", pid, name,
+                 "cancelled, as PostgreSQL would for a waiting lock" if cancelled else "cannot cancel it")
 
 
 def freeze(ep: Endpoint, *, exempt_role: str | None = None, fence_tables: Sequence[str] = (),
@@ -203,8 +228,8 @@ def freeze(ep: Endpoint, *, exempt_role: str | None = None, fence_tables: Sequen
         # granted (so before the position the caller drains to) or holds it until the timeout.
         for name in _unfenced(cur, ep, fence_tables) if fence_tables else ():
             if not _create_trigger(cur, name, lock_timeout=lock_timeout, tries=False):
-                raise FreezeError(f"cannot fence {name} on {ep.safe()} inside the pause: a session "
-                                  f"held it for over {lock_timeout:.3f}s")
+                raise FreezeError(f"cannot fence {name} on {ep.safe()} inside the pause: held for "
+                                  f"over {lock_timeout:.3f}s by {_holders(cur, name)}")
     log.info("froze %s: read-only for all but %s, fence %s, %d session(s) ended", ep.safe(), exempt,
              "shut" if fenced else "not installed", ended)
     return FreezeResult(ep.dbname, True, ended, fenced)
