@@ -63,6 +63,7 @@ class SizeResult:
     cutover: list[float] = field(default_factory=list)
     back: list[float] = field(default_factory=list)
     attach: list[float] = field(default_factory=list)
+    fenced_in_pause: int = 0  # tables too busy to fence before the pause, summed over cycles
     steps: dict[str, list[float]] = field(default_factory=dict)
     committed_tps: float = 0.0
     stall: float = 0.0
@@ -141,6 +142,7 @@ def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: flo
             engine.attach_reverse(from_position=res.reverse_position)
             out.attach.append(time.monotonic() - attach_started)
             out.cutover.append(res.write_pause_seconds)
+            out.fenced_in_pause += len(res.fenced_in_pause)
             for step, secs in res.steps.items():
                 out.steps.setdefault(step, []).append(secs)
             time.sleep(settle)
@@ -212,10 +214,13 @@ def print_table(results: list[SizeResult], budget: float) -> None:
               f"{ms(r.back, 'p50'):>8} {ms(r.back, 'max'):>8} | {ms(r.attach, 'p50'):>6} | "
               f"{r.baseline_stall:>10.2f} {r.stall:>9.2f} {r.lost:>5} {r.duplicated:>4}")
     print()
-    print("cutover steps inside the pause, median ms:")
-    print(f"{'payments':>9} " + " ".join(f"{s:>15}" for s in IN_PAUSE))
+    print("cutover steps inside the pause, median / max ms; fenced = tables fenced inside the pause "
+          "(too busy before it), all cycles:")
+    print(f"{'payments':>9} " + " ".join(f"{s:>15}" for s in IN_PAUSE) + f" {'fenced':>6}")
     for r in results:
-        print(f"{r.rows:>9,} " + " ".join(f"{statistics.median(r.steps[s]) * 1000:>15.1f}" for s in IN_PAUSE))
+        print(f"{r.rows:>9,} " + " ".join(
+            f"{statistics.median(r.steps[s]) * 1000:>8.1f} / {max(r.steps[s]) * 1000:>4.0f}" for s in IN_PAUSE)
+            + f" {r.fenced_in_pause:>6}")
     if len(results) > 1:
         small, large = min(results, key=lambda r: r.rows), max(results, key=lambda r: r.rows)
         print()
