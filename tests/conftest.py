@@ -8,8 +8,11 @@ would. Tests that need their own data use ``databases`` to get a fresh database 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +108,27 @@ def databases(stack: LocalStack) -> Iterator[tuple[str, str]]:
     yield dsns
     for side in ("target", "source"):
         drop_database(stack, side, name)
+
+
+class BackgroundWriter(threading.Thread):
+    """Calls ``step(cursor, rng)`` in a loop on its own autocommit connection until ``stop`` is
+    set, ``pause`` seconds apart; ``commits`` counts what each step returns, and an error is kept
+    for the test to raise rather than lost in the thread."""
+
+    def __init__(self, dsn: str, step, *, seed: int, pause: float):
+        super().__init__(daemon=True)
+        self.dsn, self.step, self.seed, self.pause = dsn, step, seed, pause
+        self.stop, self.commits, self.error = threading.Event(), 0, None
+
+    def run(self) -> None:
+        rng = random.Random(self.seed)
+        try:
+            conn = psycopg2.connect(self.dsn)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                while not self.stop.is_set():
+                    self.commits += self.step(cur, rng)
+                    time.sleep(self.pause)
+            conn.close()
+        except Exception as exc:
+            self.error = exc

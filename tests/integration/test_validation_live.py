@@ -7,12 +7,10 @@ changed on the target behind replication's back must still be found.
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 
-import psycopg2
 import pytest
+from conftest import BackgroundWriter
 from psycopg2.extensions import parse_dsn
 
 from paymigrate.db import query as run_sql
@@ -41,30 +39,17 @@ CREATE PUBLICATION live_pub FOR TABLE holds, audit;
 """
 
 
-class Writer(threading.Thread):
+def Writer(dsn: str) -> BackgroundWriter:  # noqa: N802 (it stands for the class it makes)
     """About 20 updates a second on each table through PgBouncer (never the victim rows)."""
+    others = [i for i in range(1, ROWS + 1) if i != VICTIM]
 
-    def __init__(self, dsn: str):
-        super().__init__(daemon=True)
-        self.dsn, self.stop, self.commits, self.error = dsn, threading.Event(), 0, None
+    def step(cur, rng) -> int:
+        n = rng.choice(others)
+        cur.execute("UPDATE holds SET amount = amount + 1, at = now() WHERE ref = %s", (f"r{n}",))
+        cur.execute("UPDATE audit SET amount = amount + 1, at = now() WHERE who = %s", (f"u{n}",))
+        return 2
 
-    def run(self) -> None:
-        rng = random.Random(14)
-        try:
-            conn = psycopg2.connect(self.dsn)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                while not self.stop.is_set():
-                    n = rng.choice([i for i in range(1, ROWS + 1) if i != VICTIM])
-                    cur.execute("UPDATE holds SET amount = amount + 1, at = now() WHERE ref = %s",
-                                (f"r{n}",))
-                    cur.execute("UPDATE audit SET amount = amount + 1, at = now() WHERE who = %s",
-                                (f"u{n}",))
-                    self.commits += 2
-                    time.sleep(0.05)
-            conn.close()
-        except Exception as exc:  # reported by the test, not lost in the thread
-            self.error = exc
+    return BackgroundWriter(dsn, step, seed=14, pause=0.05)
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 
 import psycopg2
 import pytest
+from conftest import BackgroundWriter
 from psycopg2.extensions import parse_dsn
 
 from paymigrate.validation import Tuning, logical_catch_up, validate
@@ -29,30 +28,17 @@ def _run(dsn, statement, params=None, fetch=False):
         conn.close()
 
 
-class Writer(threading.Thread):
+def Writer(dsn: str) -> BackgroundWriter:  # noqa: N802 (it stands for the class it makes)
     """Inserts new accounts and updates existing ones (except the victim) until stopped."""
+    next_id = iter(range(100_000, 10**9))
 
-    def __init__(self, dsn: str):
-        super().__init__(daemon=True)
-        self.dsn, self.stop, self.commits, self.error = dsn, threading.Event(), 0, None
+    def step(cur, rng) -> int:
+        cur.execute("INSERT INTO accounts VALUES (%s, 0, now())", (next(next_id),))
+        cur.execute("UPDATE accounts SET balance = balance + 1, updated_at = now() "
+                    "WHERE id = %s", (rng.randint(1, 400),))
+        return 2
 
-    def run(self) -> None:
-        rng = random.Random(7)
-        next_id = 100_000
-        try:
-            conn = psycopg2.connect(self.dsn)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                while not self.stop.is_set():
-                    cur.execute("INSERT INTO accounts VALUES (%s, 0, now())", (next_id,))
-                    next_id += 1
-                    cur.execute("UPDATE accounts SET balance = balance + 1, updated_at = now() "
-                                "WHERE id = %s", (rng.randint(1, 400),))
-                    self.commits += 2
-                    time.sleep(0.002)
-            conn.close()
-        except Exception as exc:  # reported by the test, not lost in the thread
-            self.error = exc
+    return BackgroundWriter(dsn, step, seed=7, pause=0.002)
 
 
 @pytest.fixture
