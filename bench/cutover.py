@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from psycopg2 import sql
@@ -115,9 +115,7 @@ def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: flo
     sw = Switch(source=source, target=target, router=admin, routes_file=routes, database=name,
                 engine=engine, tables=tuple(tables), max_write_pause=budget, pause_timeout=10.0,
                 drain_timeout=30.0)
-    back_sw = Switch(source=source, target=target, router=admin, routes_file=routes, database=name,
-                     engine=engine, tables=tuple(tables), max_write_pause=10.0, pause_timeout=10.0,
-                     drain_timeout=30.0)
+    back_sw = replace(sw, max_write_pause=10.0)  # payment_rollback's default budget
     app_dsn, source_dsn = stack.dsn("router", dbname=name), stack.dsn("source", dbname=name)
     # The baseline has its own workload run, so each run's longest stall is its own.
     wl = Workload(dsn=app_dsn, directory=work / name / "baseline", clients=clients, tps=tps,

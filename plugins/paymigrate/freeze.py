@@ -84,10 +84,14 @@ def is_frozen(ep: Endpoint) -> bool:
 def is_fenced(ep: Endpoint) -> bool:
     """Whether the fence function of ``ep.dbname`` refuses writes now."""
     with connection(ep, autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)",
-                    (f"{FENCE_FUNCTION}()",))
-        row = cur.fetchone()
-    return bool(row) and "RAISE" in row[0]
+        return _shut(cur) is True
+
+
+def _shut(cur) -> bool | None:
+    """Whether the fence function refuses writes; None when it does not exist."""
+    cur.execute("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)", (f"{FENCE_FUNCTION}()",))
+    row = cur.fetchone()
+    return None if row is None else row[0] == _SHUT
 
 
 def prepare_fence(ep: Endpoint, tables: Sequence[str], *, lock_timeout: float = 1.0) -> list[str]:
@@ -105,9 +109,7 @@ def prepare_fence(ep: Endpoint, tables: Sequence[str], *, lock_timeout: float = 
     with connection(ep, autocommit=True, application_name="paymigrate-fence") as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(FENCE_SCHEMA)))
         cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(FENCE_SCHEMA)))
-        cur.execute("SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(%s)", (f"{FENCE_FUNCTION}()",))
-        row = cur.fetchone()
-        if row is None or "RAISE" not in row[0]:
+        if not _shut(cur):
             cur.execute(_body(_OPEN))  # a fence already shut (a rerun after a freeze) stays shut
         missing = _unfenced(cur, ep, tables)
         left = [name for name in missing if not _create_trigger(cur, name, lock_timeout=lock_timeout)]
@@ -200,8 +202,7 @@ def freeze(ep: Endpoint, *, exempt_role: str | None = None, fence_tables: Sequen
         cur.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET default_transaction_read_only = off")
                     .format(sql.Identifier(exempt), db))
         cur.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_read_only = on").format(db))
-        cur.execute("SELECT to_regprocedure(%s) IS NOT NULL", (f"{FENCE_FUNCTION}()",))
-        fenced = cur.fetchone()[0]
+        fenced = _shut(cur) is not None
         if fenced:
             cur.execute(_body(_SHUT))
         # Sessions that started before the ALTER keep their old default, and one in the middle
@@ -241,8 +242,7 @@ def unfreeze(ep: Endpoint, *, exempt_role: str | None = None) -> FreezeResult:
     exempt = exempt_role or ep.user
     db = sql.Identifier(ep.dbname)
     with connection(ep, autocommit=True, application_name="paymigrate-freeze") as conn, conn.cursor() as cur:
-        cur.execute("SELECT to_regprocedure(%s) IS NOT NULL", (f"{FENCE_FUNCTION}()",))
-        if cur.fetchone()[0]:
+        if _shut(cur) is not None:
             cur.execute(_body(_OPEN))
         cur.execute(sql.SQL("ALTER DATABASE {} RESET default_transaction_read_only").format(db))
         cur.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only")

@@ -162,22 +162,25 @@ def test_copy_and_cdc_under_live_writes_end_equal(pair, initial_copy):
 
 def test_sequences_synced_including_unowned(pair):
     make, source_dsn, target_dsn, _ = pair
-    run(source_dsn, SCHEMA)
-    engine = make()
-    engine.start()
-    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    engine = _streaming(make, source_dsn)
     values = engine.sync_sequences(gap=1000)
     assert values == {"public.accounts_id_seq": 200 + 1000, "public.invoice_numbers": 5006 + 1000}
     assert run(target_dsn, "SELECT nextval('invoice_numbers'), nextval('accounts_id_seq')") == [(6007, 1201)]
     assert engine.sync_sequences(gap=1000)["public.invoice_numbers"] == 6007  # never backwards
 
 
-def test_start_resumes_a_stopped_subscription_without_a_second_one(pair):
-    make, source_dsn, target_dsn, dbname = pair
+def _streaming(make, source_dsn: str) -> LogicalEngine:
+    """The demo-like SCHEMA on the source, replicated, its initial copy done."""
     run(source_dsn, SCHEMA)
     engine = make()
     engine.start()
     assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    return engine
+
+
+def test_start_resumes_a_stopped_subscription_without_a_second_one(pair):
+    make, source_dsn, target_dsn, dbname = pair
+    engine = _streaming(make, source_dsn)
     engine.stop()
     engine.stop()
     assert engine.status().state == "stopped"
@@ -192,10 +195,7 @@ def test_start_resumes_a_stopped_subscription_without_a_second_one(pair):
 
 def test_drain_when_idle_finishes_although_background_wal_moves_on(pair):
     make, source_dsn, _, _ = pair
-    run(source_dsn, SCHEMA)
-    engine = make()
-    engine.start()
-    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    engine = _streaming(make, source_dsn)
     run(source_dsn, "CHECKPOINT")  # WAL that no transaction wrote: nothing to apply for it
     before = engine.position()
     started = time.monotonic()
@@ -368,10 +368,7 @@ def test_a_source_failing_half_way_through_a_copy_is_never_taken_for_its_end(dat
 
 def test_reverse_carries_target_writes_back_to_the_source(pair):
     make, source_dsn, target_dsn, dbname = pair
-    run(source_dsn, SCHEMA)
-    engine = make()
-    engine.start()
-    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    engine = _streaming(make, source_dsn)
     frozen = engine.position()
     assert engine.wait_drained(frozen, timeout=60)
     engine.prepare_reverse()
@@ -398,10 +395,7 @@ def test_reverse_carries_target_writes_back_to_the_source(pair):
 
 def test_attach_reverse_refuses_without_the_slot_of_the_switch(pair):
     make, source_dsn, target_dsn, dbname = pair
-    run(source_dsn, SCHEMA)
-    engine = make()
-    engine.start()
-    assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
+    engine = _streaming(make, source_dsn)
     engine.prepare_reverse()
     with pytest.raises(ReplicationError, match="reverse slot .* is gone"):
         engine.attach_reverse()
