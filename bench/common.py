@@ -58,3 +58,40 @@ def reladiff(source_uri: str, target_uri: str, table: str, key: Sequence[str]
         if line.startswith("["):
             keys.add(tuple(str(v) for v in json.loads(line)[1][:len(key)]))
     return seconds, keys, ""
+
+
+class ServerCpu:
+    """CPU seconds spent by a PostgreSQL server on this host in the connections that ended.
+
+    The postmaster reaps every backend and parallel worker, so its children's CPU times
+    (``cutime + cstime`` in ``/proc``) grow by what each closed session spent, whatever else
+    runs on the machine: a contender's cost that wall time on a busy machine cannot give.
+    ``seconds()`` is None when the server is not on this host.
+    """
+
+    def __init__(self, dsn: str):
+        backend = execute(dsn, "SELECT pg_catalog.pg_backend_pid()")[0][0]
+        self.postmaster = self._fields(backend)[1] if self._fields(backend) else None
+
+    @staticmethod
+    def _fields(pid: int | str) -> list[str] | None:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except OSError:
+            return None
+
+    def seconds(self) -> float | None:
+        time.sleep(0.3)  # closed sessions' backends exit and are reaped asynchronously
+        f = self._fields(self.postmaster) if self.postmaster else None
+        return None if f is None else (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(meters: Sequence[ServerCpu], fn):
+    """``(fn's result, CPU seconds both servers spent on it or None)``."""
+    before = [m.seconds() for m in meters]
+    out = fn()
+    after = [m.seconds() for m in meters]
+    if None in before or None in after:
+        return out, None
+    return out, sum(a - b for a, b in zip(after, before, strict=True))

@@ -13,7 +13,7 @@ this order:
 - reladiff 0.6 with exact flags (``--skip-sort-results``, ``COLUMNS=100000``, see FACTS.md).
 
 Prints seconds, rows/s, the ratios, and whether each tool found exactly the 10 keys.
-Run: ``.venv/bin/python -m bench.validation [--rows N] [--case demo|single|both]
+Run: ``.venv/bin/python -m bench.validation [--rows N] [--case demo|single|both] [--tps N]
 [--source DSN --target DSN]`` (without DSNs it starts its own local stack in a temporary home;
 with them, the databases must let it create and drop the databases ``validation_bench`` and
 ``validation_demo``).
@@ -199,12 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000,
                    help="payments of the demo schema; rows of the single table")
     p.add_argument("--case", choices=("demo", "single", "both"), default="both")
+    p.add_argument("--tps", type=float, default=200,
+                   help="the workload's rate while the demo case validates under replication")
     p.add_argument("--source", help="libpq DSN of the source server (any database)")
     p.add_argument("--target", help="libpq DSN of the target server (any database)")
     p.add_argument("--source-password", default=os.environ.get("PGPASSWORD"),
                    help="for reladiff's URI when the DSN relies on a passfile")
     p.add_argument("--target-password", default=os.environ.get("PGPASSWORD"))
     args = p.parse_args(argv)
+    if not 1 <= args.tps <= 5000:
+        p.error(f"--tps {args.tps:g} is outside 1..5000")
     if args.rows < 1000:
         p.error(f"--rows {args.rows} is too small to measure; use at least 1000")
     if bool(args.source) != bool(args.target):
@@ -231,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
             for a in admins:
                 _recreate(a, db)
             try:
-                (validation_demo.run if case == "demo" else run)(dsns[0], dsns[1], rows=args.rows,
-                                                                  passwords=passwords)
+                if case == "demo":
+                    validation_demo.run(dsns[0], dsns[1], rows=args.rows, passwords=passwords,
+                                        tps=args.tps)
+                else:
+                    run(dsns[0], dsns[1], rows=args.rows, passwords=passwords)
             finally:
                 for a in admins:
                     _drop(a, db)

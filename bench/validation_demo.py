@@ -3,28 +3,37 @@
 Both sides are seeded alike (``paymigrate.demo.seed``, same seed: equal data), then a few
 differences are made on the target in five tables: the bigint key of accounts, the uuid keys of
 payments and payment_events' bigint, the (uuid, smallint) key of ledger_lines, and the keyless
-settlement_staging. Measured, idle, in this order:
+settlement_staging. Measured, in this order:
 
-- lower bound: one 32-bit hash aggregate per table (``count(*), sum(hashtext(t::text))``) on
-  both servers at once, table after table, with the same parallel and jit settings as ours;
-- this engine: ``paymigrate.validation.validate`` of every table;
-- reladiff 0.6 with exact flags, one run per keyed table (it needs a key: not the keyless one).
+- under the workload: logical replication from source to target (``copy_data = false``: the
+  data is already equal), the payment workload at ``--tps`` on the source, and
+  ``paymigrate.validation.validate`` with the replication's catch-up, which must match;
+- then, idle, with the differences made:
+  - lower bound: one 32-bit hash aggregate per table (``count(*), sum(hashtext(t::text))``) on
+    both servers at once, table after table, with the same parallel and jit settings as ours;
+  - this engine: ``validate`` of every table;
+  - reladiff 0.6 with exact flags, one run per keyed table (it needs a key: not the keyless one).
 
 The composite-key table alone is reported beside, against its own share of the lower bound.
+Beside each wall time, the CPU seconds both servers spent on it (:class:`bench.common.ServerCpu`):
+on a machine that other work shares, their ratio is the steadier figure.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from psycopg2 import sql
-from psycopg2.extensions import parse_dsn
+from psycopg2.extensions import make_dsn, parse_dsn
 
-from bench.common import execute, reladiff, uri
+from bench.common import ServerCpu, cpu_of, execute, reladiff, uri
 from paymigrate.demo.seed import TABLES, seed
-from paymigrate.validation import validate, validate_table
+from paymigrate.validation import logical_catch_up, validate, validate_table
+from paymigrate.validation.report import Report
+from paymigrate.workload import Workload, WorkloadStats
 
 COMPOSITE = "ledger_lines"
 KEYS = {"accounts": ("id",), "payments": ("id",), "payment_holds": ("payment_id",),
@@ -92,15 +101,46 @@ def _lower_bound_table(source: str, target: str, table: str) -> float:
     return time.monotonic() - started
 
 
-def lower_bound(source: str, target: str) -> dict[str, float]:
-    """Seconds per table of the lower bound (best of two, after a warming run)."""
+def lower_bound(source: str, target: str, meters: list[ServerCpu]) -> tuple[dict[str, float], float | None]:
+    """Seconds per table of the lower bound (best of two, after a warming run), and the CPU
+    seconds of one pass over every table."""
     best: dict[str, float] = {}
+    cpu = None
     for attempt in range(3):
-        for t in TABLES:
-            secs = _lower_bound_table(source, target, t)
-            if attempt:
-                best[t] = min(best.get(t, secs), secs)
-    return best
+        secs, cpu_pass = cpu_of(meters, lambda: {t: _lower_bound_table(source, target, t)
+                                                 for t in TABLES})
+        if attempt:
+            best = {t: min(best.get(t, s), s) for t, s in secs.items()}
+            cpu = cpu_pass if cpu is None or cpu_pass is None else min(cpu, cpu_pass)
+    return best, cpu
+
+
+def under_workload(source: str, target: str, *, tps: float, password: str | None
+                   ) -> tuple[float, float | None, Report, WorkloadStats]:
+    """Validation with replication live and the workload writing: (seconds, CPU seconds,
+    report, workload stats)."""
+    sub = "validation_bench"
+    execute(source, f"CREATE PUBLICATION {sub} FOR ALL TABLES")
+    conninfo = make_dsn(source, password=password) if password else source
+    execute(target, f"CREATE SUBSCRIPTION {sub} CONNECTION %s PUBLICATION {sub} "
+                    "WITH (copy_data = false)", (conninfo,))
+    meters = [ServerCpu(source), ServerCpu(target)]
+    try:
+        with tempfile.TemporaryDirectory(prefix="validation-bench-") as journal:
+            workload = Workload(dsn=source, directory=journal, clients=4, tps=tps, seed=14).start()
+            try:
+                time.sleep(5)  # writes and replication under way before the first snapshot
+                started = time.monotonic()
+                report, cpu = cpu_of(meters, lambda: validate(
+                    source=source, target=target, max_keys=100,
+                    catch_up=logical_catch_up(source, slot_name=sub, timeout=60)))
+                seconds = time.monotonic() - started
+            finally:
+                stats = workload.stop()
+    finally:
+        execute(target, f"DROP SUBSCRIPTION IF EXISTS {sub}")
+        execute(source, f"DROP PUBLICATION IF EXISTS {sub}")
+    return seconds, cpu, report, stats
 
 
 def _found(report) -> set[Change]:
@@ -113,7 +153,8 @@ def _found(report) -> set[Change]:
     return out
 
 
-def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str | None]) -> None:
+def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str | None],
+        tps: float = 200) -> None:
     print(f"seeding the demo schema with {rows} payments on both sides ...", flush=True)
     started = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
@@ -123,12 +164,17 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
     total = sum(counts.values())
     print(f"seeded in {time.monotonic() - started:.0f}s: {total:,} rows per side "
           f"({', '.join(f'{t} {n:,}' for t, n in counts.items())})")
+    for dsn in (source, target):
+        execute(dsn, "VACUUM ANALYZE")
+    print(f"validating under the workload ({tps:.0f} TPS, replication live) ...", flush=True)
+    live_secs, live_cpu, live, stats = under_workload(source, target, tps=tps, password=passwords[0])
     changes = make_differences(target)
     for dsn in (source, target):
         execute(dsn, "VACUUM ANALYZE")
-    bound = lower_bound(source, target)
+    meters = [ServerCpu(source), ServerCpu(target)]
+    bound, bound_cpu = lower_bound(source, target, meters)
     started = time.monotonic()
-    report = validate(source=source, target=target, max_keys=100)
+    report, ours_cpu = cpu_of(meters, lambda: validate(source=source, target=target, max_keys=100))
     ours = time.monotonic() - started
     staging = next(t for t in report.tables if t.table == "public.settlement_staging")
     started = time.monotonic()
@@ -140,14 +186,25 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
     rel_keys = set().union(*(k for _, k, _ in rel.values() if k is not None))
     expected = {(c.table, c.key) for c in changes}
 
+    def cpu(secs: float | None, base: float | None) -> str:
+        return "" if secs is None or not base else f" {secs:>9.1f} {secs / base:>8.2f}x"
+
     lower = sum(bound.values())
     both = 2 * total
-    print(f"\nall 7 tables ({both:,} rows on the two sides), idle:")
-    print(f"{'contender':<34} {'seconds':>8} {'rows/s':>12} {'vs lower bound':>15}")
-    for name, secs in (("lower bound (hash agg, both sides)", lower),
-                       ("paymigrate validate", ours),
-                       ("reladiff 0.6 (6 keyed tables)", rel_seconds)):
-        print(f"{name:<34} {secs:>8.2f} {both / secs:>12,.0f} {secs / lower:>14.2f}x")
+    print(f"\nall 7 tables ({both:,} rows on the two sides):")
+    print(f"{'contender':<34} {'seconds':>8} {'rows/s':>12} {'vs lower bound':>15} "
+          f"{'CPU s':>9} {'CPU vs':>9}")
+    for name, secs, used in (("lower bound (hash agg, both sides)", lower, bound_cpu),
+                             ("paymigrate validate, idle", ours, ours_cpu),
+                             (f"paymigrate validate, {tps:.0f} TPS live", live_secs, live_cpu),
+                             ("reladiff 0.6 (6 keyed tables)", rel_seconds, None)):
+        print(f"{name:<34} {secs:>8.2f} {both / secs:>12,.0f} {secs / lower:>14.2f}x"
+              f"{cpu(used, bound_cpu)}")
+    print(f"under the workload: {live_secs / ours:.2f}x the idle time, "
+          + (f"{live_cpu / ours_cpu:.2f}x its CPU; " if live_cpu and ours_cpu else "")
+          + f"{live.status} ({live.mismatches} rows differ, "
+          f"{sum(t.rechecks for t in live.tables)} re-check rounds); workload committed "
+          f"{stats.committed} at {stats.tps:.0f} TPS, {sum(stats.failed_by_kind.values())} failed")
     comp_rows = 2 * counts[COMPOSITE]
     print(f"\n{COMPOSITE} alone (composite key, {comp_rows:,} rows on the two sides):")
     for name, secs in (("lower bound", bound[COMPOSITE]), ("paymigrate validate_table", ours_composite),
