@@ -91,6 +91,9 @@ class Found:
     # Row hashes a multiset re-check found unexplained by lag; reported only once seen in two
     # passes in a row (then they are in ``surplus``), re-checked in the next round either way.
     pending: dict[tuple, int] = field(default_factory=dict)
+    # A multiset pass's copies per row hash in the differing buckets, (source, target), kept
+    # so that the first re-check only needs a new source read (:func:`_settle_multiset`).
+    copies: tuple[dict[tuple, int], dict[tuple, int]] | None = None
 
     def set_surplus(self, surplus: dict[tuple, int]) -> None:
         self.surplus = {h: d for h, d in surplus.items() if d}
@@ -121,6 +124,8 @@ def compare_table(pair: Pair, table: Table, *, max_keys: int = 100,
                  table.qualified, found.total, rounds, tuning.recheck_rounds)
         if table.key and found.complete and found.total <= tuning.recheck_max_keys:
             found, caught_up = _recheck_keys(pair, table, found, catch_up, tuning)
+        elif not table.key and found.copies is not None:
+            found = _settle_multiset(pair, table, found, tuning)
         elif not table.key:
             found, caught_up = _recheck_multiset(pair, table, found, catch_up, tuning)
         else:
@@ -300,6 +305,7 @@ def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
         hs, ht = pair.both(lambda s: _copies(s, table, buckets, wanted))
         found.set_surplus({h: hs.get(h, 0) - ht.get(h, 0) for h in hs.keys() | ht.keys()})
         found.pending = dict(found.surplus)
+        found.copies = (hs, ht)
     return found
 
 
@@ -336,17 +342,55 @@ def _recheck_multiset(pair: Pair, table: Table, before: Found, catch_up: CatchUp
     finally:
         pair.source.end()
         pair.target.end()
-    unexplained: dict[tuple, int] = {}
-    for h in first.keys() | tgt.keys() | later.keys():
-        low, high = sorted((first.get(h, 0), later.get(h, 0)))
-        copies = tgt.get(h, 0)
-        unexplained[h] = low - copies if copies < low else high - copies if copies > high else 0
     found = Found(source_rows=before.source_rows, target_rows=before.target_rows,
-                  buckets=before.buckets, pending={h: d for h, d in unexplained.items() if d})
+                  buckets=before.buckets, pending=_unexplained(first, tgt, later))
     found.set_surplus({h: d for h, d in found.pending.items() if h in before.pending})
     log.info("%s: %d row hash(es) unexplained by lag in this round, %d also in the one before",
              table.qualified, len(found.pending), len(found.surplus))
     return found, caught_up
+
+
+def _settle_multiset(pair: Pair, table: Table, before: Found, tuning: Tuning) -> Found:
+    """The first re-check of a multiset: the pass's own two reads and one new source read.
+
+    The pass took the target's snapshot after it caught up to the source's, so the target held
+    the table as of a moment between that source read and one taken now: what a new source read
+    explains was lag, at the cost of one scan of one side instead of :func:`_recheck_multiset`'s
+    three. What it does not explain stays pending, never reported from this round: it reuses
+    the pass's target read, so it is not a second sighting (a hot row's passing state is seen
+    once); the next round, with fresh reads of both sides, confirms or clears it.
+    """
+    assert before.copies is not None
+    first, tgt = before.copies
+    try:
+        _begin(pair.source, tuning)
+        later = _copies(pair.source, table, before.buckets,
+                        sorted({dialect.bucket(h[0], before.buckets) for h in before.pending}))
+    finally:
+        pair.source.end()
+    found = Found(source_rows=before.source_rows, target_rows=before.target_rows,
+                  buckets=before.buckets, pending=_unexplained(first, tgt, later))
+    log.info("%s: %d row hash(es) unexplained by lag after a new source read",
+             table.qualified, len(found.pending))
+    return found
+
+
+def _unexplained(first: dict[tuple, int], tgt: dict[tuple, int], later: dict[tuple, int]
+                 ) -> dict[tuple, int]:
+    """Per row hash, copies the target holds beyond what either source read explains: fewer
+    than both (positive: the source's surplus) or more than both (negative).
+
+    >>> _unexplained({("a",): 1, ("b",): 1}, {("b",): 1, ("c",): 2}, {("a",): 1, ("c",): 1})
+    {('a',): 1, ('c',): -1}
+    """
+    out: dict[tuple, int] = {}
+    for h in sorted(first.keys() | tgt.keys() | later.keys()):
+        low, high = sorted((first.get(h, 0), later.get(h, 0)))
+        copies = tgt.get(h, 0)
+        d = low - copies if copies < low else high - copies if copies > high else 0
+        if d:
+            out[h] = d
+    return out
 
 
 def _recheck_keys(pair: Pair, table: Table, before: Found, catch_up: CatchUp,

@@ -1,0 +1,24 @@
+"""The examples in docstrings run: every module of the package that has one."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "paymigrate"
+MODULES = sorted(
+    ".".join(("paymigrate", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+    for p in PACKAGE.rglob("*.py") if ">>> " in p.read_text())
+
+
+def test_the_package_has_examples():
+    assert len(MODULES) >= 5, MODULES
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
