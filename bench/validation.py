@@ -1,10 +1,12 @@
 """Validation engine against reladiff and a lower bound, on the same two databases in one run.
 
-First figure (``--case demo``): the whole demo schema, 7 tables and every key shape, with
-``--rows`` payments (see :mod:`bench.validation_demo`).
+First figure (``--case demo``): the whole demo schema, 7 tables and every key shape, once per
+size of ``--sizes`` (payments), the sizes side by side at the end (see
+:mod:`bench.validation_demo`).
 
 Second figure (``--case single``): a payments-like table (bigint key, uuid, numeric,
-timestamptz, jsonb) of ``--rows`` rows is made on the source and copied to the target; then 10
+timestamptz, jsonb) of as many rows as the largest size is made on the source and copied to
+the target; then 10
 scattered differences are made on the target (3 deletes, 3 inserts, 4 updates). Measured, in
 this order:
 
@@ -13,7 +15,7 @@ this order:
 - reladiff 0.6 with exact flags (``--skip-sort-results``, ``COLUMNS=100000``, see FACTS.md).
 
 Prints seconds, rows/s, the ratios, and whether each tool found exactly the 10 keys.
-Run: ``.venv/bin/python -m bench.validation [--rows N] [--case demo|single|both] [--tps N]
+Run: ``.venv/bin/python -m bench.validation [--sizes N,M] [--case demo|single|both] [--tps N]
 [--source DSN --target DSN]`` (without DSNs it starts its own local stack in a temporary home;
 with them, the databases must let it create and drop the databases ``validation_bench`` and
 ``validation_demo``).
@@ -196,8 +198,9 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.validation", description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000,
-                   help="payments of the demo schema; rows of the single table")
+    p.add_argument("--sizes", default="20000,1000000",
+                   help="payments of the demo schema, comma-separated; the single table takes the "
+                        "largest as its rows")
     p.add_argument("--case", choices=("demo", "single", "both"), default="both")
     p.add_argument("--tps", type=float, default=200,
                    help="the workload's rate while the demo case validates under replication")
@@ -209,8 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.tps <= 5000:
         p.error(f"--tps {args.tps:g} is outside 1..5000")
-    if args.rows < 1000:
-        p.error(f"--rows {args.rows} is too small to measure; use at least 1000")
+    try:
+        sizes = [int(v) for v in args.sizes.split(",")]
+    except ValueError:
+        p.error(f"--sizes {args.sizes!r}: expected comma-separated integers")
+    if not sizes or min(sizes) < 1000:
+        p.error(f"--sizes {args.sizes!r}: every size must be at least 1000 to measure")
     if bool(args.source) != bool(args.target):
         p.error("give both --source and --target, or neither")
     stack = None
@@ -227,22 +234,29 @@ def main(argv: list[str] | None = None) -> int:
         admins = (stack.dsn("source", dbname="postgres"), stack.dsn("target", dbname="postgres"))
         passwords = (stack.endpoint("source").password, stack.endpoint("target").password)
     try:
-        for db, case in ((DEMO_DB, "demo"), (DB, "single")):
+        figures = []
+        for db, case, rows in [*((DEMO_DB, "demo", n) for n in sizes), (DB, "single", max(sizes))]:
             if args.case not in (case, "both"):
                 continue
-            print(f"\n=== validation: {case} ===", flush=True)
+            print(f"\n=== validation: {case}, {rows:,} ===", flush=True)
             dsns = tuple(make_dsn(a, dbname=db) for a in admins)
             for a in admins:
                 _recreate(a, db)
             try:
                 if case == "demo":
-                    validation_demo.run(dsns[0], dsns[1], rows=args.rows, passwords=passwords,
-                                        tps=args.tps)
+                    figures.append(validation_demo.run(dsns[0], dsns[1], rows=rows,
+                                                       passwords=passwords, tps=args.tps))
                 else:
-                    run(dsns[0], dsns[1], rows=args.rows, passwords=passwords)
+                    run(dsns[0], dsns[1], rows=rows, passwords=passwords)
             finally:
                 for a in admins:
                     _drop(a, db)
+        if figures:
+            print("\n=== demo schema, sizes side by side (time ratios; CPU against the lower "
+                  "bound's CPU) ===")
+            print(validation_demo.SUMMARY_HEADER)
+            for f in figures:
+                print(f.line())
     finally:
         if stack is not None:
             stack.down(purge=True)

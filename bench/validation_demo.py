@@ -120,12 +120,12 @@ def under_workload(source: str, target: str, *, tps: float, password: str | None
     """Validation with replication live and the workload writing: (seconds, CPU seconds,
     report, workload stats)."""
     sub = "validation_bench"
-    execute(source, f"CREATE PUBLICATION {sub} FOR ALL TABLES")
     conninfo = make_dsn(source, password=password) if password else source
-    execute(target, f"CREATE SUBSCRIPTION {sub} CONNECTION %s PUBLICATION {sub} "
-                    "WITH (copy_data = false)", (conninfo,))
     meters = [ServerCpu(source), ServerCpu(target)]
     try:
+        execute(source, f"CREATE PUBLICATION {sub} FOR ALL TABLES")
+        execute(target, f"CREATE SUBSCRIPTION {sub} CONNECTION %s PUBLICATION {sub} "
+                        "WITH (copy_data = false)", (conninfo,))
         with tempfile.TemporaryDirectory(prefix="validation-bench-") as journal:
             workload = Workload(dsn=source, directory=journal, clients=4, tps=tps, seed=14).start()
             try:
@@ -153,8 +153,36 @@ def _found(report) -> set[Change]:
     return out
 
 
+@dataclass(frozen=True)
+class Figures:
+    """One size's results, for the side-by-side summary."""
+
+    payments: int
+    rows: int  # on the two sides
+    lower: float
+    idle: float
+    live: float
+    reladiff: float
+    composite_lower: float
+    composite: float
+    cpu_idle: float | None  # CPU ratios against the lower bound's
+    cpu_live: float | None
+    exact: bool
+
+    def line(self) -> str:
+        cpu = ("" if self.cpu_idle is None or self.cpu_live is None
+               else f" {self.cpu_idle:>8.2f}x {self.cpu_live:>8.2f}x")
+        return (f"{self.payments:>10,} {self.rows:>12,} {self.lower:>8.1f} {self.idle / self.lower:>7.2f}x "
+                f"{self.composite / self.composite_lower:>9.2f}x {self.live / self.idle:>9.2f}x "
+                f"{self.reladiff / self.lower:>9.2f}x{cpu} {'yes' if self.exact else 'NO':>6}")
+
+
+SUMMARY_HEADER = (f"{'payments':>10} {'rows':>12} {'lower s':>8} {'idle':>8} {'composite':>10} "
+                  f"{'live/idle':>10} {'reladiff':>10} {'CPU idle':>9} {'CPU live':>9} {'exact':>6}")
+
+
 def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str | None],
-        tps: float = 200) -> None:
+        tps: float = 200) -> Figures:
     print(f"seeding the demo schema with {rows} payments on both sides ...", flush=True)
     started = time.monotonic()
     with ThreadPoolExecutor(2) as pool:
@@ -224,3 +252,10 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
           + (f"; failed on {failed}" if failed else ""))
     if rel_keys != wanted:
         print(f"  missed {sorted(wanted - rel_keys)}; unexpected {sorted(rel_keys - wanted)}")
+    return Figures(
+        payments=rows, rows=both, lower=lower, idle=ours, live=live_secs, reladiff=rel_seconds,
+        composite_lower=bound[COMPOSITE], composite=ours_composite,
+        cpu_idle=ours_cpu / bound_cpu if ours_cpu and bound_cpu else None,
+        cpu_live=live_cpu / bound_cpu if live_cpu and bound_cpu else None,
+        exact=found == set(changes) and staging.source_surplus == staging.target_surplus == 1
+        and alone.differences == 5 and live.status == "match")
