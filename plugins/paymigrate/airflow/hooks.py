@@ -23,6 +23,7 @@ from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
+from paymigrate.router import RouterAdmin
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,21 @@ class MigrationHook:
             return engine_for(
                 "dms", task_arn=self.config["replication/dms-task-arn"],
                 dms_client=DmsHook(aws_conn_id=self.aws_conn_id).conn,
-                cloudwatch_client=AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn,
+                cloudwatch_client=self.cloudwatch(),
                 source=source, target=target)
         return engine_for(name, source=source, target=target, name=names.replication_name(self.env),
                           tables=tables or None, exclude=exclude or None,
                           initial_copy=self.config["replication/initial-copy"])
+
+    def router_admin(self) -> RouterAdmin:
+        """PgBouncer's admin console, from the secret the contract names."""
+        credentials = SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_secret_as_dict(
+            self.config["router/admin-secret-arn"])
+        return RouterAdmin(Endpoint.from_secret(credentials, dbname="pgbouncer"))
+
+    def cloudwatch(self) -> Any:
+        # The provider has no CloudWatch metrics hook: the base hook's client.
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn
 
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(s3=S3Hook(aws_conn_id=self.aws_conn_id).conn,
