@@ -7,9 +7,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
 from paymigrate.airflow.hooks import MigrationHook
+from paymigrate.validation import metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +63,10 @@ def validate_one(table: str, *, max_keys: int) -> dict[str, Any]:
 
 def publish(results: list[dict[str, Any]], *, run_id: str) -> dict[str, Any]:
     hook = MigrationHook()
-    rows = sum(r["source_rows"] + r["target_rows"] for r in results)
+    tables = [metrics.TableFigures.of(r) for r in results]
+    rows, mismatches = sum(t.rows_checked for t in tables), sum(t.mismatches for t in tables)
     bad = [r for r in results if r["status"] != "match"]
-    mismatches = sum(r.get(k) or 0 for r in results for k in (
-        "missing_count", "extra_count", "different_count", "source_surplus", "target_surplus"))
-    seconds = sum(r["seconds"] for r in results)
-    cloudwatch = AwsBaseHook(aws_conn_id=hook.aws_conn_id, client_type="cloudwatch").conn
-    dims = [{"Name": "Environment", "Value": hook.env}]
-    cloudwatch.put_metric_data(Namespace="Migration/DataValidation", MetricData=[
-        {"MetricName": "RowsChecked", "Value": rows, "Unit": "Count", "Dimensions": dims},
-        {"MetricName": "Mismatches", "Value": mismatches, "Unit": "Count", "Dimensions": dims},
-        {"MetricName": "MismatchedTables", "Value": len(bad), "Unit": "Count", "Dimensions": dims},
-        {"MetricName": "ValidationSeconds", "Value": seconds, "Unit": "Seconds", "Dimensions": dims},
-    ])
+    metrics.put(hook.cloudwatch(), metrics.run_data(hook.env, tables))
     summary = {"run_id": run_id, "finished": datetime.now(UTC).isoformat(), "tables": len(results),
                "rows_checked": rows, "mismatches": mismatches,
                "mismatched": [{k: r.get(k) for k in ("table", "missing", "extra", "different",
