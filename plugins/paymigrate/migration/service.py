@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from paymigrate import contract, names
+from paymigrate import contract, names, scope
 from paymigrate.checkpoints import CheckpointStore
-from paymigrate.db import Endpoint
+from paymigrate.db import Endpoint, connection
 from paymigrate.errors import Refused
 from paymigrate.migration.lock import LockState
 from paymigrate.router import RouterAdmin
@@ -133,13 +133,15 @@ class MigrationService:
         return Plan(migration_id=lock.migration_id, engine=default)
 
     def tables_in_scope(self, plan: Plan) -> list[str] | None:
-        """The tables validation compares for ``plan`` (``schema.name``); None for all."""
+        """The tables validation compares for ``plan``: the scope's parents (``schema.name``, a
+        partitioned table through its parent); None for all."""
         if not plan.tables and not plan.exclude:
             return None
-        from paymigrate.validation import list_tables
-
-        found = list_tables(source=self.platform.endpoint("source"), tables=list(plan.tables) or None)
-        return [t for t in found if t not in set(plan.exclude)]
+        with connection(self.platform.endpoint("source")) as conn, conn.cursor() as cur:
+            found = scope.read(cur, tables=plan.tables, exclude=plan.exclude)
+        if found.unknown:
+            raise Refused(f"tables not found on the source: {', '.join(found.unknown)}")
+        return found.parent_names()
 
     # ---- payment_migration ---------------------------------------------------------------------
     def preflight(self, *, engine: str, tables: Sequence[str], exclude: Sequence[str], dry_run: bool,
