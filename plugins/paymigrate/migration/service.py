@@ -16,38 +16,22 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from paymigrate import contract, names, scope
 from paymigrate.checkpoints import CheckpointStore
-from paymigrate.db import Endpoint, connection
+from paymigrate.db import connection
 from paymigrate.errors import Refused
 from paymigrate.migration.lock import LockState
-from paymigrate.router import RouterAdmin
+from paymigrate.migration.platform import Platform
 
 log = logging.getLogger(__name__)
 
 LAG_THRESHOLD = "monitoring/replication-lag-threshold-seconds"
 PHASES = ("preparation", "replication", "validation")  # the migration's checkpoints, in order
-
-
-class Platform(Protocol):
-    """What the service needs from AWS: the contract, secrets, engines, the buckets, the topics."""
-
-    env: str
-
-    @property
-    def config(self) -> Mapping[str, Any]: ...
-    def set(self, key: str, value: Any) -> None: ...
-    def endpoint(self, side: str) -> Endpoint: ...
-    def engine(self, *, name: str | None = None, tables: list[str] | None = None,
-               exclude: list[str] | None = None) -> Any: ...
-    def checkpoints(self) -> CheckpointStore: ...
-    def rollback_store(self) -> CheckpointStore: ...
-    def publish(self, topic: str, *, subject: str, message: str) -> None: ...
-    def router_admin(self) -> RouterAdmin: ...
-    def cloudwatch(self) -> Any: ...
+LAST_VALIDATION = "scheduled-validation/last.json"  # the scheduled validation's last summary
 
 
 class NewWriterMismatch(Refused):
@@ -411,3 +395,96 @@ class MigrationService:
             self.platform.publish("error-alerts", subject=subject, message=message)
             raise NewWriterMismatch(subject, report)
         return report
+
+    # ---- validation: the Lambda and the scheduled DAG ------------------------------------------
+    def run_validation(self, *, tables: Sequence[str] | None = None,
+                       schemas: Sequence[str] | None = None, max_keys: int = 100,
+                       validate_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
+        """Validate, publish the metrics, alert on a discrepancy or on an error; return the
+        result whose ``ok`` field the migration state machine's ``decide`` reads."""
+        from paymigrate.errors import ValidationError
+        from paymigrate.statemachines import VALIDATION_OK_FIELD
+        from paymigrate.validation import metrics, publish, validate
+
+        env = self.platform.env
+        source, target = self.platform.endpoint("source"), self.platform.endpoint("target")
+        options = {k: v for k, v in (("tables", tables), ("schemas", schemas)) if v is not None}
+        try:
+            report = (validate_fn or validate)(source=source, target=target, max_keys=max_keys, **options)
+        except ValidationError as exc:
+            log.error("validation could not run: %s", exc)
+            metrics.put(self.platform.cloudwatch(), metrics.error_data(env))
+            self._alert_validation(f"paymigrate {env}: validation could not run",
+                                   {"env": env, "status": "error", "error": str(exc)})
+            return {VALIDATION_OK_FIELD: False, "status": "error", "error": str(exc), "mismatches": None}
+        metrics.put(self.platform.cloudwatch(),
+                    metrics.run_data(env, publish.figures(report), seconds=report.seconds))
+        result = publish.summary(report, keys=min(publish.ALERT_KEYS, report.max_keys))
+        if not result[VALIDATION_OK_FIELD]:
+            log.warning("validation found %d differing rows in %s", report.mismatches,
+                        ", ".join(report.mismatched_tables))
+            self._alert_validation(f"paymigrate {env}: {report.mismatches} rows differ between "
+                                   "source and target", {"env": env, **result})
+        return result
+
+    def _alert_validation(self, subject: str, body: Mapping[str, Any]) -> None:
+        self.platform.publish("validation-alerts", subject=subject,
+                              message=json.dumps(body, indent=2, default=str))
+
+    def validation_due(self, *, force: bool, now: datetime | None = None) -> bool:
+        """Whether the scheduled validation runs now: its flag on, and ``force`` or its interval
+        passed since the last one."""
+        cfg = self.config
+        if not cfg["workflow/enable-validation"]:
+            log.info("/migration/%s/workflow/enable-validation is false: skipped", self.platform.env)
+            return False
+        if force:
+            return True
+        last = self.platform.checkpoints().get_doc(LAST_VALIDATION)
+        interval = cfg["monitoring/validation-interval-minutes"]
+        if last:
+            age = ((now or datetime.now(UTC)) - datetime.fromisoformat(last["finished"])).total_seconds() / 60
+            if age < interval:
+                log.info("last validation %.1f min ago, interval %d min: not due", age, interval)
+                return False
+        return True
+
+    def tables_to_validate(self, tables: Sequence[str] | None) -> list[str]:
+        from paymigrate.validation import list_tables
+
+        return list_tables(source=self.platform.endpoint("source"), tables=list(tables or []) or None)
+
+    def validate_table(self, table: str, *, max_keys: int) -> dict[str, Any]:
+        """One table; under live replication each difference is re-checked once the target has
+        caught up (with replication stopped there is nothing to wait for)."""
+        from paymigrate.validation import validate_table
+
+        engine = self.platform.engine()
+        live = self.config["database/active-writer"] == "source" and engine.status().running
+        return summary(validate_table(source=self.platform.endpoint("source"),
+                                      target=self.platform.endpoint("target"), table=table,
+                                      max_keys=max_keys, catch_up=engine.catch_up if live else None))
+
+    def publish_validation(self, results: Sequence[Mapping[str, Any]], *, run_id: str) -> dict[str, Any]:
+        """The tables' results as metrics (the same schema as the Lambda's) and as the last
+        validation's summary (keys, never values)."""
+        from paymigrate.validation import metrics
+
+        tables = [metrics.TableFigures.of(r) for r in results]
+        metrics.put(self.platform.cloudwatch(), metrics.run_data(self.platform.env, tables))
+        result = {"run_id": run_id, "finished": datetime.now(UTC).isoformat(), "tables": len(results),
+                  "rows_checked": sum(t.rows_checked for t in tables),
+                  "mismatches": sum(t.mismatches for t in tables),
+                  "mismatched": [{k: r.get(k) for k in ("table", "missing", "extra", "different",
+                                                        "source_surplus", "target_surplus")}
+                                 for r in results if r["status"] != "match"]}
+        self.platform.checkpoints().put_doc(LAST_VALIDATION, result)
+        return result
+
+    def alert_validation(self, result: Mapping[str, Any]) -> str:
+        """``match``, or ``mismatch`` after alerting the validation-alerts topic with the keys."""
+        if not result["mismatched"]:
+            return "match"
+        tables = ", ".join(m["table"] for m in result["mismatched"])
+        self._alert_validation(f"Validation mismatch ({self.platform.env}): {tables}", result)
+        return "mismatch"
