@@ -6,7 +6,7 @@ import pytest
 
 from paymigrate.errors import ContractError, Refused
 from paymigrate.migration.lock import MOVES, IllegalTransition, LockState, check_move, state
-from paymigrate.migration.service import LAG_THRESHOLD, lag_threshold
+from paymigrate.migration.plan import LAG_THRESHOLD, lag_threshold
 
 S = LockState
 

@@ -19,8 +19,8 @@ from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.cutover import CutoverAborted
 from paymigrate.errors import Refused
 from paymigrate.migration.lock import LockState
+from paymigrate.migration.plan import summary as summary  # the sensors import it from here
 from paymigrate.migration.service import MigrationService, NewWriterMismatch
-from paymigrate.migration.service import summary as summary  # the sensors import it from here
 
 PREFLIGHT = "preflight"
 

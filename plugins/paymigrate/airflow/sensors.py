@@ -18,7 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import PREFLIGHT, summary
-from paymigrate.migration.service import lag_threshold
+from paymigrate.migration.plan import lag_threshold
 
 CONDITIONS = ("full_load_done", "stopped", "lag_below")
 
