@@ -39,6 +39,7 @@ from paymigrate.airflow.operators import (
 )
 from paymigrate.airflow.sensors import ReplicationSensor
 from paymigrate.cutover import SWITCH_STEPS
+from paymigrate.migration.lock import LockState
 
 PLAN = "preflight_cutover"  # the task whose result the later steps read
 
@@ -79,8 +80,7 @@ with DAG(
         task_id=PLAN, approved_by="{{ params.approved_by }}",
         confirm_environment="{{ params.confirm_environment }}", retries=0)
     lag_gate = ReplicationSensor(task_id="lag_gate", condition="lag_below",
-                                 lag_threshold="{{ params.lag_threshold_seconds or "
-                                               "contract('monitoring/replication-lag-threshold-seconds') }}",
+                                 lag_threshold="{{ params.lag_threshold_seconds }}",
                                  poke_interval=2, timeout=1800, retries=0, plan_task=PLAN)
     shift_read_traffic = ShiftReadTrafficOperator(
         task_id="shift_read_traffic", steps="{{ params.canary_steps }}",
@@ -95,7 +95,7 @@ with DAG(
     checkpoint_cutover = CheckpointOperator(task_id="checkpoint_cutover", phase="cutover",
                                             include=["preflight_cutover", "shift_read_traffic", "write_switch",
                                                      "attach_reverse"],
-                                            lock_state="cut-over", plan_task=PLAN)
+                                            lock_state=LockState.CUT_OVER, plan_task=PLAN)
     notify_cutover_complete = SnsPublishOperator(
         task_id="notify_cutover_complete",
         target_arn="{{ contract('notifications/migration-status-topic-arn') }}",

@@ -38,6 +38,7 @@ from paymigrate.airflow.operators import (
     ValidateOperator,
 )
 from paymigrate.airflow.sensors import ReplicationSensor
+from paymigrate.migration.lock import LockState
 
 with DAG(
     dag_id="payment_migration",
@@ -82,7 +83,7 @@ with DAG(
     decide = DecideOperator(task_id="decide", lag_threshold="{{ params.lag_threshold_seconds }}",
                             retries=0)
     checkpoint_validation = CheckpointOperator(task_id="checkpoint_validation", phase="validation",
-                                               include=["validate", "decide"], lock_state="cutover-ready")
+                                               include=["validate", "decide"], lock_state=LockState.CUTOVER_READY)
     notify_cutover_ready = SnsPublishOperator(
         task_id="notify_cutover_ready",
         target_arn="{{ contract('notifications/migration-status-topic-arn') }}",

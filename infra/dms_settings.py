@@ -8,33 +8,21 @@ row, and DMS validates every row it moved.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+from paymigrate import scope
 
-CONTROL_SCHEMA = "dms_control"
+CONTROL_SCHEMA = scope.DMS_CONTROL_SCHEMA
 
 
 def table_mappings(schema: str = "public") -> dict[str, Any]:
-    """Every table of ``schema``: tables are discovered, never listed in code.
+    """Every table of ``schema`` in the migration's scope: tables are discovered, never listed
+    in code. The local stand-ins' task has the same mappings (:mod:`paymigrate.scope`).
 
     >>> table_mappings()["rules"][0]["object-locator"]
     {'schema-name': 'public', 'table-name': '%'}
     """
-    if not _SCHEMA.match(schema):
-        raise ValueError(f"schema: {schema!r} is not a plain PostgreSQL identifier")
-    return {
-        "rules": [
-            {
-                "rule-type": "selection",
-                "rule-id": "1",
-                "rule-name": f"include-all-tables-of-{schema}",
-                "object-locator": {"schema-name": schema, "table-name": "%"},
-                "rule-action": "include",
-            }
-        ]
-    }
+    return scope.dms_table_mappings(schema)
 
 
 def task_settings(*, lob_max_size_kb: int = 32, validation_threads: int = 5) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from paymigrate.validation.metrics import NAMESPACE as VALIDATION_METRICS_NAMESPACE
+
 VERSION = "2012-10-17"
-VALIDATION_METRICS_NAMESPACE = "Migration/DataValidation"
 
 Doc = dict[str, Any]
 

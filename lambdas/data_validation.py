@@ -1,4 +1,4 @@
-"""Lambda handler of the data validation function; the work is paymigrate.validation.publish.
+"""Lambda handler of the data validation function; the work is the migration service's.
 
 Environment: ``PAYMIGRATE_ENV`` (the environment suffix). The event may carry ``tables``,
 ``schemas`` and ``max_keys``; the result's ``ok`` field is what the migration state machine's
@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import os
 
-from paymigrate import aws
-from paymigrate.validation import publish
+from paymigrate.migration.platform import ClientPlatform
+from paymigrate.migration.service import MigrationService
+from paymigrate.validation.publish import parse_event
 
 logging.getLogger().setLevel(logging.INFO)
 
 
 def handler(event, context):
-    return publish.run(env=os.environ["PAYMIGRATE_ENV"], ssm=aws.client("ssm"),
-                       secrets=aws.client("secretsmanager"), cloudwatch=aws.client("cloudwatch"),
-                       sns=aws.client("sns"), event=event)
+    options = parse_event(event)  # a bad event is refused before anything is read
+    return MigrationService(ClientPlatform(env=os.environ["PAYMIGRATE_ENV"])).run_validation(**options)

@@ -12,12 +12,14 @@ import pulumi
 import pulumi_aws as aws
 
 from paymigrate import names
+from paymigrate.validation import metrics
 
 REPLICATION_NAMESPACE = "Migration/Replication"
-VALIDATION_NAMESPACE = "Migration/DataValidation"
+VALIDATION_NAMESPACE = metrics.NAMESPACE
+VALIDATION_FUNCTION_ERRORS = "ValidationFunctionErrors"  # a log metric filter's, not a writer's
 
 
-def dashboard_body(*, region: str, source_cluster: str, target_cluster: str,
+def dashboard_body(*, env: str, region: str, source_cluster: str, target_cluster: str,
                    dms_instance: str, dms_task: str, validation_function: str,
                    api_name: str, api_stage: str, migration_machine_arn: str,
                    rollback_machine_arn: str) -> dict[str, Any]:
@@ -52,8 +54,14 @@ def dashboard_body(*, region: str, source_cluster: str, target_cluster: str,
             ["AWS/Lambda", "Duration", "FunctionName", validation_function,
              {"stat": "Maximum"}]], 0, 12, stat="Sum"),
         widget("Validation discrepancies and errors", [
-            [VALIDATION_NAMESPACE, "ValidationFunctionErrors"],
+            *metrics.dashboard_series(env, (metrics.Metric.MISMATCHES, metrics.Metric.MISMATCHED_TABLES,
+                                            metrics.Metric.ERRORS)),
+            [VALIDATION_NAMESPACE, VALIDATION_FUNCTION_ERRORS],
             [REPLICATION_NAMESPACE, "DmsTaskErrors"]], 12, 12, stat="Sum"),
+        widget("Validation rows checked and time (s)", [
+            *metrics.dashboard_series(env, (metrics.Metric.ROWS_CHECKED,)),
+            *[[*row, {"yAxis": "right"}] for row in metrics.dashboard_series(
+                env, (metrics.Metric.DURATION,))]], 0, 30, stat="Maximum"),
         widget("API requests and errors", [
             ["AWS/ApiGateway", "Count", "ApiName", api_name, "Stage", api_stage],
             ["AWS/ApiGateway", "4XXError", "ApiName", api_name, "Stage", api_stage],
@@ -108,7 +116,7 @@ class Monitoring(pulumi.ComponentResource):
                 a.validation_function_name, a.api_name, a.api_stage, a.migration_machine_arn,
                 a.rollback_machine_arn,
             ).apply(lambda v: json.dumps(dashboard_body(
-                region=a.region, source_cluster=v[0], target_cluster=v[1], dms_instance=v[2],
+                env=env, region=a.region, source_cluster=v[0], target_cluster=v[1], dms_instance=v[2],
                 dms_task=v[3], validation_function=v[4], api_name=v[5], api_stage=v[6],
                 migration_machine_arn=v[7], rollback_machine_arn=v[8]))),
             opts=child)
@@ -157,7 +165,7 @@ class Monitoring(pulumi.ComponentResource):
              # DMS task log lines carry their severity as "]E:" (error) or "]F:" (fatal).
              '?"]E:" ?"]F:"'),
             ("validation-function-errors", a.validation_log_group, VALIDATION_NAMESPACE,
-             "ValidationFunctionErrors", '{ $.level = "ERROR" }'),
+             VALIDATION_FUNCTION_ERRORS, '{ $.level = "ERROR" }'),
         ):
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-{role}-filter", name=names.resource_name(role, env),

@@ -3,10 +3,10 @@
 Layout under ``{env}/``:
 
 - ``active.json``: the lock. Which DAG run drives the migration now, the migration's id (the
-  first run's id, kept across resumed runs) and its state (``running``, ``failed``,
-  ``cutover-ready``, ``cut-over``, ``rolled-back``). A second run is refused while another
-  run holds it ``running``; a run that failed leaves it ``failed``, and the next run takes over
-  and resumes from the checkpoints.
+  first run's id, kept across resumed runs) and its state (a
+  :class:`~paymigrate.migration.lock.LockState`; every move is checked against the allowed
+  ones there). A second run is refused while another run holds it ``running``; a run that
+  failed leaves it ``failed``, and the next run takes over and resumes from the checkpoints.
 - ``{migration_id}/{phase}.json``: one document per phase (phase, engine, positions, validation
   summary, timestamps, run id). Versioning keeps every write.
 
@@ -25,16 +25,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from paymigrate.errors import PaymigrateError
+from paymigrate.errors import PaymigrateError, Refused
+from paymigrate.migration.lock import LockState, check_move
+from paymigrate.migration.lock import state as lock_state
 
 log = logging.getLogger(__name__)
 
-ACTIVE = "running"
-STATES = ("running", "failed", "cutover-ready", "cutting-over", "cut-over", "rolled-back")
 _SECRETISH = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
 
 
-class MigrationActive(PaymigrateError):
+class MigrationActive(Refused):
     """Another run drives the migration; names it."""
 
 
@@ -47,12 +47,11 @@ class Lock:
     migration_id: str
     run_id: str
     dag_id: str
-    state: str
+    state: LockState
     updated: str
 
     def __post_init__(self) -> None:
-        if self.state not in STATES:
-            raise ValueError(f"lock state {self.state!r} is not one of {', '.join(STATES)}")
+        object.__setattr__(self, "state", lock_state(self.state))
 
 
 def _check_no_secrets(doc: Any, where: str = "") -> None:
@@ -105,14 +104,16 @@ class CheckpointStore:
         failing cleanly (a killed worker), after checking in the UI that it is gone.
         """
         current = self.lock()
-        if current and current.run_id != run_id and current.state == ACTIVE and not takeover:
+        if current and current.run_id != run_id and current.state is LockState.RUNNING and not takeover:
             raise MigrationActive(
                 f"migration {current.migration_id} is driven by {current.dag_id} run {current.run_id} "
                 f"(since {current.updated}); wait for it, or fail it, or trigger with takeover=true "
                 "once you are sure it is gone")
-        resumable = current and current.state in (ACTIVE, "failed")
+        check_move(current.state if current else None, LockState.RUNNING)
+        resumable = current and current.state in (LockState.RUNNING, LockState.FAILED)
         migration_id = current.migration_id if resumable else run_id
-        new = Lock(migration_id=migration_id, run_id=run_id, dag_id=dag_id, state=ACTIVE, updated=now())
+        new = Lock(migration_id=migration_id, run_id=run_id, dag_id=dag_id, state=LockState.RUNNING,
+                   updated=now())
         self._put(self._key("active.json"), asdict(new))
         if resumable and current.run_id != run_id:
             log.info("run %s takes over migration %s from run %s (%s)", run_id, migration_id,
@@ -123,11 +124,14 @@ class CheckpointStore:
         """Forget the migration (a demo starting over); versioning keeps the old lock."""
         self.s3.delete_object(Bucket=self.bucket, Key=self._key("active.json"))
 
-    def set_state(self, state: str, *, run_id: str | None = None) -> Lock:
+    def set_state(self, state: LockState | str, *, run_id: str | None = None) -> Lock:
+        """Move the lock to ``state``; :class:`~paymigrate.migration.lock.IllegalTransition`
+        if that move is not allowed from where it is."""
         current = self.lock()
         if current is None:
             raise PaymigrateError("no migration lock to update: was the migration ever started?")
-        new = Lock(**{**asdict(current), "state": state, "updated": now(),
+        wanted = check_move(current.state, lock_state(state))
+        new = Lock(**{**asdict(current), "state": wanted, "updated": now(),
                       **({"run_id": run_id} if run_id else {})})
         self._put(self._key("active.json"), asdict(new))
         return new

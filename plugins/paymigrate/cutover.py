@@ -364,12 +364,40 @@ def _lag(sw: Switch, direction: str) -> str:
 
 
 def _repoint(sw: Switch, writer: Endpoint) -> None:
-    write_route(sw.routes_file, sw.route_to(writer))
-    sw.router.reload()
-    host, port = sw.router.route(sw.database)
+    repoint(sw.router, sw.routes_file, sw.database, writer)
+
+
+def repoint(router: RouterAdmin, routes_file: Path, database: str, writer: Endpoint) -> None:
+    """Write ``database``'s route to ``writer``, RELOAD, and check the router took it. Clients
+    must be held (PAUSE) meanwhile, or one could see the switch mid-transaction."""
+    write_route(routes_file, Route(database, writer.host, writer.port, writer.dbname))
+    router.reload()
+    _check_route(router, database, writer, when=" after RELOAD")
+
+
+def _check_route(router: RouterAdmin, database: str, writer: Endpoint, *, when: str = "") -> None:
+    host, port = router.route(database)
     if (host, port) != (writer.host, writer.port):
-        raise PaymigrateError(f"router still sends {sw.database} to {host}:{port} after RELOAD, "
+        raise PaymigrateError(f"router still sends {database} to {host}:{port}{when}, "
                               f"not {writer.host}:{writer.port}")
+
+
+def route_writes_to(router: RouterAdmin, routes_file: Path, database: str, writer: Endpoint, *,
+                    pause_timeout: float = 30.0) -> bool:
+    """Outside a switch (a rollback's last word on routing): make every client of ``database``
+    reach ``writer``. Only a switch that failed half-way leaves the route elsewhere; then clients
+    are held (PAUSE) while it is repointed. Returns whether the route moved; raises if the router
+    does not send ``database`` to ``writer`` in the end."""
+    if read_routes(routes_file).get(database) == Route(database, writer.host, writer.port,
+                                                         writer.dbname):
+        _check_route(router, database, writer)
+        return False
+    router.pause(database, timeout=pause_timeout)
+    try:
+        repoint(router, routes_file, database, writer)
+    finally:
+        router.resume(database)
+    return True
 
 
 def _abort(sw: Switch, result: SwitchResult, *, paused: bool, repointed: bool, writer: Endpoint,

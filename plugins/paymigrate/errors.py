@@ -41,3 +41,8 @@ class ValidationError(PaymigrateError):
 class FreezeError(PaymigrateError):
     """A database could not be made read-only for everyone but the migration role (a session
     that was told to end is still there and may still write)."""
+
+
+class Refused(PaymigrateError):
+    """A step of the migration refuses to go on (a check failed, a gate is closed, the lock is
+    elsewhere): trying again unchanged cannot help, so callers fail at once rather than retry."""

@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from paymigrate.replication import dms_status
+from paymigrate.replication.dms_status import DmsStatus
+
 MIGRATION_STATES = (
     "preflight",
     "checkpoint_preparation",
@@ -85,12 +88,12 @@ MIRRORS_DAG_TASK: dict[str, dict[str, bool]] = {
 # The validation Lambda returns a JSON object; ``decide`` proceeds only when this field is true.
 VALIDATION_OK_FIELD = "ok"
 
-# DMS task statuses (DescribeReplicationTasks). A task in any other status (creating, modifying,
-# deleting, failed, moving...) cannot be started safely and preflight refuses it.
-_STARTABLE_FRESH = ("ready",)
-_RESUMABLE = ("stopped",)
-_ALREADY_RUNNING = ("running", "starting")
-_BROKEN = ("failed", "deleting", "failed-move", "stopped", "stopping")
+# DMS task statuses, as the engine reads them too. A task in any other status (creating,
+# modifying, deleting, failed, moving...) cannot be started safely and preflight refuses it.
+_STARTABLE_FRESH = dms_status.ordered(dms_status.STARTABLE_FRESH)
+_RESUMABLE = dms_status.ordered(dms_status.RESUMABLE)
+_ALREADY_RUNNING = dms_status.ordered(dms_status.WORKING)
+_BROKEN = dms_status.ordered(dms_status.BROKEN_WHILE_STARTING)
 
 _FULL_LOAD = "$.replication.task.ReplicationTaskStats.FullLoadProgressPercent"
 _SNS_PUBLISH = "arn:aws:states:::sns:publish"
@@ -300,7 +303,7 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
             describe="describe_replication_running", check="replication_running_check",
             count="count_running_polls", service=sdk_service, task_arn=dms_task_arn,
             done={"And": [
-                {"Variable": "$.replication.task.Status", "StringEquals": "running"},
+                {"Variable": "$.replication.task.Status", "StringEquals": DmsStatus.RUNNING.value},
                 {"Variable": _FULL_LOAD, "IsPresent": True},
                 {"Variable": _FULL_LOAD, "NumericGreaterThanEquals": 100},
             ]},
@@ -384,10 +387,10 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
         "replication_stop_needed": {
             "Type": "Choice",
             "Choices": [
-                {"Or": _status_in(("running", "starting")), "Next": "stop_replication"},
-                {"Variable": "$.replication.task.Status", "StringEquals": "stopping",
+                {"Or": _status_in(_ALREADY_RUNNING), "Next": "stop_replication"},
+                {"Variable": "$.replication.task.Status", "StringEquals": DmsStatus.STOPPING.value,
                  "Next": "init_stopped_polls"},
-                {"Or": _status_in(("stopped", "ready", "failed")),
+                {"Or": _status_in(dms_status.ordered(dms_status.STOPPED | dms_status.FAILED)),
                  "Next": "record_stopped_state"},
             ],
             "Default": "task_not_stoppable",
@@ -406,9 +409,10 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
             gave_up="replication_not_stopped", record="record_stopped_state",
             describe="describe_replication_stopped", check="replication_stopped_check",
             count="count_stopped_polls", service=sdk_service, task_arn=dms_task_arn,
-            done={"Or": _status_in(("stopped", "ready"))},
+            done={"Or": _status_in(dms_status.ordered(dms_status.STOPPED))},
             done_next="notify_rollback_complete", failure=fail, poll_seconds=poll_seconds,
-            max_polls=max_polls, failed_statuses=("failed", "deleting"),
+            max_polls=max_polls,
+            failed_statuses=dms_status.ordered(dms_status.BROKEN_WHILE_STOPPING),
         ),
         "notify_rollback_complete": _notify(
             status_topic_arn, "Rollback complete",

@@ -84,8 +84,9 @@ def test_publish_metrics_and_alert_with_keys_only(stack, databases, aws_objects)
     assert "tok-secret" not in text and password not in text
     metrics = aws.client("cloudwatch").list_metrics(Namespace=publish.NAMESPACE)["Metrics"]
     seen = {(m["MetricName"], tuple(d["Value"] for d in m.get("Dimensions", []))) for m in metrics}
-    assert {("Mismatches", ()), ("RowsChecked", ()), ("DurationSeconds", ()),
-            ("Mismatches", ("public.cards",))} <= seen
+    env = (stack.env,)
+    assert {("Mismatches", env), ("RowsChecked", env), ("DurationSeconds", env),
+            ("MismatchedTables", env), ("Mismatches", (stack.env, "public.cards"))} <= seen
 
 
 def test_handler_reports_an_error_as_not_ok_and_alerts(stack, aws_objects, monkeypatch):

@@ -20,9 +20,11 @@ from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHoo
 from airflow.providers.amazon.aws.hooks.sns import SnsHook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 
-from paymigrate import contract, names
+from paymigrate import contract
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
+from paymigrate.migration.platform import check_side, contract_engine
+from paymigrate.router import RouterAdmin
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ def current_env() -> str:
 
 
 class MigrationHook:
+    """The migration service's :class:`~paymigrate.migration.platform.Platform` in Airflow."""
+
     def __init__(self, *, aws_conn_id: str = AWS_CONN_ID, env: str | None = None):
         self.aws_conn_id = aws_conn_id
         self.env = env or current_env()
@@ -49,28 +53,27 @@ class MigrationHook:
 
     def endpoint(self, side: str) -> Endpoint:
         """``source`` or ``target`` credentials from Secrets Manager (never logged: see Endpoint)."""
-        if side not in ("source", "target"):
-            raise ValueError(f"side {side!r} is not source or target")
         hook = SecretsManagerHook(aws_conn_id=self.aws_conn_id)
-        credentials = hook.get_secret_as_dict(self.config[f"database/{side}-secret-arn"])
+        credentials = hook.get_secret_as_dict(self.config[f"database/{check_side(side)}-secret-arn"])
         return Endpoint.from_secret(credentials, dbname=self.config["database/name"])
 
     def engine(self, *, name: str | None = None, tables: list[str] | None = None,
                exclude: list[str] | None = None) -> Any:
         """The replication engine the contract (or the run's Param) names."""
-        from paymigrate.replication import engine_for
+        return contract_engine(self.config, self.env, name=name, source=self.endpoint("source"),
+                               target=self.endpoint("target"), tables=tables, exclude=exclude,
+                               dms_client=lambda: DmsHook(aws_conn_id=self.aws_conn_id).conn,
+                               cloudwatch_client=self.cloudwatch)
 
-        name = name or self.config["workflow/replication-engine"]
-        source, target = self.endpoint("source"), self.endpoint("target")
-        if name == "dms":
-            return engine_for(
-                "dms", task_arn=self.config["replication/dms-task-arn"],
-                dms_client=DmsHook(aws_conn_id=self.aws_conn_id).conn,
-                cloudwatch_client=AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn,
-                source=source, target=target)
-        return engine_for(name, source=source, target=target, name=names.replication_name(self.env),
-                          tables=tables or None, exclude=exclude or None,
-                          initial_copy=self.config["replication/initial-copy"])
+    def router_admin(self) -> RouterAdmin:
+        """PgBouncer's admin console, from the secret the contract names."""
+        credentials = SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_secret_as_dict(
+            self.config["router/admin-secret-arn"])
+        return RouterAdmin(Endpoint.from_secret(credentials, dbname="pgbouncer"))
+
+    def cloudwatch(self) -> Any:
+        # The provider has no CloudWatch metrics hook: the base hook's client.
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn
 
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(s3=S3Hook(aws_conn_id=self.aws_conn_id).conn,

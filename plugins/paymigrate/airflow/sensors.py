@@ -18,6 +18,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import PREFLIGHT, summary
+from paymigrate.migration.plan import lag_threshold
 
 CONDITIONS = ("full_load_done", "stopped", "lag_below")
 
@@ -91,9 +92,10 @@ class ReplicationSensor(BaseSensorOperator):
     def _kwargs(self, context: Context) -> dict[str, Any]:
         plan = context["ti"].xcom_pull(task_ids=self.plan_task) or {}
         hook = MigrationHook(aws_conn_id=self.aws_conn_id)
+        threshold = lag_threshold(self.lag_threshold, hook.config) if self.condition == "lag_below" else None
         return {"condition": self.condition, "engine": plan.get("engine"), "tables": plan.get("tables"),
                 "exclude": plan.get("exclude"), "aws_conn_id": self.aws_conn_id, "env": hook.env,
-                "lag_threshold": float(self.lag_threshold) if self.lag_threshold is not None else None}
+                "lag_threshold": threshold}
 
     def poke(self, context: Context) -> bool:
         ok, seen = check(**self._kwargs(context))

@@ -17,17 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from paymigrate import contract, names, statemachines
+from paymigrate import contract, names, scope, statemachines
 
 if TYPE_CHECKING:
     from paymigrate.local.stack import LocalStack
 
 log = logging.getLogger(__name__)
-
-# Every table of the public schema, as infra's task has it.
-TABLE_MAPPINGS = {"rules": [{"rule-type": "selection", "rule-id": "1", "rule-name": "public-tables",
-                             "object-locator": {"schema-name": "public", "table-name": "%"},
-                             "rule-action": "include"}]}
 
 ACCOUNT_ROLE_POLICY = json.dumps({
     "Version": "2012-10-17",
@@ -231,7 +226,7 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
         task = dms.create_replication_task(
             ReplicationTaskIdentifier=task_id, SourceEndpointArn=endpoints["source"],
             TargetEndpointArn=endpoints["target"], ReplicationInstanceArn=instance,
-            MigrationType="full-load-and-cdc", TableMappings=json.dumps(TABLE_MAPPINGS),
+            MigrationType="full-load-and-cdc", TableMappings=json.dumps(scope.dms_table_mappings()),
         )["ReplicationTask"]["ReplicationTaskArn"]
         created.append(f"dms task {task_id}")
     return {"instance": instance, "task": task, **endpoints}

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
+from paymigrate.replication import dms_status
 from paymigrate.replication import preflight as pf
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
@@ -37,12 +38,8 @@ from paymigrate.replication.base import (
 
 log = logging.getLogger(__name__)
 
-RUNNING = {"running", "starting", "resuming"}  # DMS is working on it: start does nothing
-BUSY = {"stopping", "modifying", "deleting", "moving", "testing"}
-STATE = {"running": "streaming", "starting": "starting", "resuming": "starting",
-         "stopping": "stopped", "stopped": "stopped", "ready": "stopped", "creating": "stopped",
-         "modifying": "stopped", "moving": "stopped", "testing": "stopped", "failed": "failed",
-         "failed-move": "failed", "deleting": "stopped"}
+# The status words and what they mean are defined once, beside the state machines' use of them.
+RUNNING, BUSY, STATE = dms_status.WORKING, dms_status.BUSY, dms_status.ENGINE_STATE
 LATENCY_WINDOW = dt.timedelta(minutes=10)
 
 
@@ -148,7 +145,7 @@ class DmsEngine:
             problems.append(Problem(None, f"DMS task {task['ReplicationTaskIdentifier']} is "
                                           f"{task.get('MigrationType')}: changes made after the "
                                           "load would not be carried (needs full-load-and-cdc)"))
-        if task.get("Status") in {"failed", "failed-move"}:
+        if task.get("Status") in dms_status.FAILED:
             problems.append(Problem(None, f"DMS task {task['ReplicationTaskIdentifier']} is "
                                           f"{task['Status']}: {task.get('LastFailureMessage', '')}"))
         if self.source is not None:

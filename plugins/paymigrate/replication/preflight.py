@@ -8,19 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paymigrate import scope
 from paymigrate.replication.base import Problem
-
-SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
-
-# Ordinary tables (leaf partitions included) of user schemas, without extension members.
-_TABLES = f"""
-SELECT c.oid, format('%%I.%%I', n.nspname, c.relname)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN {SYSTEM_SCHEMAS} AND n.nspname NOT LIKE 'pg\\_%%'
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-ORDER BY 2
-"""
 
 _TABLE_FACTS = """
 SELECT format('%%I.%%I', n.nspname, c.relname),
@@ -149,27 +138,10 @@ def evaluate(facts: Facts, *, replica_identity_full: bool = False,
 
 
 def scope_oids(cur, *, tables: list[str] | None, exclude: list[str] | None) -> tuple[list[int], list[str]]:
-    """Oids of the tables to replicate on the source, and the names given that were not found."""
-    unknown: list[str] = []
-
-    def resolve(names: list[str]) -> list[int]:
-        oids = []
-        for name in names:
-            cur.execute("SELECT to_regclass(%s)::oid", (name,))
-            oid = cur.fetchone()[0]
-            if oid is None:
-                unknown.append(name)
-            else:
-                oids.append(oid)
-        return oids
-
-    if tables:
-        chosen = resolve(tables)
-    else:
-        cur.execute(_TABLES, ())
-        chosen = [r[0] for r in cur.fetchall()]
-    dropped = set(resolve(exclude or []))
-    return [o for o in chosen if o not in dropped], unknown
+    """Oids of the tables to replicate on the source (the scope's leaves: what holds rows), and
+    the names given that were not found."""
+    found = scope.read(cur, tables=tables, exclude=exclude)
+    return found.leaf_oids, list(found.unknown)
 
 
 def table_names(cur, oids: list[int]) -> list[str]:
@@ -222,11 +194,9 @@ def gather(scur, tcur, *, oids: list[int], unknown: list[str], slot: str,
 
 
 def tables_with_rows(cur) -> list[str]:
-    """User tables of the connected database holding at least one row (one probe per table)."""
-    cur.execute(_TABLES, ())
-    names = [r[1] for r in cur.fetchall()]
+    """Tables in scope on the connected database holding at least one row (one probe each)."""
     found = []
-    for name in names:
+    for name in scope.read(cur).leaf_names():
         cur.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")  # name is format('%I.%I')
         if cur.fetchone()[0]:
             found.append(name)

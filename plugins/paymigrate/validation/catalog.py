@@ -1,8 +1,7 @@
 """Tables, columns and row keys, read from the catalog; and the check that both sides agree.
 
-Nothing is listed in code: every ordinary or partitioned table outside the system schemas is
-compared, except replication internals (DMS control tables, pglogical) and tables owned by an
-extension (the extension creates them on each side). Partitions are compared through their parent.
+Nothing is listed in code: the tables compared are the migration's scope
+(:mod:`paymigrate.scope`) as the application sees them, partitions through their parent.
 
 A table's key is what identifies a row for good: its primary key, else its replica identity
 index, else a unique index on NOT NULL columns (fewest columns first). Each of these admits one
@@ -12,29 +11,13 @@ Only a table with none of them is a multiset of rows.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from paymigrate import scope
 from paymigrate.errors import ValidationError
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
-
-# Schemas and table names that belong to a replication engine, not to the application.
-INTERNAL_SCHEMAS = ("pg_catalog", "information_schema", "pglogical", "awsdms_control")
-_INTERNAL_TABLE = re.compile(r"^awsdms_")
-
-_TABLES_SQL = """
-SELECT n.nspname, c.relname, c.oid
-  FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relpersistence <> 't'
-   AND n.nspname <> ALL (%(internal)s) AND n.nspname NOT LIKE 'pg\\_%%'
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.objid = c.oid AND d.deptype = 'e')
- ORDER BY 1, 2
-"""
 
 _COLUMNS_SQL = """
 SELECT a.attrelid, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
@@ -122,9 +105,8 @@ class Table:
 
 def discover(cur, *, schemas: Sequence[str] | None = None) -> dict[str, Table]:
     """Every comparable table visible to ``cur``, by ``schema.name``."""
-    cur.execute(_TABLES_SQL, {"internal": list(INTERNAL_SCHEMAS)})
-    found = [(s, n, oid) for s, n, oid in cur.fetchall()
-             if not _INTERNAL_TABLE.match(n) and (not schemas or s in schemas)]
+    found = [(t.schema, t.name, t.oid) for t in scope.read(cur).parents
+             if not schemas or t.schema in schemas]
     if not found:
         return {}
     oids = [oid for _, _, oid in found]

@@ -1,31 +1,29 @@
-"""Validation as the Lambda (and the scheduled DAG) runs it: contract in, metrics and alert out.
+"""The validation Lambda's event and result: contract in, metrics and alert out.
 
-Reads the endpoints' secrets named by the contract, runs :func:`validate`, publishes metrics to
-CloudWatch (``Migration/DataValidation``: overall and per table) and, on a discrepancy or an
-error, a message with keys only (capped) to the validation-alerts topic. Returns a small
-JSON-ready result whose ``ok`` field the migration state machine's ``decide`` reads.
-Clients are passed in, so this is tested against moto and runs unchanged in AWS.
+:func:`run` hands the work to the migration service's ``run_validation`` on plain boto3
+clients: it reads the endpoints' secrets named by the contract, validates, publishes metrics
+(:mod:`paymigrate.validation.metrics`, overall and per table) and, on a discrepancy or an error,
+a message with keys only (capped) to the validation-alerts topic. The result is small and
+JSON-ready; its ``ok`` field is what the migration state machine's ``decide`` reads. Clients
+are passed in, so this is tested against moto and runs unchanged in AWS.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from paymigrate import contract
-from paymigrate.db import Endpoint
 from paymigrate.errors import ValidationError
 from paymigrate.statemachines import VALIDATION_OK_FIELD
+from paymigrate.validation import metrics
 from paymigrate.validation.engine import validate
 from paymigrate.validation.report import MATCH, Report
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "Migration/DataValidation"
+NAMESPACE = metrics.NAMESPACE
 ALERT_KEYS = 20  # keys per kind and table in an alert or a Lambda result: enough to start from
-_METRICS_PER_CALL = 20
 
 
 def parse_event(event: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -46,41 +44,18 @@ def parse_event(event: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def endpoints(*, ssm: Any, secrets: Any, env: str, dbname: str | None = None
-              ) -> tuple[Endpoint, Endpoint, contract.Config]:
-    """Source and target endpoints from the secrets the contract names."""
-    cfg = contract.read(ssm, env)
-    db = dbname or cfg["database/name"]
-    eps = []
-    for key in ("database/source-secret-arn", "database/target-secret-arn"):
-        secret = secrets.get_secret_value(SecretId=cfg[key])["SecretString"]
-        eps.append(Endpoint.from_secret(secret, dbname=db))
-    return eps[0], eps[1], cfg
-
-
 def run(*, env: str, ssm: Any, secrets: Any, cloudwatch: Any, sns: Any,
         event: Mapping[str, Any] | None = None, dbname: str | None = None,
         validate_fn: Callable[..., Report] = validate) -> dict[str, Any]:
-    """Validate, publish metrics, alert on discrepancy or error; return the Lambda's result."""
+    """Validate, publish metrics, alert on discrepancy or error; return the Lambda's result.
+    The work is the migration service's :meth:`~MigrationService.run_validation`."""
+    from paymigrate.migration.platform import ClientPlatform
+    from paymigrate.migration.service import MigrationService
+
     options = parse_event(event)
-    source, target, cfg = endpoints(ssm=ssm, secrets=secrets, env=env, dbname=dbname)
-    topic = cfg["notifications/validation-alerts-topic-arn"]
-    try:
-        report = validate_fn(source=source, target=target, **options)
-    except ValidationError as exc:
-        log.error("validation could not run: %s", exc)
-        _put(cloudwatch, [_metric("ValidationErrors", 1, "Count")])
-        _alert(sns, topic, f"paymigrate {env}: validation could not run",
-               {"env": env, "status": "error", "error": str(exc)})
-        return {VALIDATION_OK_FIELD: False, "status": "error", "error": str(exc), "mismatches": None}
-    _put(cloudwatch, _metrics(report))
-    result = summary(report, keys=min(ALERT_KEYS, report.max_keys))
-    if report.status != MATCH:
-        log.warning("validation found %d differing rows in %s", report.mismatches,
-                    ", ".join(report.mismatched_tables))
-        _alert(sns, topic, f"paymigrate {env}: {report.mismatches} rows differ between source "
-                           "and target", {"env": env, **result})
-    return result
+    platform = ClientPlatform(env=env, dbname=dbname, clients={
+        "ssm": ssm, "secretsmanager": secrets, "cloudwatch": cloudwatch, "sns": sns})
+    return MigrationService(platform).run_validation(**options, validate_fn=validate_fn)
 
 
 def summary(report: Report, *, keys: int) -> dict[str, Any]:
@@ -98,29 +73,6 @@ def summary(report: Report, *, keys: int) -> dict[str, Any]:
             "tables": tables}
 
 
-def _metric(name: str, value: float, unit: str, table: str | None = None) -> dict[str, Any]:
-    m: dict[str, Any] = {"MetricName": name, "Value": float(value), "Unit": unit}
-    if table is not None:
-        m["Dimensions"] = [{"Name": "Table", "Value": table}]
-    return m
-
-
-def _metrics(report: Report) -> list[dict[str, Any]]:
-    out = [_metric("RowsChecked", report.rows_checked, "Count"),
-           _metric("Mismatches", report.mismatches, "Count"),
-           _metric("MismatchedTables", len(report.mismatched_tables), "Count"),
-           _metric("DurationSeconds", report.seconds, "Seconds")]
-    for t in report.tables:
-        out.append(_metric("RowsChecked", t.source_rows + t.target_rows, "Count", t.table))
-        out.append(_metric("Mismatches", t.differences, "Count", t.table))
-        out.append(_metric("DurationSeconds", t.seconds, "Seconds", t.table))
-    return out
-
-
-def _put(cloudwatch: Any, metrics: list[dict[str, Any]]) -> None:
-    for i in range(0, len(metrics), _METRICS_PER_CALL):
-        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=metrics[i:i + _METRICS_PER_CALL])
-
-
-def _alert(sns: Any, topic: str, subject: str, body: dict[str, Any]) -> None:
-    sns.publish(TopicArn=topic, Subject=subject[:100], Message=json.dumps(body, indent=2))
+def figures(report: Report) -> list[metrics.TableFigures]:
+    return [metrics.TableFigures(t.table, t.source_rows + t.target_rows, t.differences, t.seconds)
+            for t in report.tables]

@@ -10,6 +10,7 @@ import pytest
 from pulumi_harness import ACCOUNT, API_TOKEN, base_config, run_program
 
 from paymigrate import contract, statemachines
+from paymigrate.validation import metrics
 
 ENV = "dev"
 
@@ -367,6 +368,20 @@ def test_topics_and_monitoring_route_to_the_right_topics(stack):
     (dashboard,) = mocks.of("aws:cloudwatch/dashboard:Dashboard")
     assert len(json.loads(dashboard.inputs["dashboardBody"])["widgets"]) >= 8
     assert len(mocks.of("aws:cloudwatch/logMetricFilter:LogMetricFilter")) == 2
+
+
+def test_dashboard_charts_the_validation_metrics_the_writers_publish(stack):
+    """The Lambda and the scheduled DAG write :mod:`paymigrate.validation.metrics`'s schema;
+    the dashboard must chart those exact names and dimensions, or its graphs stay empty."""
+    mocks, _ = stack
+    (dashboard,) = mocks.of("aws:cloudwatch/dashboard:Dashboard")
+    charted = {tuple(x for x in row if not isinstance(x, dict))
+               for w in json.loads(dashboard.inputs["dashboardBody"])["widgets"]
+               for row in w["properties"]["metrics"] if row[0] == metrics.NAMESPACE}
+    written = {(metrics.NAMESPACE, d["MetricName"], *(v for dim in d["Dimensions"]
+                                                      for v in (dim["Name"], dim["Value"])))
+               for d in metrics.run_data(ENV, []) + metrics.error_data(ENV)}
+    assert written <= charted, written - charted
 
 
 def test_ephemeral_stack_drops_protection_and_per_az_nat_is_configurable():

@@ -1,0 +1,247 @@
+"""Each operator against a fake of our migration service: it calls the right method with the
+right arguments (checked against the real method's signature), returns what the service gave,
+pushes what it must, and turns the service's refusals into a failure without retries."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from paymigrate.airflow import operators as ops
+from paymigrate.cutover import CutoverAborted, SwitchResult
+from paymigrate.errors import Refused
+from paymigrate.migration.lock import LockState
+from paymigrate.migration.service import MigrationService, NewWriterMismatch
+
+PLAN = {"migration_id": "m1", "engine": "postgres-logical", "tables": [], "exclude": []}
+
+
+class FakeService:
+    """Records each call; answers from ``returns``, or raises from ``raises``. Only methods
+    :class:`MigrationService` has, with arguments its signature accepts."""
+
+    def __init__(self, returns: dict[str, Any] | None = None, raises: dict[str, Exception] | None = None):
+        self.returns, self.raises = returns or {}, raises or {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(MigrationService, name)  # AttributeError for a method the service lacks
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            bound = inspect.signature(real).bind(self, *args, **kwargs)
+            self.calls.append((name, {k: v for k, v in bound.arguments.items() if k != "self"}))
+            if name in self.raises:
+                raise self.raises[name]
+            return self.returns.get(name)
+        return call
+
+
+class Ti:
+    """The task instance a context carries: XCom in a dict, pushes recorded."""
+
+    def __init__(self, xcom: dict[str, Any] | None = None):
+        self.xcom, self.pushed = xcom or {}, {}
+        self.dag_id, self.run_id, self.log_url = "dag", "run-1", "http://airflow/log"
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        return self.xcom.get(task_ids)
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+    def get_task_states(self, dag_id: str, run_ids: list[str]) -> dict[str, dict[str, str]]:
+        return {self.run_id: {"validate": "failed", "preflight": "success"}}
+
+
+@pytest.fixture
+def service(monkeypatch):
+    fake = FakeService()
+    monkeypatch.setattr(ops.MigrationOperator, "service", lambda self: fake)
+    return fake
+
+
+def _run(op, xcom: dict[str, Any] | None = None) -> tuple[Any, Ti]:
+    ti = Ti({"preflight": PLAN, **(xcom or {})})
+    return op.execute({"ti": ti, "run_id": "run-1"}), ti
+
+
+def test_preflight_passes_the_params_and_returns_the_plan(service):
+    service.returns["preflight"] = PLAN
+    op = ops.PreflightOperator(task_id="preflight", engine_name="dms", tables=["public.a"],
+                               exclude=None, dry_run=False, takeover=True)
+    assert _run(op)[0] == PLAN
+    assert service.calls == [("preflight", {"engine": "dms", "tables": ["public.a"], "exclude": [],
+                                            "dry_run": False, "takeover": True, "run_id": "run-1",
+                                            "dag_id": op.dag_id})]
+
+
+def test_preflight_skips_after_a_dry_run_and_fails_a_refusal_without_retry(service):
+    op = ops.PreflightOperator(task_id="preflight", engine_name="dms", dry_run=True)
+    with pytest.raises(AirflowSkipException, match="dry run"):
+        _run(op)
+    service.raises["preflight"] = Refused("preflight refused 1 problem(s): public.x: no key")
+    with pytest.raises(AirflowFailException, match="public.x: no key"):
+        _run(op)
+
+
+def test_checkpoint_saves_the_included_results_and_moves_the_lock(service):
+    service.returns["checkpoint"] = "s3://b/k"
+    op = ops.CheckpointOperator(task_id="checkpoint_validation", phase="validation",
+                                include=["validate", "decide"], lock_state=LockState.CUTOVER_READY)
+    result, _ = _run(op, {"validate": {"status": "match"}, "decide": {"lag": 0}})
+    assert result == "s3://b/k"
+    assert service.calls == [("checkpoint", {
+        "plan": PLAN, "phase": "validation", "results": {"validate": {"status": "match"}, "decide": {"lag": 0}},
+        "run_id": "run-1", "lock_state": LockState.CUTOVER_READY})]
+
+
+def test_an_operator_without_its_plan_fails_naming_the_plan_task(service):
+    op = ops.StartReplicationOperator(task_id="start_replication", plan_task="save_rollback_state")
+    with pytest.raises(AirflowFailException, match="no plan from the save_rollback_state task"):
+        op.execute({"ti": Ti(), "run_id": "run-1"})
+    assert service.calls == []
+
+
+@pytest.mark.parametrize(("operator", "method", "extra"), [
+    (ops.StartReplicationOperator, "start_replication", {}),
+    (ops.StopReplicationOperator, "stop_replication", {}),
+    (ops.ValidateOperator, "validate", {"max_keys": 7}),
+])
+def test_replication_and_validation_steps_act_on_the_plan(service, operator, method, extra):
+    service.returns[method] = {"status": "match", "tables": []}
+    op = operator(task_id=method, **({"max_keys": "7"} if extra else {}))
+    assert _run(op)[0] == {"status": "match", "tables": []}
+    assert service.calls == [(method, {"plan": PLAN, **extra})]
+
+
+def test_decide_passes_the_validation_report_and_the_threshold_and_fails_a_refusal(service):
+    service.returns["decide"] = {"validation": "match"}
+    op = ops.DecideOperator(task_id="decide", lag_threshold="2.5")
+    report = {"status": "match", "tables": []}
+    assert _run(op, {"validate": report})[0] == {"validation": "match"}
+    assert service.calls == [("decide", {"plan": PLAN, "report": report, "lag_threshold": "2.5"})]
+    service.raises["decide"] = Refused("replication lag 9.0s is above the threshold 2.5s")
+    with pytest.raises(AirflowFailException, match="above the threshold 2.5s"):
+        _run(op, {"validate": report})
+
+
+def test_save_rollback_state_returns_the_saved_plan(service):
+    service.returns["save_rollback_state"] = {**PLAN, "saved": "s3://rb/k"}
+    assert _run(ops.SaveRollbackStateOperator(task_id="save_rollback_state"))[0]["saved"] == "s3://rb/k"
+    assert service.calls == [("save_rollback_state", {"run_id": "run-1"})]
+
+
+def test_notify_failure_names_the_failed_tasks_and_fails_the_run(service):
+    service.returns["fail_run"] = "payment_migration failed at validate; the error-alerts topic was notified"
+    op = ops.NotifyFailureOperator(task_id="notify_failure", what="payment_migration")
+    with pytest.raises(AirflowFailException, match="failed at validate"):
+        _run(op)
+    assert service.calls == [("fail_run", {"what": "payment_migration", "run_id": "run-1",
+                                           "failed_tasks": ["validate"], "link": "Log: http://airflow/log"})]
+
+
+def test_switch_back_converts_the_limits_and_fails_an_abort(service):
+    service.returns["switch_back"] = {"switched": False}
+    op = ops.SwitchBackOperator(task_id="switch_writes_to_source", pause_timeout="4", drain_timeout="30",
+                                max_write_pause_ms="2500", plan_task="save_rollback_state")
+    assert _run(op, {"save_rollback_state": PLAN})[0] == {"switched": False}
+    assert service.calls == [("switch_back", {"plan": PLAN, "max_write_pause": 2.5, "pause_timeout": 4.0,
+                                              "drain_timeout": 30.0})]
+    aborted = SwitchResult("target->source", 2.5, failed_step="drain_reverse", abort=["resume: ok"])
+    service.raises["switch_back"] = CutoverAborted("rollback aborted at drain_reverse", aborted)
+    with pytest.raises(AirflowFailException, match="rollback aborted at drain_reverse"):
+        _run(op, {"save_rollback_state": PLAN})
+
+
+@pytest.mark.parametrize(("operator", "method", "args", "answer"), [
+    (ops.RouteToSourceOperator, "route_to_source", {"run_id": "run-1"}, {"route": "h:1", "moved": False}),
+    (ops.UnfreezeSourceOperator, "unfreeze_source", {}, {"sessions_ended": 0, "fence_left_on": []}),
+])
+def test_rollback_steps_without_a_plan(service, operator, method, args, answer):
+    service.returns[method] = answer
+    assert _run(operator(task_id=method))[0] == answer
+    assert service.calls == [(method, args)]
+
+
+def test_cutover_preflight_passes_the_approval_and_fails_a_refusal(service):
+    service.returns["cutover_preflight"] = {**PLAN, "approved_by": "ana"}
+    op = ops.CutoverPreflightOperator(task_id="preflight_cutover", approved_by="ana",
+                                      confirm_environment="test")
+    assert _run(op)[0]["approved_by"] == "ana"
+    assert service.calls == [("cutover_preflight", {"approved_by": "ana", "confirm_environment": "test",
+                                                    "run_id": "run-1"})]
+    service.raises["cutover_preflight"] = Refused("migration is not cutover-ready (lock: running)")
+    with pytest.raises(AirflowFailException, match="not cutover-ready"):
+        _run(op)
+
+
+def test_shift_read_traffic_passes_typed_steps_and_fails_on_an_alarm(service):
+    service.returns["shift_read_traffic"] = [{"percent": 10}]
+    op = ops.ShiftReadTrafficOperator(task_id="shift_read_traffic", steps=["50", 10], soak_seconds="0",
+                                      lag_threshold=None, plan_task="preflight_cutover")
+    assert _run(op, {"preflight_cutover": PLAN})[0] == [{"percent": 10}]
+    assert service.calls == [("shift_read_traffic", {"plan": PLAN, "steps": [50, 10], "soak_seconds": 0.0,
+                                                     "lag_threshold": None})]
+    service.raises["shift_read_traffic"] = Refused("canary at 10%: alarms ['x-test']")
+    with pytest.raises(AirflowFailException, match="canary at 10%"):
+        _run(op, {"preflight_cutover": PLAN})
+
+
+def test_write_switch_returns_the_result_and_pushes_an_abort(service):
+    done = SwitchResult("source->target", 0.5, steps={"pause": 0.001}, write_pause_seconds=0.02,
+                        reverse_position="0/1")
+    service.returns["switch_writes"] = done
+    op = ops.WriteSwitchOperator(task_id="write_switch", pause_timeout="5", drain_timeout="10",
+                                 sequence_gap="1000", max_write_pause_ms="500", drill_fail_at="",
+                                 plan_task="preflight_cutover")
+    result, _ = _run(op, {"preflight_cutover": PLAN})
+    assert result == done.to_dict()
+    assert service.calls == [("switch_writes", {"plan": PLAN, "run_id": "run-1", "max_write_pause": 0.5,
+                                                "pause_timeout": 5.0, "drain_timeout": 10.0,
+                                                "sequence_gap": 1000, "fail_at": None})]
+    aborted = SwitchResult("source->target", 0.5, failed_step="check_tables", abort=["resume: ok"])
+    service.raises["switch_writes"] = CutoverAborted("cutover aborted at check_tables", aborted)
+    with pytest.raises(AirflowFailException, match="aborted at check_tables"):
+        _run(op, {"preflight_cutover": PLAN})
+
+
+def test_write_switch_abort_is_pushed_for_the_notification(service):
+    aborted = SwitchResult("source->target", 0.5, failed_step="drain", budget_exceeded=True)
+    service.raises["switch_writes"] = CutoverAborted("cutover aborted at drain", aborted)
+    op = ops.WriteSwitchOperator(task_id="write_switch", plan_task="preflight")
+    ti = Ti({"preflight": PLAN})
+    with pytest.raises(AirflowFailException):
+        op.execute({"ti": ti, "run_id": "run-1"})
+    assert ti.pushed["aborted"]["failed_step"] == "drain" and ti.pushed["aborted"]["budget_exceeded"]
+
+
+def test_attach_reverse_starts_from_the_switch_position(service):
+    service.returns["attach_reverse"] = {"action": "created"}
+    op = ops.AttachReverseOperator(task_id="attach_reverse", plan_task="preflight_cutover")
+    result, _ = _run(op, {"preflight_cutover": PLAN, "write_switch": {"reverse_position": "0/AB"}})
+    assert result == {"action": "created"}
+    assert service.calls == [("attach_reverse", {"plan": PLAN, "from_position": "0/AB"})]
+
+
+def test_validate_new_writer_returns_a_match_and_pushes_a_mismatch(service):
+    service.returns["validate_new_writer"] = {"status": "match", "tables": [{}]}
+    op = ops.ValidateNewWriterOperator(task_id="validate_new_writer", max_keys="5")
+    assert _run(op)[0]["status"] == "match"
+    assert service.calls == [("validate_new_writer", {"plan": PLAN, "max_keys": 5, "run_id": "run-1"})]
+    report = {"status": "mismatch", "tables": [{"table": "public.a"}]}
+    service.raises["validate_new_writer"] = NewWriterMismatch("Post-cutover validation mismatch", report)
+    ti = Ti({"preflight": PLAN})
+    with pytest.raises(AirflowFailException, match="Post-cutover validation mismatch"):
+        op.execute({"ti": ti, "run_id": "run-1"})
+    assert ti.pushed["report"] == report
+
+
+def test_the_fake_refuses_a_method_or_an_argument_the_service_lacks():
+    fake = FakeService()
+    with pytest.raises(AttributeError):
+        fake.no_such_step()
+    with pytest.raises(TypeError):
+        fake.validate(PLAN, max_key=3)
