@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paymigrate.db import Endpoint
-from paymigrate.errors import PreflightError, ReplicationError
+from paymigrate.errors import PreflightError, PrerequisiteError, ReplicationError
+from paymigrate.pgbin import schema_tools_major
 from paymigrate.replication import (
     Lag,
     Problem,
@@ -24,6 +25,7 @@ from paymigrate.replication.dms import full_load_done, start_type
 from paymigrate.replication.preflight import Facts, TableFacts, evaluate, evaluate_source
 from paymigrate.replication.schema import libpq_env, split_toc
 from paymigrate.replication.sequences import Sequence, plan
+from paymigrate.replication.versions import VersionProblem, subscription_options
 
 BIG = 2**63 - 1
 
@@ -105,6 +107,26 @@ def test_wal_level_not_logical_is_refused():
     assert reasons(facts(source_wal_level="replica")) == [
         "source wal_level is replica, logical replication needs wal_level = logical (restart required)"]
     assert "reverse replication" in reasons(facts(target_wal_level="replica"))[0]
+
+
+def test_a_target_older_than_its_source_is_refused_naming_both_versions():
+    [problem] = evaluate(facts(source_version=180006, target_version=150018))[0]
+    assert isinstance(problem, VersionProblem) and problem.table is None
+    assert (problem.source_version, problem.target_version) == (180006, 150018)
+    assert "target runs PostgreSQL 15, older than the source PostgreSQL 18" in str(problem)
+    assert evaluate(facts(source_version=150018, target_version=180006)) == ([], [])
+    assert evaluate(facts(source_version=150018, target_version=150002)) == ([], [])
+
+
+def test_newer_subscribers_get_origin_none_and_schema_tools_are_at_least_the_source():
+    assert [o.as_string(None) for o in subscription_options(180006)] == ["origin = none"]
+    assert subscription_options(150018) == []
+    assert schema_tools_major(15, 18, (15, 18)) == 18  # the target's own, when installed
+    assert schema_tools_major(15, 18, (15,)) == 15
+    assert schema_tools_major(15, 15, (15, 18)) == 15
+    with pytest.raises(PrerequisiteError, match="no pg_dump at least as new as the source's "
+                                                "PostgreSQL 18 .installed: 15."):
+        schema_tools_major(18, 18, (15,))
 
 
 def test_not_enough_slots_or_senders_is_refused():

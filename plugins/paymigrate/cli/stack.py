@@ -17,7 +17,7 @@ HOME_ENV = """\
 
 def register(sub) -> None:
     p = command(sub, "up", summary="start the local stand-ins (idempotent)", description="""
-Start the source and target PostgreSQL 15 clusters, PgBouncer in front of the source and a moto
+Start the source PostgreSQL 15 and the target (15, or --target-version) clusters, PgBouncer in front of the source and a moto
 server, all on 127.0.0.1 and run as an unprivileged user, then create in moto the buckets,
 topics, secrets, parameters, state machines and DMS objects that infra/ creates in AWS.
 A component already running is left alone; one that died is restarted on its port.""",

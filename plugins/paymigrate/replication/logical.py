@@ -45,7 +45,7 @@ from paymigrate.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import preflight as pf
-from paymigrate.replication import schema, snapshot
+from paymigrate.replication import schema, snapshot, versions
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
     Direction,
@@ -332,6 +332,7 @@ class LogicalEngine:
             sql.SQL("copy_data = {}").format(sql.Literal(copy_data)),
             sql.SQL("binary = {}").format(sql.Literal(self.binary)),
             sql.SQL("streaming = on"),
+            *versions.subscription_options(versions.server_version_num(link.subscriber)),
         ])
         stmt = sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
             sql.Identifier(link.name), sql.Literal(link.publisher.dsn()), sql.Identifier(link.name),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from paymigrate.replication.base import Problem
+from paymigrate.replication.versions import check_versions
 
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
 
@@ -72,6 +73,8 @@ class Facts:
     missing_extensions: tuple[str, ...] = ()
     target_tables_with_rows: tuple[str, ...] = ()
     missing_roles: tuple[tuple[str, str], ...] = ()  # (object, role) granted on the source
+    source_version: int = 0  # server_version_num; 0 when not read
+    target_version: int = 0
 
 
 def evaluate(facts: Facts, *, replica_identity_full: bool = False,
@@ -83,6 +86,10 @@ def evaluate(facts: Facts, *, replica_identity_full: bool = False,
     was interrupted: its tables' rows are its own, emptied and copied again."""
     problems: list[Problem] = []
     warnings: list[str] = []
+    if facts.source_version and facts.target_version:
+        older = check_versions(facts.source_version, facts.target_version)
+        if older is not None:
+            problems.append(older)
     if facts.source_wal_level != "logical":
         problems.append(Problem(None, f"source wal_level is {facts.source_wal_level}, logical "
                                       "replication needs wal_level = logical (restart required)"))
@@ -218,7 +225,9 @@ def gather(scur, tcur, *, oids: list[int], unknown: list[str], slot: str,
         unknown_tables=tuple(unknown), large_objects=large_objects,
         missing_extensions=tuple(e for e in src_ext if e not in available),
         target_tables_with_rows=tuple(tables_with_rows(tcur)),
-        missing_roles=tuple((o, r) for o, r in grants if r not in target_roles))
+        missing_roles=tuple((o, r) for o, r in grants if r not in target_roles),
+        source_version=int(setting(scur, "server_version_num")),
+        target_version=int(setting(tcur, "server_version_num")))
 
 
 def tables_with_rows(cur) -> list[str]:

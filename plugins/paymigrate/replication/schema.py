@@ -37,6 +37,7 @@ from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.freeze import FENCE_SCHEMA, FENCE_TRIGGER
 from paymigrate.pgbin import program, schema_tools_major
+from paymigrate.replication.versions import major, server_version_num
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +71,10 @@ def tool(name: str, major: int | None = None) -> str:
     return program(name, major)
 
 
-def server_major(ep: Endpoint) -> int:
-    """The PostgreSQL major version ``ep`` runs (15 for 15.8, 18 for 18.6)."""
-    with connection(ep) as conn, conn.cursor() as cur:
-        cur.execute("SELECT current_setting('server_version_num')::int / 10000")
-        return int(cur.fetchone()[0])
-
-
 def tools_major(source: Endpoint, target: Endpoint | None) -> int:
     """The major of the schema tools for this pair (see :func:`paymigrate.pgbin.schema_tools_major`)."""
-    src = server_major(source)
-    return schema_tools_major(src, server_major(target) if target is not None else src)
+    src = major(server_version_num(source))
+    return schema_tools_major(src, major(server_version_num(target)) if target is not None else src)
 
 def libpq_env(ep: Endpoint) -> dict[str, str]:
     """The environment that makes a libpq program connect to ``ep`` (the password stays off argv)."""
@@ -197,8 +191,9 @@ def copy_schema(*, source: Endpoint, target: Endpoint, oids: list[int], exclude:
         entries = toc.early + (toc.late if late_too else ())
         _execute(target, dump.script(entries), major=dump.major, what="schema (pre-data, primary keys)" if keys
                  else "schema (pre-data)")
-    log.info("schema copied from %s to %s: %d object(s)%s", source.safe(), target.safe(),
-             len(entries), "" if late_too else f", {len(toc.late)} index(es)/constraint(s) deferred")
+    log.info("schema copied from %s to %s with PostgreSQL %d's pg_dump: %d object(s)%s",
+             source.safe(), target.safe(), dump.major, len(entries),
+             "" if late_too else f", {len(toc.late)} index(es)/constraint(s) deferred")
     return len(entries)
 
 
