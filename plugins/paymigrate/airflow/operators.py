@@ -420,6 +420,12 @@ class CutoverPreflightOperator(MigrationOperator):
         # The migration's own scope: a cutover checks and switches exactly what was replicated.
         scope = migration_scope(store)
         engine = hook.engine(name=scope.get("engine"), tables=scope.get("tables"), exclude=scope.get("exclude"))
+        from paymigrate.replication.ddl import SchemaDrift, raise_for_drift
+
+        try:
+            raise_for_drift(engine)  # named, before the vaguer "not streaming" it causes
+        except SchemaDrift as exc:
+            raise AirflowFailException(str(exc)) from None
         status = summary(engine.status())
         if status["state"] != "streaming":
             raise AirflowFailException(f"replication is {status['state']}, not streaming: {status}")
