@@ -245,3 +245,36 @@ def test_copy_under_snapshot_needs_one_slot_and_recopies_only_its_own_tables():
     # ...but with table sync, or without a slot, rows on the target are refused as before.
     assert len(reasons(interrupted)) == 2
     assert len(reasons(facts(target_tables_with_rows=("public.t",)), table_sync=False)) == 1
+
+
+# ---- schema drift -----------------------------------------------------------------------------
+def test_drift_names_table_column_and_fix():
+    from paymigrate.replication.ddl import Column, compare_columns, describe
+
+    source = {"public.a": [Column("id", "bigint", True), Column("note", "text", False, "'n'::text"),
+                           Column("amount", "numeric(19,4)")],
+              "public.b": [Column("id", "bigint", True)]}
+    target = {"public.a": [Column("id", "bigint", True), Column("amount", "numeric"),
+                           Column("legacy", "integer", True), Column("spare", "integer")]}
+    drift = compare_columns(source, target)
+    assert [(d.kind, d.table, d.column) for d in drift] == [
+        ("column-missing", "public.a", "note"), ("column-type", "public.a", "amount"),
+        ("column-extra", "public.a", "legacy"), ("table-missing", "public.b", None)]
+    assert drift[0].fix == """ALTER TABLE public.a ADD COLUMN IF NOT EXISTS "note" text DEFAULT 'n'::text"""
+    assert drift[1].fix.endswith('ALTER COLUMN "amount" TYPE numeric(19,4) USING "amount"::numeric(19,4)')
+    assert drift[2].fix == 'ALTER TABLE public.a DROP COLUMN "legacy"'
+    assert "public.a.note: column text on the source only" in describe(drift)
+    assert compare_columns(source, {**target, **source}) == []
+
+
+def test_a_unique_not_null_key_is_proposed_as_replica_identity_with_its_statement():
+    keyed = TableFacts("public.fees", False, "d", False, 3, 0, "p", "fees_ref_key")
+    [problem] = evaluate(facts(tables=(keyed,)))[0]
+    assert problem.table == "public.fees"
+    assert 'cheapest fix: ALTER TABLE public.fees REPLICA IDENTITY USING INDEX "fees_ref_key"' in problem.reason
+    problems, warnings = evaluate(facts(tables=(keyed,)), replica_identity_index=True)
+    assert problems == [] and "REPLICA IDENTITY USING INDEX" in warnings[0]
+    # Both options: the index wins (as exact, far cheaper); without a candidate FULL still applies.
+    assert evaluate(facts(tables=(keyed,)), replica_identity_index=True, replica_identity_full=True)[0] == []
+    assert "REPLICA IDENTITY FULL" in evaluate(facts(tables=(table(pk=False, upd=1),)),
+                                               replica_identity_index=True, replica_identity_full=True)[1][0]
