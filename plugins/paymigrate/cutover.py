@@ -45,6 +45,7 @@ import psycopg2
 from paymigrate.db import Endpoint, connection, reuse
 from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import freeze, prepare_fence, unfreeze
+from paymigrate.replication.ddl import raise_for_drift
 from paymigrate.router import Route, RouterAdmin, read_routes, write_route
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
     frozen = captured = repointed = False
 
     def prepare() -> None:
+        raise_for_drift(sw.engine)  # a schema change not carried: no cutover, the source stays writer
         result.fenced_in_pause = prepare_fence(sw.source, sw.tables)
         sw.engine.prepare_reverse()
 

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paymigrate.db import Endpoint
-from paymigrate.errors import PreflightError, ReplicationError
+from paymigrate.errors import PreflightError, PrerequisiteError, ReplicationError
+from paymigrate.pgbin import schema_tools_major
 from paymigrate.replication import (
     Lag,
     Problem,
@@ -24,6 +25,7 @@ from paymigrate.replication.dms import full_load_done, start_type
 from paymigrate.replication.preflight import Facts, TableFacts, evaluate, evaluate_source
 from paymigrate.replication.schema import libpq_env, split_toc
 from paymigrate.replication.sequences import Sequence, plan
+from paymigrate.replication.versions import VersionProblem, subscription_options
 
 BIG = 2**63 - 1
 
@@ -105,6 +107,26 @@ def test_wal_level_not_logical_is_refused():
     assert reasons(facts(source_wal_level="replica")) == [
         "source wal_level is replica, logical replication needs wal_level = logical (restart required)"]
     assert "reverse replication" in reasons(facts(target_wal_level="replica"))[0]
+
+
+def test_a_target_older_than_its_source_is_refused_naming_both_versions():
+    [problem] = evaluate(facts(source_version=180006, target_version=150018))[0]
+    assert isinstance(problem, VersionProblem) and problem.table is None
+    assert (problem.source_version, problem.target_version) == (180006, 150018)
+    assert "target runs PostgreSQL 15, older than the source PostgreSQL 18" in str(problem)
+    assert evaluate(facts(source_version=150018, target_version=180006)) == ([], [])
+    assert evaluate(facts(source_version=150018, target_version=150002)) == ([], [])
+
+
+def test_newer_subscribers_get_origin_none_and_schema_tools_are_at_least_the_source():
+    assert [o.as_string(None) for o in subscription_options(180006)] == ["origin = none"]
+    assert subscription_options(150018) == []
+    assert schema_tools_major(15, 18, (15, 18)) == 18  # the target's own, when installed
+    assert schema_tools_major(15, 18, (15,)) == 15
+    assert schema_tools_major(15, 15, (15, 18)) == 15
+    with pytest.raises(PrerequisiteError, match="no pg_dump at least as new as the source's "
+                                                "PostgreSQL 18 .installed: 15."):
+        schema_tools_major(18, 18, (15,))
 
 
 def test_not_enough_slots_or_senders_is_refused():
@@ -223,3 +245,36 @@ def test_copy_under_snapshot_needs_one_slot_and_recopies_only_its_own_tables():
     # ...but with table sync, or without a slot, rows on the target are refused as before.
     assert len(reasons(interrupted)) == 2
     assert len(reasons(facts(target_tables_with_rows=("public.t",)), table_sync=False)) == 1
+
+
+# ---- schema drift -----------------------------------------------------------------------------
+def test_drift_names_table_column_and_fix():
+    from paymigrate.replication.ddl import Column, compare_columns, describe
+
+    source = {"public.a": [Column("id", "bigint", True), Column("note", "text", False, "'n'::text"),
+                           Column("amount", "numeric(19,4)")],
+              "public.b": [Column("id", "bigint", True)]}
+    target = {"public.a": [Column("id", "bigint", True), Column("amount", "numeric"),
+                           Column("legacy", "integer", True), Column("spare", "integer")]}
+    drift = compare_columns(source, target)
+    assert [(d.kind, d.table, d.column) for d in drift] == [
+        ("column-missing", "public.a", "note"), ("column-type", "public.a", "amount"),
+        ("column-extra", "public.a", "legacy"), ("table-missing", "public.b", None)]
+    assert drift[0].fix == """ALTER TABLE public.a ADD COLUMN IF NOT EXISTS "note" text DEFAULT 'n'::text"""
+    assert drift[1].fix.endswith('ALTER COLUMN "amount" TYPE numeric(19,4) USING "amount"::numeric(19,4)')
+    assert drift[2].fix == 'ALTER TABLE public.a DROP COLUMN "legacy"'
+    assert "public.a.note: column text on the source only" in describe(drift)
+    assert compare_columns(source, {**target, **source}) == []
+
+
+def test_a_unique_not_null_key_is_proposed_as_replica_identity_with_its_statement():
+    keyed = TableFacts("public.fees", False, "d", False, 3, 0, "p", "fees_ref_key")
+    [problem] = evaluate(facts(tables=(keyed,)))[0]
+    assert problem.table == "public.fees"
+    assert 'cheapest fix: ALTER TABLE public.fees REPLICA IDENTITY USING INDEX "fees_ref_key"' in problem.reason
+    problems, warnings = evaluate(facts(tables=(keyed,)), replica_identity_index=True)
+    assert problems == [] and "REPLICA IDENTITY USING INDEX" in warnings[0]
+    # Both options: the index wins (as exact, far cheaper); without a candidate FULL still applies.
+    assert evaluate(facts(tables=(keyed,)), replica_identity_index=True, replica_identity_full=True)[0] == []
+    assert "REPLICA IDENTITY FULL" in evaluate(facts(tables=(table(pk=False, upd=1),)),
+                                               replica_identity_index=True, replica_identity_full=True)[1][0]

@@ -19,6 +19,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import PREFLIGHT, summary
 from paymigrate.migration.plan import lag_threshold
+from paymigrate.replication.ddl import raise_for_drift
 
 CONDITIONS = ("full_load_done", "stopped", "lag_below")
 
@@ -28,6 +29,10 @@ def check(*, condition: str, engine: str | None, tables: list[str] | None, exclu
     """Whether the replication condition holds now, and what was seen (for the log)."""
     hook = MigrationHook(aws_conn_id=aws_conn_id, env=env)
     eng = hook.engine(name=engine, tables=tables, exclude=exclude)
+    if condition != "stopped":
+        # A schema change replication cannot carry fails the wait now, naming it, rather than
+        # after the timeout (a stalled apply worker only shows as growing lag).
+        raise_for_drift(eng)
     if condition == "lag_below":
         lag = summary(eng.lag())
         seconds = lag.get("seconds")

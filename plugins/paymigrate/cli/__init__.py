@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "paymigrate.cli.seed",
     "paymigrate.cli.workload",
     "paymigrate.cli.demo",
+    "paymigrate.cli.ddl",
 )
 
 EXIT_ERROR = 2

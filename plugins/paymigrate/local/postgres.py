@@ -1,4 +1,5 @@
-"""A local PostgreSQL 15 cluster in a project folder, on 127.0.0.1 only, run as the service user."""
+"""A local PostgreSQL cluster (Debian's 15, or another major's programs) in a project folder,
+on 127.0.0.1 only, run as the service user."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ class Cluster:
     port: int
     superuser: str
     user: str  # OS user that owns and runs it
+    bindir: Path | None = None  # its server programs; None: Debian's PostgreSQL 15
+
+    def program(self, name: str) -> str:
+        return str(self.bindir / name) if self.bindir else proc.pg_bin(name)
 
     def initialized(self) -> bool:
         return (self.datadir / "PG_VERSION").exists()
@@ -63,7 +68,7 @@ class Cluster:
             os.write(fd, password.encode())
             os.close(fd)
             proc.chown(Path(pwfile), self.user)
-            proc.run([proc.pg_bin("initdb"), "-D", str(self.datadir), "-U", self.superuser,
+            proc.run([self.program("initdb"), "-D", str(self.datadir), "-U", self.superuser,
                       f"--pwfile={pwfile}", "--auth-local=scram-sha-256",
                       "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
                      user=self.user, timeout=180)
@@ -103,7 +108,7 @@ class Cluster:
         while True:
             # After a SIGKILL the old backends take a moment to notice and release shared memory;
             # until they do, a new postmaster refuses to start. Retry until the deadline.
-            res = proc.run([proc.pg_bin("pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
+            res = proc.run([self.program("pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
                             "-w", "-t", str(int(timeout)), "start"],
                            user=self.user, check=False, timeout=timeout + 30)
             if res.returncode == 0:
@@ -120,7 +125,7 @@ class Cluster:
     def stop(self, *, mode: str = "fast") -> None:
         if self.pid() is None:
             return
-        proc.run([proc.pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"],
+        proc.run([self.program("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "-t", "60", "stop"],
                  user=self.user, check=False, timeout=90)
 
     def healthy(self, dsn: str) -> tuple[bool, str]:

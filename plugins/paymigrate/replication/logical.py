@@ -45,7 +45,7 @@ from paymigrate.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import preflight as pf
-from paymigrate.replication import schema, snapshot
+from paymigrate.replication import schema, snapshot, versions
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
     Direction,
@@ -98,7 +98,8 @@ class LogicalEngine:
 
     def __init__(self, *, source: Endpoint, target: Endpoint, name: str = "paymigrate",
                  tables: list[str] | None = None, exclude: list[str] | None = None,
-                 replica_identity_full: bool = False, binary: bool = True,
+                 replica_identity_full: bool = False, replica_identity_index: bool = False,
+                 binary: bool = True,
                  indexes_after_copy: bool = True, initial_copy: str = "snapshot",
                  copy_jobs: int = 2, poll: float = 0.5):
         if not isinstance(source, Endpoint) or not isinstance(target, Endpoint):
@@ -119,6 +120,7 @@ class LogicalEngine:
         self.source, self.target, self.name = source, target, name
         self.tables, self.exclude = list(tables) if tables else None, list(exclude or [])
         self.replica_identity_full, self.binary = replica_identity_full, binary
+        self.replica_identity_index = replica_identity_index
         self.indexes_after_copy, self.poll = indexes_after_copy, poll
         self.forward = Link("forward", source, target, name)
         self.backward = Link("reverse", target, source, f"{name}_reverse")
@@ -146,6 +148,7 @@ class LogicalEngine:
         except psycopg2.Error as exc:
             raise _err("preflight could not read the catalogs", exc) from None
         problems, warnings = pf.evaluate(facts, replica_identity_full=self.replica_identity_full,
+                                         replica_identity_index=self.replica_identity_index,
                                          table_sync=self.initial_copy == "subscription")
         for w in warnings:
             log.warning("preflight: %s", w)
@@ -169,6 +172,9 @@ class LogicalEngine:
                 with connection(self.source) as conn, conn.cursor() as cur:
                     oids, _ = self._scope(cur)
                     names = pf.table_names(cur, oids)
+                    if self.replica_identity_index:
+                        for stmt in pf.set_identity_index(cur, oids):
+                            log.warning("%s: set (no primary key)", stmt)
                     if self.replica_identity_full:
                         self._set_identity_full(cur, oids)
                 self._ensure_schema(oids, names)
@@ -332,6 +338,7 @@ class LogicalEngine:
             sql.SQL("copy_data = {}").format(sql.Literal(copy_data)),
             sql.SQL("binary = {}").format(sql.Literal(self.binary)),
             sql.SQL("streaming = on"),
+            *versions.subscription_options(versions.server_version_num(link.subscriber)),
         ])
         stmt = sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
             sql.Identifier(link.name), sql.Literal(link.publisher.dsn()), sql.Identifier(link.name),

@@ -36,7 +36,8 @@ from pathlib import Path
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.freeze import FENCE_SCHEMA, FENCE_TRIGGER
-from paymigrate.pgbin import program
+from paymigrate.pgbin import program, schema_tools_major
+from paymigrate.replication.versions import major, server_version_num
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,15 @@ WHERE x.indrelid = ANY(%(oids)s::oid[]) AND x.indisreplident
 """
 
 
-def tool(name: str) -> str:
-    """Path of a PostgreSQL 15 client program (see :func:`paymigrate.pgbin.program`)."""
-    return program(name)
+def tool(name: str, major: int | None = None) -> str:
+    """Path of a PostgreSQL client program of ``major`` (see :func:`paymigrate.pgbin.program`)."""
+    return program(name, major)
+
+
+def tools_major(source: Endpoint, target: Endpoint | None) -> int:
+    """The major of the schema tools for this pair (see :func:`paymigrate.pgbin.schema_tools_major`)."""
+    src = major(server_version_num(source))
+    return schema_tools_major(src, major(server_version_num(target)) if target is not None else src)
 
 def libpq_env(ep: Endpoint) -> dict[str, str]:
     """The environment that makes a libpq program connect to ``ep`` (the password stays off argv)."""
@@ -116,15 +123,18 @@ def split_toc(pre_data: Iterable[str], post_data: Iterable[str],
 class SchemaDump:
     """A schema-only dump of the source in a temporary folder (``with SchemaDump(...) as d``)."""
 
-    def __init__(self, source: Endpoint, *, exclude: Iterable[str] = ()):
-        self.source = source
+    def __init__(self, source: Endpoint, *, exclude: Iterable[str] = (),
+                 target: Endpoint | None = None):
+        """``target``: where the dump goes, whose major may be newer (tools of that version)."""
+        self.source, self.target = source, target
         self.exclude = list(exclude)
         self._dir: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> SchemaDump:
+        self.major = tools_major(self.source, self.target)
         self._dir = tempfile.TemporaryDirectory(prefix="paymigrate-schema-")
         self.path = Path(self._dir.name) / "schema.dump"
-        argv = [tool("pg_dump"), "--schema-only", "--format=custom", "--no-publications",
+        argv = [tool("pg_dump", self.major), "--schema-only", "--format=custom", "--no-publications",
                 "--no-subscriptions", f"--exclude-schema={FENCE_SCHEMA}", f"--file={self.path}"]
         argv += [f"--exclude-table={t}" for t in self.exclude]
         self._run(argv, env=libpq_env(self.source), what=f"pg_dump of {self.source.safe()}")
@@ -146,7 +156,7 @@ class SchemaDump:
         return res.stdout
 
     def toc(self, section: str) -> list[str]:
-        out = self._run([tool("pg_restore"), "--list", f"--section={section}", str(self.path)],
+        out = self._run([tool("pg_restore", self.major), "--list", f"--section={section}", str(self.path)],
                         what="pg_restore --list")
         # The write fence of an earlier cutover belongs to the source alone (its function is in
         # the excluded schema, its triggers are dumped with their tables).
@@ -160,7 +170,7 @@ class SchemaDump:
     def script(self, entries: Iterable[str]) -> str:
         """The SQL of ``entries`` (owners left out: the roles may not exist on the target)."""
         listing = self.listing(entries, "entries.list")
-        return self._run([tool("pg_restore"), "--no-owner", f"--use-list={listing}", "--file=-",
+        return self._run([tool("pg_restore", self.major), "--no-owner", f"--use-list={listing}", "--file=-",
                           str(self.path)], what="pg_restore of the schema")
 
 
@@ -176,13 +186,14 @@ def copy_schema(*, source: Endpoint, target: Endpoint, oids: list[int], exclude:
     Without ``keys`` the primary keys wait for :func:`build_keys` (a copy into key-less tables)."""
     with connection(source) as sconn, sconn.cursor() as cur:
         keep = early_objects(cur, oids) if keys or late_too else {}
-    with SchemaDump(source, exclude=exclude) as dump:
+    with SchemaDump(source, exclude=exclude, target=target) as dump:
         toc = split_toc(dump.toc("pre-data"), dump.toc("post-data"), keep)
         entries = toc.early + (toc.late if late_too else ())
-        _execute(target, dump.script(entries), what="schema (pre-data, primary keys)" if keys
+        _execute(target, dump.script(entries), major=dump.major, what="schema (pre-data, primary keys)" if keys
                  else "schema (pre-data)")
-    log.info("schema copied from %s to %s: %d object(s)%s", source.safe(), target.safe(),
-             len(entries), "" if late_too else f", {len(toc.late)} index(es)/constraint(s) deferred")
+    log.info("schema copied from %s to %s with PostgreSQL %d's pg_dump: %d object(s)%s",
+             source.safe(), target.safe(), dump.major, len(entries),
+             "" if late_too else f", {len(toc.late)} index(es)/constraint(s) deferred")
     return len(entries)
 
 
@@ -194,7 +205,7 @@ def build_keys(*, source: Endpoint, target: Endpoint, oids: list[int],
     with connection(source) as sconn, sconn.cursor() as cur:
         keep = early_objects(cur, oids)
     built = _existing(target, list(keep.values()))
-    with SchemaDump(source, exclude=exclude) as dump:
+    with SchemaDump(source, exclude=exclude, target=target) as dump:
         todo = []
         for line in dump.toc("post-data"):
             m = _TOC.match(line)
@@ -238,7 +249,7 @@ def complete_schema(*, source: Endpoint, target: Endpoint, oids: list[int],
     entries restored by this call (indexes a previous call built are not counted)."""
     with connection(source) as sconn, sconn.cursor() as cur:
         keep = early_objects(cur, oids)
-    with SchemaDump(source, exclude=exclude) as dump:
+    with SchemaDump(source, exclude=exclude, target=target) as dump:
         toc = split_toc(dump.toc("pre-data"), dump.toc("post-data"), keep)
         names = index_names(source, index_oids(toc.late))
         indexes, rest = split_indexes(toc.late, set(names))
@@ -249,7 +260,7 @@ def complete_schema(*, source: Endpoint, target: Endpoint, oids: list[int],
                      len(built), target.safe(), ", ".join(sorted(built)))
         if todo:
             _restore_parallel(target, dump, todo, what=f"{len(todo)} secondary index(es)")
-        _execute(target, dump.script(rest), what="post-data constraints and triggers (the "
+        _execute(target, dump.script(rest), major=dump.major, what="post-data constraints and triggers (the "
                  "secondary indexes before them stay built)", marker_sql=marker_sql)
     log.info("post-data built on %s: %d index(es) (%d at a time), %d other object(s)",
              target.safe(), len(todo), INDEX_JOBS, len(rest))
@@ -284,7 +295,7 @@ def _restore_parallel(target: Endpoint, dump: SchemaDump, entries: list[str], *,
     # Each entry commits on its own: a failure keeps the indexes built so far, and the next run
     # skips them by name (see complete_schema).
     listing = dump.listing(entries, "indexes.list")
-    argv = [tool("pg_restore"), "--no-owner", "--exit-on-error", f"--jobs={INDEX_JOBS}",
+    argv = [tool("pg_restore", dump.major), "--no-owner", "--exit-on-error", f"--jobs={INDEX_JOBS}",
             f"--use-list={listing}", f"--dbname={_conninfo_dbname(target.dbname)}", str(dump.path)]
     env = libpq_env(target)
     env["PGOPTIONS"] = f"-c maintenance_work_mem={MAINTENANCE_WORK_MEM}"
@@ -298,11 +309,12 @@ def _restore_parallel(target: Endpoint, dump: SchemaDump, entries: list[str], *,
                                f"{redact(res.stderr.strip())[-800:]}")
 
 
-def _execute(target: Endpoint, script: str, *, what: str, marker_sql: str | None = None) -> None:
+def _execute(target: Endpoint, script: str, *, what: str, major: int,
+             marker_sql: str | None = None) -> None:
     # psql, not a driver: pg_dump's scripts carry psql meta-commands (\restrict since 15.14).
     # One transaction with ON_ERROR_STOP: all of it or none of it.
     text = script + ("\n" + marker_sql + ";\n" if marker_sql else "")
-    argv = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
+    argv = [tool("psql", major), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-f", "-"]
     env = libpq_env(target)
     # Index builds sort every row: give them memory (the default 64MB spills to disk at 1M rows).
     env["PGOPTIONS"] = f"-c maintenance_work_mem={MAINTENANCE_WORK_MEM}"
