@@ -40,11 +40,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-
-from paymigrate.db import Endpoint, connection, reuse
+from paymigrate.db import Endpoint, reuse
 from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import freeze, prepare_fence, unfreeze
+from paymigrate.replication.base import Direction, Engine, Side
 from paymigrate.router import Route, RouterAdmin, read_routes, write_route
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,7 @@ class Switch:
     router: RouterAdmin
     routes_file: Path
     database: str  # the router's database name the applications connect to
-    engine: Any
+    engine: Engine
     tables: tuple[str, ...] = ()
     max_write_pause: float = 0.5  # seconds from PAUSE sent to RESUME answered
     pause_timeout: float = 10.0  # how long in-flight transactions may take (within the budget)
@@ -314,49 +313,23 @@ def _pause(sw: Switch, clock: _Clock) -> float:
         raise
 
 
-def _drain(sw: Switch, clock: _Clock, direction: str, *, side: str) -> str:
+def _drain(sw: Switch, clock: _Clock, direction: Direction, *, side: Side) -> str:
     """Wait until ``direction`` has applied everything ``side`` wrote up to now; return that
-    position. The wait is cut to the budget left.
-
-    Each check is preceded by a nudge. The subscriber applies with asynchronous commit and
-    confirms only what its WAL writer has flushed (every 200 ms by default), and only when the
-    publisher next sends it something: left alone, a drain costs 200 ms to a second of write
-    pause. A transactional logical message (an empty commit with an xid would not be flushed at
-    once: it writes no WAL) committed synchronously on the subscriber flushes what it applied;
-    then one on the publisher makes the sender ask for a reply, which carries that flush. Output
-    plugins that did not ask for messages (pgoutput by default) skip them. If the role may not
-    emit messages, the drain still works, at the slower pace.
-    """
+    position. The engine's catch-up waits (and nudges replication to answer sooner), checking
+    every ``DRAIN_POLL`` seconds, cut to the budget left: a wait the budget cut short is an
+    overrun, one that ran its full ``drain_timeout`` a plain failure."""
     position = sw.engine.position(side=side)
-    publisher, subscriber = (sw.source, sw.target) if side == "source" else (sw.target, sw.source)
     limit = _budgeted(clock, sw.drain_timeout)
-    deadline = time.monotonic() + limit
-    with connection(subscriber, autocommit=True, application_name="paymigrate-drain") as sub, \
-            connection(publisher, autocommit=True, application_name="paymigrate-drain") as pub:
-        nudge = True
-        while True:
-            if nudge:
-                try:
-                    for conn in (sub, pub):
-                        with conn.cursor() as cur:
-                            cur.execute("SET synchronous_commit = on; "
-                                        "SELECT pg_logical_emit_message(true, 'paymigrate-drain', '')")
-                except psycopg2.Error as exc:
-                    nudge = False
-                    log.warning("drain: cannot nudge replication (%s); waiting for its own "
-                                "feedback instead", str(exc).strip())
-            if sw.engine.drained(position, direction=direction):
-                return position
-            if time.monotonic() >= deadline:
-                message = (f"{direction} replication did not apply {position} within "
-                           f"{limit:.3f}s (lag {_lag(sw, direction)})")
-                if limit < sw.drain_timeout:
-                    raise _Overrun(message)
-                raise PaymigrateError(message)
-            time.sleep(DRAIN_POLL)
+    if sw.engine.catch_up(position, limit, direction=direction, poll=DRAIN_POLL):
+        return position
+    message = (f"{direction} replication did not apply {position} within {limit:.3f}s "
+               f"(lag {_lag(sw, direction)})")
+    if limit < sw.drain_timeout:
+        raise _Overrun(message)
+    raise PaymigrateError(message)
 
 
-def _lag(sw: Switch, direction: str) -> str:
+def _lag(sw: Switch, direction: Direction) -> str:
     try:
         return str(sw.engine.lag(direction=direction))
     except Exception as exc:  # only for the message of the error being raised

@@ -23,6 +23,7 @@ from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
+from paymigrate.replication.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class MigrationHook:
         return Endpoint.from_secret(credentials, dbname=self.config["database/name"])
 
     def engine(self, *, name: str | None = None, tables: list[str] | None = None,
-               exclude: list[str] | None = None) -> Any:
+               exclude: list[str] | None = None) -> Engine:
         """The replication engine the contract (or the run's Param) names."""
         from paymigrate.replication import engine_for
 
