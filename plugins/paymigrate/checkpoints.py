@@ -110,13 +110,13 @@ class CheckpointStore:
                 f"migration {current.migration_id} is driven by {current.dag_id} run {current.run_id} "
                 f"(since {current.updated}); wait for it, or fail it, or trigger with takeover=true "
                 "once you are sure it is gone")
-        resumable = current and current.state in (ACTIVE, "failed")
-        migration_id = current.migration_id if resumable else run_id
+        resumed = current if current and current.state in (ACTIVE, "failed") else None
+        migration_id = resumed.migration_id if resumed else run_id
         new = Lock(migration_id=migration_id, run_id=run_id, dag_id=dag_id, state=ACTIVE, updated=now())
         self._put(self._key("active.json"), asdict(new))
-        if resumable and current.run_id != run_id:
+        if resumed and resumed.run_id != run_id:
             log.info("run %s takes over migration %s from run %s (%s)", run_id, migration_id,
-                     current.run_id, current.state)
+                     resumed.run_id, resumed.state)
         return new
 
     def clear_lock(self) -> None:

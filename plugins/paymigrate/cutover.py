@@ -96,6 +96,11 @@ class SwitchResult:
     def aborted(self) -> bool:
         return self.failed_step is not None
 
+    @property
+    def write_pause_ms(self) -> float:
+        """The write pause in milliseconds (0 when writes were never paused)."""
+        return (self.write_pause_seconds or 0.0) * 1000
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -147,7 +152,13 @@ class _Clock:
         return self.result.budget_seconds - (time.monotonic() - self.paused_at)
 
     def paused(self) -> float | None:
-        return None if self.paused_at is None else round(time.monotonic() - self.paused_at, 4)
+        return None if self.paused_at is None else self.since_pause()
+
+    def since_pause(self) -> float:
+        """Seconds writes have waited: only once the pause step ran."""
+        if self.paused_at is None:
+            raise RuntimeError("the switch has not paused writes")
+        return round(time.monotonic() - self.paused_at, 4)
 
     def step(self, name: str, fn: Callable[[], Any]) -> Any:
         started = time.monotonic()
@@ -156,7 +167,7 @@ class _Clock:
             self.result.budget_exceeded = True
             raise PauseBudgetExceeded(
                 f"write pause budget of {self.result.budget_seconds * 1000:.0f} ms spent before "
-                f"{name} ({self.paused() * 1000:.0f} ms paused)")
+                f"{name} ({self.since_pause() * 1000:.0f} ms paused)")
         if self.fail_at == name:
             raise InjectedFailure(f"drill: failure injected at {name}")
         if name == "pause":
@@ -232,9 +243,9 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
         result.abort.append("forward replication kept: the target still follows the source")
         raise CutoverAborted(f"cutover aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the source", result) from exc
-    result.write_pause_seconds = clock.paused()
+    result.write_pause_seconds = pause = clock.since_pause()
     log.info("writer is now the target; write pause %.0f ms (budget %.0f ms)",
-             result.write_pause_seconds * 1000, sw.max_write_pause * 1000)
+             pause * 1000, sw.max_write_pause * 1000)
     return result
 
 

@@ -86,7 +86,8 @@ class PreflightOperator(MigrationOperator):
     written anywhere.
     """
 
-    template_fields: Sequence[str] = ("engine_name", "tables", "exclude", "dry_run", "takeover")
+    # ``checks_only`` holds the ``dry_run`` argument: BaseOperator.dry_run is a method.
+    template_fields: Sequence[str] = ("engine_name", "tables", "exclude", "checks_only", "takeover")
 
     def __init__(self, *, engine_name: str, tables: Any = (), exclude: Any = (), dry_run: Any = False,
                  takeover: Any = False, **kwargs: Any):
@@ -94,7 +95,7 @@ class PreflightOperator(MigrationOperator):
         self.engine_name = engine_name
         self.tables = tables
         self.exclude = exclude
-        self.dry_run = dry_run
+        self.checks_only = dry_run
         self.takeover = takeover
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -115,11 +116,11 @@ class PreflightOperator(MigrationOperator):
         # The engine knows a resumed migration (its subscription exists) and then accepts a
         # target that is no longer empty.
         problems = list(engine.preflight())
-        done = self._done_phases(store, lock.migration_id) if resuming else []
+        done = self._done_phases(store, lock.migration_id) if resuming and lock else []
         if problems:
             listing = "; ".join(str(p) for p in problems)
             raise AirflowFailException(f"preflight refused {len(problems)} problem(s): {listing}")
-        if self.dry_run:
+        if self.checks_only:
             self.log.info("dry run: every check passed; nothing was started or written")
             raise AirflowSkipException("dry run: checks passed, nothing started")
         try:
@@ -342,7 +343,7 @@ class SwitchBackOperator(MigrationOperator):
             self.log.error("abort: %s", exc.result.abort)
             raise AirflowFailException(str(exc)) from None
         hook.set("database/active-writer", "source")
-        self.log.info("writes are back on the source; write pause %.0f ms", result.write_pause_seconds * 1000)
+        self.log.info("writes are back on the source; write pause %.0f ms", result.write_pause_ms)
         return {"switched": True, **result.to_dict()}
 
 
@@ -508,7 +509,7 @@ class WriteSwitchOperator(MigrationOperator):
         for step, seconds in result.steps.items():
             self.log.info("  %-15s %7.1f ms", step, seconds * 1000)
         self.log.info("write pause (PAUSE to RESUME): %.1f ms of a %.0f ms budget",
-                      result.write_pause_seconds * 1000, sw.max_write_pause * 1000)
+                      result.write_pause_ms, sw.max_write_pause * 1000)
         hook.set("database/active-writer", "target")
         hook.set("workflow/mode", "cutover")
         return result.to_dict()
