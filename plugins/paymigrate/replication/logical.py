@@ -343,11 +343,12 @@ class LogicalEngine:
 
     # ---- catalog reads: one connection per side --------------------------------------------
     @contextlib.contextmanager
-    def _sides(self, link: Link) -> Iterator[tuple[Cursor, Cursor]]:
+    def _sides(self, link: Link, *,
+               application_name: str | None = None) -> Iterator[tuple[Cursor, Cursor]]:
         """Autocommit cursors on ``link``'s subscriber and publisher: every statement sees the
         servers as they are now (``pg_stat_subscription`` included)."""
-        with connection(link.subscriber, autocommit=True) as sub, \
-                connection(link.publisher, autocommit=True) as pub, \
+        with connection(link.subscriber, autocommit=True, application_name=application_name) as sub, \
+                connection(link.publisher, autocommit=True, application_name=application_name) as pub, \
                 sub.cursor() as scur, pub.cursor() as pcur:
             yield scur, pcur
 
@@ -445,11 +446,7 @@ class LogicalEngine:
         deadline = time.monotonic() + timeout
         next_log = time.monotonic() + CATCH_UP_PROGRESS
         try:
-            with connection(link.subscriber, autocommit=True,
-                            application_name="paymigrate-catch-up") as sub, \
-                    connection(link.publisher, autocommit=True,
-                               application_name="paymigrate-catch-up") as pub, \
-                    sub.cursor() as scur, pub.cursor() as pcur:
+            with self._sides(link, application_name="paymigrate-catch-up") as (scur, pcur):
                 while True:
                     if self._nudge:
                         self._nudge_both(scur, pcur)
