@@ -45,8 +45,9 @@ class ReplicationTrigger(BaseTrigger):
                  exclude: list[str] | None, aws_conn_id: str, env: str, poll_interval: float,
                  lag_threshold: float | None = None):
         super().__init__()
-        self.kwargs: dict[str, Any] = {"condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
-                       "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
+        self.kwargs: dict[str, Any] = {
+            "condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
+            "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
