@@ -106,12 +106,12 @@ def test_a_lost_copy_is_one_whose_own_sync_slot_is_gone():
     assert lost_copies({}, slots, 5) == set()
 
 
-def test_the_deferred_schema_is_built_only_after_the_full_load():
+def test_a_full_load_step_says_what_it_built_or_none():
     copying = ReplicationStatus("copying", True, False)
     assert FullLoad(copying, ("public.a",)).schema_statements is None
-    with pytest.raises(ValueError, match="only once the full load is done"):
-        FullLoad(copying, (), 0)
     assert FullLoad(ReplicationStatus("streaming", True, True), (), 3).schema_statements == 3
+    with pytest.raises(ValueError, match="schema statements -1 is negative"):
+        FullLoad(copying, (), -1)
 
 
 def _members(cls: type) -> dict[str, inspect.Signature]:

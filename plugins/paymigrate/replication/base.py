@@ -156,9 +156,10 @@ class Lag:
 class FullLoad:
     """What one :meth:`Engine.finish_full_load` call saw and did.
 
-    ``repaired``: tables whose lost copy was started again. ``schema_statements``: statements
-    of the deferred schema built by this call (0: nothing left to build); None when the call did
-    not build, because the load is not done yet or it was not asked to.
+    ``status``: as read last (after the build, when there was one). ``repaired``: tables whose
+    lost copy was started again. ``schema_statements``: statements of the deferred schema built
+    by this call (0: nothing left to build); None when the call did not build, because the load
+    was not done yet or it was not asked to.
     """
 
     status: ReplicationStatus
@@ -166,8 +167,8 @@ class FullLoad:
     schema_statements: int | None = None
 
     def __post_init__(self) -> None:
-        if self.schema_statements is not None and not self.status.full_load_done:
-            raise ValueError("the deferred schema is built only once the full load is done")
+        if self.schema_statements is not None and self.schema_statements < 0:
+            raise ValueError(f"schema statements {self.schema_statements} is negative")
 
 
 class Engine(Protocol):

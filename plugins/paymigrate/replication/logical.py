@@ -482,8 +482,12 @@ class LogicalEngine:
         the status, and once every table is synced build the deferred indexes and constraints
         (:meth:`complete_schema`, once) unless ``build`` is false."""
         repaired = self.resync_lost_tables()
-        st = self.status()
-        built = self.complete_schema() if build and st.full_load_done else None
+        st, built = self.status(), None
+        if build and st.full_load_done:
+            built = self.complete_schema()
+            # The build can take hours, and a subscription made a moment ago has its apply worker
+            # starting meanwhile: the status after it is the one that holds.
+            st = self.status()
         return FullLoad(st, tuple(repaired), built)
 
     def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus:
