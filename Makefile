@@ -21,8 +21,10 @@ up: prereqs
 down: venv
 	$(VENV)/bin/paymigrate down
 
+# ruff on everything; mypy on the package (its settings are in pyproject.toml).
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: prereqs
 	@command -v pgcopydb >/dev/null || $(MAKE) --no-print-directory apt PKGS=pgcopydb

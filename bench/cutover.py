@@ -81,7 +81,7 @@ def forward(engine: LogicalEngine, stack: LocalStack, name: str) -> None:
     status = engine.wait_full_load(timeout=3600, poll=1.0)
     if not status.full_load_done:
         raise SystemExit(f"{name}: initial copy not done: {status}")
-    if not engine.wait_drained(engine.position(side="source"), timeout=120):
+    if not engine.catch_up(engine.position(side="source"), timeout=120):
         raise SystemExit(f"{name}: forward replication does not catch up: {engine.lag()}")
 
 

@@ -21,13 +21,14 @@ from functools import partial
 from typing import Any
 
 from paymigrate.db import Endpoint
+from paymigrate.replication.base import Engine
 from paymigrate.validation import validate
 from paymigrate.validation.report import Report
 
 log = logging.getLogger(__name__)
 
 
-def validate_new_writer(*, new_writer: Endpoint, old_writer: Endpoint, engine: Any,
+def validate_new_writer(*, new_writer: Endpoint, old_writer: Endpoint, engine: Engine,
                         tables: Sequence[str] | None = None, max_keys: int = 100,
                         catch_up_timeout: float = 60) -> Report:
     """Compare every table of the migration (``tables``; None for all) on the new writer against

@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,14 +110,14 @@ class CheckpointStore:
                 f"(since {current.updated}); wait for it, or fail it, or trigger with takeover=true "
                 "once you are sure it is gone")
         check_move(current.state if current else None, LockState.RUNNING)
-        resumable = current and current.state in (LockState.RUNNING, LockState.FAILED)
-        migration_id = current.migration_id if resumable else run_id
+        resumed = current if current and current.state in (LockState.RUNNING, LockState.FAILED) else None
+        migration_id = resumed.migration_id if resumed else run_id
         new = Lock(migration_id=migration_id, run_id=run_id, dag_id=dag_id, state=LockState.RUNNING,
                    updated=now())
         self._put(self._key("active.json"), asdict(new))
-        if resumable and current.run_id != run_id:
+        if resumed and resumed.run_id != run_id:
             log.info("run %s takes over migration %s from run %s (%s)", run_id, migration_id,
-                     current.run_id, current.state)
+                     resumed.run_id, resumed.state)
         return new
 
     def clear_lock(self) -> None:
@@ -131,8 +131,7 @@ class CheckpointStore:
         if current is None:
             raise PaymigrateError("no migration lock to update: was the migration ever started?")
         wanted = check_move(current.state, lock_state(state))
-        new = Lock(**{**asdict(current), "state": wanted, "updated": now(),
-                      **({"run_id": run_id} if run_id else {})})
+        new = replace(current, state=wanted, updated=now(), run_id=run_id or current.run_id)
         self._put(self._key("active.json"), asdict(new))
         return new
 

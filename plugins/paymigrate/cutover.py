@@ -40,11 +40,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-
-from paymigrate.db import Endpoint, connection, reuse
+from paymigrate.db import Endpoint, reuse
 from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import freeze, prepare_fence, unfreeze
+from paymigrate.replication.base import Direction, Engine, Side
 from paymigrate.replication.ddl import raise_for_drift
 from paymigrate.router import Route, RouterAdmin, read_routes, write_route
 
@@ -98,6 +97,11 @@ class SwitchResult:
     def aborted(self) -> bool:
         return self.failed_step is not None
 
+    @property
+    def write_pause_ms(self) -> float:
+        """The write pause in milliseconds (0 when writes were never paused)."""
+        return (self.write_pause_seconds or 0.0) * 1000
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -112,7 +116,7 @@ class Switch:
     router: RouterAdmin
     routes_file: Path
     database: str  # the router's database name the applications connect to
-    engine: Any
+    engine: Engine
     tables: tuple[str, ...] = ()
     max_write_pause: float = 0.5  # seconds from PAUSE sent to RESUME answered
     pause_timeout: float = 10.0  # how long in-flight transactions may take (within the budget)
@@ -149,7 +153,13 @@ class _Clock:
         return self.result.budget_seconds - (time.monotonic() - self.paused_at)
 
     def paused(self) -> float | None:
-        return None if self.paused_at is None else round(time.monotonic() - self.paused_at, 4)
+        return None if self.paused_at is None else self.since_pause()
+
+    def since_pause(self) -> float:
+        """Seconds writes have waited: only once the pause step ran."""
+        if self.paused_at is None:
+            raise RuntimeError("the switch has not paused writes")
+        return round(time.monotonic() - self.paused_at, 4)
 
     def step(self, name: str, fn: Callable[[], Any]) -> Any:
         started = time.monotonic()
@@ -158,7 +168,7 @@ class _Clock:
             self.result.budget_exceeded = True
             raise PauseBudgetExceeded(
                 f"write pause budget of {self.result.budget_seconds * 1000:.0f} ms spent before "
-                f"{name} ({self.paused() * 1000:.0f} ms paused)")
+                f"{name} ({self.since_pause() * 1000:.0f} ms paused)")
         if self.fail_at == name:
             raise InjectedFailure(f"drill: failure injected at {name}")
         if name == "pause":
@@ -235,9 +245,9 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
         result.abort.append("forward replication kept: the target still follows the source")
         raise CutoverAborted(f"cutover aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the source", result) from exc
-    result.write_pause_seconds = clock.paused()
+    result.write_pause_seconds = pause = clock.since_pause()
     log.info("writer is now the target; write pause %.0f ms (budget %.0f ms)",
-             result.write_pause_seconds * 1000, sw.max_write_pause * 1000)
+             pause * 1000, sw.max_write_pause * 1000)
     return result
 
 
@@ -316,49 +326,23 @@ def _pause(sw: Switch, clock: _Clock) -> float:
         raise
 
 
-def _drain(sw: Switch, clock: _Clock, direction: str, *, side: str) -> str:
+def _drain(sw: Switch, clock: _Clock, direction: Direction, *, side: Side) -> str:
     """Wait until ``direction`` has applied everything ``side`` wrote up to now; return that
-    position. The wait is cut to the budget left.
-
-    Each check is preceded by a nudge. The subscriber applies with asynchronous commit and
-    confirms only what its WAL writer has flushed (every 200 ms by default), and only when the
-    publisher next sends it something: left alone, a drain costs 200 ms to a second of write
-    pause. A transactional logical message (an empty commit with an xid would not be flushed at
-    once: it writes no WAL) committed synchronously on the subscriber flushes what it applied;
-    then one on the publisher makes the sender ask for a reply, which carries that flush. Output
-    plugins that did not ask for messages (pgoutput by default) skip them. If the role may not
-    emit messages, the drain still works, at the slower pace.
-    """
+    position. The engine's catch-up waits (and nudges replication to answer sooner), checking
+    every ``DRAIN_POLL`` seconds, cut to the budget left: a wait the budget cut short is an
+    overrun, one that ran its full ``drain_timeout`` a plain failure."""
     position = sw.engine.position(side=side)
-    publisher, subscriber = (sw.source, sw.target) if side == "source" else (sw.target, sw.source)
     limit = _budgeted(clock, sw.drain_timeout)
-    deadline = time.monotonic() + limit
-    with connection(subscriber, autocommit=True, application_name="paymigrate-drain") as sub, \
-            connection(publisher, autocommit=True, application_name="paymigrate-drain") as pub:
-        nudge = True
-        while True:
-            if nudge:
-                try:
-                    for conn in (sub, pub):
-                        with conn.cursor() as cur:
-                            cur.execute("SET synchronous_commit = on; "
-                                        "SELECT pg_logical_emit_message(true, 'paymigrate-drain', '')")
-                except psycopg2.Error as exc:
-                    nudge = False
-                    log.warning("drain: cannot nudge replication (%s); waiting for its own "
-                                "feedback instead", str(exc).strip())
-            if sw.engine.drained(position, direction=direction):
-                return position
-            if time.monotonic() >= deadline:
-                message = (f"{direction} replication did not apply {position} within "
-                           f"{limit:.3f}s (lag {_lag(sw, direction)})")
-                if limit < sw.drain_timeout:
-                    raise _Overrun(message)
-                raise PaymigrateError(message)
-            time.sleep(DRAIN_POLL)
+    if sw.engine.catch_up(position, limit, direction=direction, poll=DRAIN_POLL):
+        return position
+    message = (f"{direction} replication did not apply {position} within {limit:.3f}s "
+               f"(lag {_lag(sw, direction)})")
+    if limit < sw.drain_timeout:
+        raise _Overrun(message)
+    raise PaymigrateError(message)
 
 
-def _lag(sw: Switch, direction: str) -> str:
+def _lag(sw: Switch, direction: Direction) -> str:
     try:
         return str(sw.engine.lag(direction=direction))
     except Exception as exc:  # only for the message of the error being raised

@@ -55,6 +55,10 @@ def test_start_status_stop_resume(own_task):
     assert (first.action, first.detail) == ("created", "start-replication")
     status = e.status()
     assert status.running and status.state == "streaming" and status.full_load_done
+    # DMS loads into tables made with their indexes: nothing to repair, nothing deferred.
+    done = e.finish_full_load()
+    assert done.status.full_load_done and done.repaired == () and done.schema_statements == 0
+    assert e.finish_full_load(build=False).schema_statements is None
     assert e.start().action == "already-running"
     e.stop()
     e.stop()  # idempotent
@@ -115,5 +119,7 @@ def test_positions_need_the_endpoints(shared_task_arn):
     e = engine(shared_task_arn)
     with pytest.raises(ReplicationError, match="needs the source endpoint"):
         e.position()
+    with pytest.raises(ReplicationError, match="needs the source endpoint"):
+        e.catch_up("0/16B3748", timeout=1)
     with pytest.raises(ReplicationError, match="no reverse DMS task"):
         e.prepare_reverse()

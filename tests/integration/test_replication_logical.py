@@ -142,7 +142,7 @@ def test_copy_and_cdc_under_live_writes_end_equal(pair, initial_copy):
         time.sleep(1)  # CDC only, still under writes
     finally:
         writer.finish()
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
     live = {r[0] for r in run(target_dsn, "SELECT id::text FROM payments")}
     assert writer.live <= live, "a committed payment is missing on the target"
@@ -186,7 +186,7 @@ def test_start_resumes_a_stopped_subscription_without_a_second_one(pair):
     assert engine.status().state == "stopped"
     run(source_dsn, "UPDATE accounts SET owner = 'changed while stopped' WHERE id = 1")
     assert make().start().action == "resumed"
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
     assert run(target_dsn, "SELECT count(*) FROM pg_subscription WHERE subname = %s", (dbname,)) == [(1,)]
     # The deferred indexes were built once; a resumed run must not try again (they exist).
@@ -199,7 +199,7 @@ def test_drain_when_idle_finishes_although_background_wal_moves_on(pair):
     run(source_dsn, "CHECKPOINT")  # WAL that no transaction wrote: nothing to apply for it
     before = engine.position()
     started = time.monotonic()
-    assert engine.wait_drained(before, timeout=30)
+    assert engine.catch_up(before, timeout=30)
     assert time.monotonic() - started < 30
     assert engine.lag().bytes is not None
 
@@ -247,7 +247,7 @@ def test_target_killed_during_the_snapshot_copy_is_waited_out_and_the_copy_redon
         assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
     finally:
         writer.finish()
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
 
 
@@ -283,7 +283,7 @@ def test_copier_killed_during_the_snapshot_copy_then_start_copies_anew(stack, pa
     assert engine.start().action == "created"
     assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
     run(source_dsn, "UPDATE accounts SET owner = 'after the copy' WHERE id = 7")
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
 
 
@@ -302,7 +302,7 @@ def test_target_killed_during_table_sync_ends_consistent(stack, pair):
     status = engine.wait_full_load(timeout=180, poll=0.5)
     log = stack.cluster("target").logfile
     assert status.full_load_done, f"{status}\ntarget log:\n{log.read_text()[-6000:]}"
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
 
 
@@ -325,10 +325,11 @@ def test_a_table_sync_stuck_without_its_slot_is_copied_again(pair):
     run(source_dsn, "UPDATE accounts SET owner = 'changed while stuck' WHERE id = 3")
     time.sleep(2)
     assert engine.status().tables["public.accounts"] == "copied"
-    assert engine.resync_lost_tables() == ["public.accounts"]
+    step = engine.finish_full_load(build=False)  # what the sensor's trigger calls
+    assert step.repaired == ("public.accounts",) and step.schema_statements is None
     assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
     assert engine.resync_lost_tables() == []
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert_same(source_dsn, target_dsn)
 
 
@@ -370,7 +371,7 @@ def test_reverse_carries_target_writes_back_to_the_source(pair):
     make, source_dsn, target_dsn, dbname = pair
     engine = _streaming(make, source_dsn)
     frozen = engine.position()
-    assert engine.wait_drained(frozen, timeout=60)
+    assert engine.catch_up(frozen, timeout=60)
     engine.prepare_reverse()
     start = engine.capture_reverse(timeout=5)
     # Written after the capture and before the subscription exists: the slot keeps it.
@@ -381,7 +382,7 @@ def test_reverse_carries_target_writes_back_to_the_source(pair):
     run(target_dsn, "INSERT INTO payments (account_id, amount, currency) VALUES (3, 99.5, 'GBP'); "
                     "UPDATE accounts SET balance = 0 WHERE id = 2; "
                     "INSERT INTO audit_log (message) VALUES ('written on the target')")
-    assert engine.wait_drained(engine.position(side="target"), timeout=60, direction="reverse")
+    assert engine.catch_up(engine.position(side="target"), timeout=60, direction="reverse")
     assert engine.catch_up(engine.position(side="target"), timeout=5, direction="reverse")
     assert_same(source_dsn, target_dsn)
     assert run(source_dsn, "SELECT count(*) FROM payments WHERE currency = 'GBP'") == [(1,)]
@@ -438,7 +439,7 @@ def test_replica_identity_full_option_replicates_updates_of_keyless_table(pair):
     assert engine.wait_full_load(timeout=60, poll=0.5).full_load_done
     assert run(source_dsn, "SELECT relreplident FROM pg_class WHERE relname = 'fees'") == [("f",)]
     run(source_dsn, "UPDATE fees SET amount = 4 WHERE payment = 2; DELETE FROM fees WHERE payment = 1")
-    assert engine.wait_drained(engine.position(), timeout=60)
+    assert engine.catch_up(engine.position(), timeout=60)
     assert rows(source_dsn, "fees") == rows(target_dsn, "fees") == ["(2,4.0000)"]
 
 

@@ -8,6 +8,7 @@ changed on the target behind replication's back must still be found.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 from conftest import BackgroundWriter
@@ -15,7 +16,8 @@ from psycopg2.extensions import parse_dsn
 
 from paymigrate.db import query as run_sql
 from paymigrate.local.stack import APP_USER
-from paymigrate.validation import Tuning, logical_catch_up, validate
+from paymigrate.replication.logical import LogicalEngine
+from paymigrate.validation import Tuning, validate
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +56,8 @@ def Writer(dsn: str) -> BackgroundWriter:  # noqa: N802 (it stands for the class
 
 @pytest.fixture
 def live(databases, stack):
-    """Replicated tables and a PgBouncer entry for the source: ``(src, tgt, router, sub)``."""
+    """Replicated tables and a PgBouncer entry for the source: ``(src, tgt, router, engine)``,
+    the engine reading the subscription the fixture made."""
     src, tgt = databases
     name = parse_dsn(src)["dbname"]
     for dsn in databases:
@@ -73,7 +76,9 @@ def live(databases, stack):
         while run_sql(tgt, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")[0][0]:
             assert time.monotonic() < deadline, "initial table sync did not finish in 60 s"
             time.sleep(0.2)
-        yield src, tgt, stack.dsn("router", dbname=name), sub
+        yield src, tgt, stack.dsn("router", dbname=name), LogicalEngine(
+            source=stack.endpoint("source", dbname=name),
+            target=stack.endpoint("target", dbname=name), name=sub, poll=0.2)
     finally:
         with open(dbfile, "w") as fh:
             fh.write(original)
@@ -82,8 +87,8 @@ def live(databases, stack):
 
 
 def test_unique_key_and_keyless_tables_match_under_live_updates_and_a_loss_is_found(live):
-    src, tgt, router, sub = live
-    catch_up = logical_catch_up(src, slot_name=sub, timeout=30)
+    src, tgt, router, engine = live
+    catch_up = partial(engine.catch_up, timeout=30)
     writer = Writer(router)
     writer.start()
     try:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import psycopg2
 import pytest
 from conftest import BackgroundWriter
 from psycopg2.extensions import parse_dsn
 
-from paymigrate.validation import Tuning, logical_catch_up, validate
+from paymigrate.replication.logical import LogicalEngine
+from paymigrate.validation import Tuning, validate
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +60,16 @@ def replicated(databases, stack):
         while _run(tgt, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'", fetch=True)[0][0]:
             assert time.monotonic() < deadline, "initial table sync did not finish in 60 s"
             time.sleep(0.2)
-        yield src, tgt, sub
+        yield src, tgt, sub, LogicalEngine(source=stack.endpoint("source", dbname=dbname),
+                                           target=stack.endpoint("target", dbname=dbname),
+                                           name=sub, poll=0.2)
     finally:
         _run(tgt, f"DROP SUBSCRIPTION IF EXISTS {sub}")
 
 
 def test_live_replication_matches_and_a_target_loss_is_always_found(replicated):
-    src, tgt, sub = replicated
-    catch_up = logical_catch_up(src, slot_name=sub, timeout=30)
+    src, tgt, _, engine = replicated
+    catch_up = partial(engine.catch_up, timeout=30)
     writer = Writer(src)
     writer.start()
     try:
@@ -86,15 +90,15 @@ def test_live_replication_matches_and_a_target_loss_is_always_found(replicated):
 
 
 def test_without_catch_up_lag_shows_and_catch_up_waiter_times_out(replicated):
-    src, tgt, sub = replicated
+    src, tgt, sub, engine = replicated
     _run(tgt, f"ALTER SUBSCRIPTION {sub} DISABLE")  # replication stops: the source runs ahead
     _run(src, "UPDATE accounts SET balance = -1 WHERE id = 3")
     assert [list(t.different) for t in validate(source=src, target=tgt).tables] == [[3]]
-    waiter = logical_catch_up(src, slot_name=sub, timeout=1)
+    waiter = partial(engine.catch_up, timeout=1)
     lsn = _run(src, "SELECT pg_current_wal_lsn()::text", fetch=True)[0][0]
     assert waiter(lsn) is False
     table = validate(source=src, target=tgt, catch_up=waiter,
                      tuning=Tuning(recheck_rounds=1)).tables[0]
     assert list(table.different) == [3] and "did not apply" in table.notes[0]
     _run(tgt, f"ALTER SUBSCRIPTION {sub} ENABLE")
-    assert validate(source=src, target=tgt, catch_up=logical_catch_up(src, slot_name=sub)).status == "match"
+    assert validate(source=src, target=tgt, catch_up=engine.catch_up).status == "match"

@@ -10,22 +10,50 @@ import pytest
 
 from paymigrate.after_switch import mismatch_alert
 from paymigrate.cutover import (
+    DRAIN_POLL,
     SWITCH_STEPS,
     PauseBudgetExceeded,
     Switch,
     SwitchResult,
     _Clock,
+    _drain,
     _Overrun,
 )
 from paymigrate.db import Endpoint
+from paymigrate.errors import PaymigrateError
+from paymigrate.replication import Lag
 from paymigrate.replication.schema import _FENCE
 
 EP = Endpoint("127.0.0.1", 5432, "payments", "paymigrate")
 
 
 def _switch(**kw) -> Switch:
+    kw.setdefault("engine", None)
     return Switch(source=EP, target=EP, router=None, routes_file=Path("/nonexistent"), database="payments",
-                  engine=None, **kw)
+                  **kw)
+
+
+class CatchingUp:
+    """The engine calls the drain makes: it records each catch-up and answers ``caught``."""
+
+    def __init__(self, caught: bool):
+        self.caught, self.calls = caught, []
+
+    def position(self, *, side="source"):
+        return {"source": "0/10", "target": "0/20"}[side]
+
+    def catch_up(self, position, timeout=60, *, direction="forward", poll=None):
+        self.calls.append((position, timeout, direction, poll))
+        return self.caught
+
+    def lag(self, *, direction="forward"):
+        return Lag(100, 0.3)
+
+
+def _paused(budget: float) -> _Clock:
+    clock = _Clock(SwitchResult("source->target", budget), None, SWITCH_STEPS)
+    clock.step("pause", lambda: None)
+    return clock
 
 
 @pytest.mark.parametrize("budget", [0, -1, 601])
@@ -106,3 +134,24 @@ def test_the_mismatch_alert_lists_each_key_and_both_ways_out():
 ])
 def test_the_schema_dump_leaves_out_only_the_fence_triggers(line, fence):
     assert bool(_FENCE.match(line)) is fence
+
+
+def test_the_drain_waits_through_the_engine_at_the_pause_pace_within_the_budget_left():
+    engine = CatchingUp(True)
+    sw = _switch(engine=engine, drain_timeout=10.0)
+    assert _drain(sw, _paused(0.5), "forward", side="source") == "0/10"
+    [(position, timeout, direction, poll)] = engine.calls
+    assert (position, direction, poll) == ("0/10", "forward", DRAIN_POLL)
+    assert 0.4 < timeout <= 0.5  # the wait is cut to what is left of the budget
+    assert _drain(_switch(engine=engine), _paused(30), "reverse", side="target") == "0/20"
+    assert engine.calls[-1][1:3] == (10.0, "reverse")  # the drain's own limit when it is smaller
+
+
+def test_a_drain_cut_short_by_the_budget_overruns_and_one_that_had_its_time_fails():
+    with pytest.raises(_Overrun, match=r"forward replication did not apply 0/10 within 0\.\d+s "
+                                       r"\(lag 100 bytes, 0\.3s\)"):
+        _drain(_switch(engine=CatchingUp(False)), _paused(0.5), "forward", side="source")
+    with pytest.raises(PaymigrateError, match="did not apply 0/20 within 2.000s") as info:
+        _drain(_switch(engine=CatchingUp(False), drain_timeout=2.0), _paused(30), "reverse",
+               side="target")
+    assert not isinstance(info.value, _Overrun)

@@ -24,6 +24,7 @@ from paymigrate import contract
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
 from paymigrate.migration.platform import check_side, contract_engine
+from paymigrate.replication.base import Engine
 from paymigrate.router import RouterAdmin
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class MigrationHook:
         return Endpoint.from_secret(credentials, dbname=self.config["database/name"])
 
     def engine(self, *, name: str | None = None, tables: list[str] | None = None,
-               exclude: list[str] | None = None) -> Any:
+               exclude: list[str] | None = None) -> Engine:
         """The replication engine the contract (or the run's Param) names."""
         return contract_engine(self.config, self.env, name=name, source=self.endpoint("source"),
                                target=self.endpoint("target"), tables=tables, exclude=exclude,

@@ -61,19 +61,20 @@ class PreflightOperator(MigrationOperator):
     written anywhere.
     """
 
-    template_fields: Sequence[str] = ("engine_name", "tables", "exclude", "dry_run", "takeover")
+    # ``checks_only`` holds the ``dry_run`` argument: BaseOperator.dry_run is a method.
+    template_fields: Sequence[str] = ("engine_name", "tables", "exclude", "checks_only", "takeover")
 
     def __init__(self, *, engine_name: str, tables: Any = (), exclude: Any = (), dry_run: Any = False,
                  takeover: Any = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.engine_name, self.tables, self.exclude = engine_name, tables, exclude
-        self.dry_run, self.takeover = dry_run, takeover
+        self.checks_only, self.takeover = dry_run, takeover
 
     def execute(self, context: Context) -> dict[str, Any]:
         with refusals_fail():
             plan = self.service().preflight(
                 engine=self.engine_name, tables=list(self.tables or []), exclude=list(self.exclude or []),
-                dry_run=bool(self.dry_run), takeover=bool(self.takeover), run_id=context["run_id"],
+                dry_run=bool(self.checks_only), takeover=bool(self.takeover), run_id=context["run_id"],
                 dag_id=self.dag_id)
         if plan is None:
             raise AirflowSkipException("dry run: checks passed, nothing started")

@@ -37,12 +37,13 @@ def check(*, condition: str, engine: str | None, tables: list[str] | None, exclu
         lag = summary(eng.lag())
         seconds = lag.get("seconds")
         return seconds is not None and seconds <= float(lag_threshold or 0), {"lag": lag}
-    if condition == "full_load_done" and hasattr(eng, "resync_lost_tables"):
-        eng.resync_lost_tables()  # a table a target crash left stuck in its sync: copied again
-    status = summary(eng.status())
     if condition == "full_load_done":
-        return bool(status.get("running") and status.get("full_load_done")), status
-    return not status.get("running"), status
+        # Repairs a copy a crash left stuck; the deferred schema is built by the worker (_finish),
+        # not here: this also runs in the triggerer, which must stay light.
+        st = eng.finish_full_load(build=False).status
+        return st.running and st.full_load_done, summary(st)
+    st = eng.status()
+    return not st.running, summary(st)
 
 
 class ReplicationTrigger(BaseTrigger):
@@ -50,8 +51,9 @@ class ReplicationTrigger(BaseTrigger):
                  exclude: list[str] | None, aws_conn_id: str, env: str, poll_interval: float,
                  lag_threshold: float | None = None):
         super().__init__()
-        self.kwargs = {"condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
-                       "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
+        self.kwargs: dict[str, Any] = {
+            "condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
+            "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -118,10 +120,9 @@ class ReplicationSensor(BaseSensorOperator):
         kw = self._kwargs(context)
         engine = MigrationHook(aws_conn_id=self.aws_conn_id).engine(
             name=kw["engine"], tables=kw["tables"], exclude=kw["exclude"])
-        complete = getattr(engine, "complete_schema", None)
-        if complete:
-            built = complete()
-            self.log.info("deferred indexes and constraints built: %s statement(s)", built)
+        done = engine.finish_full_load()
+        self.log.info("full load finished: %s table(s) copied again, deferred schema: %s "
+                      "statement(s) built", len(done.repaired), done.schema_statements)
 
     def execute(self, context: Context) -> Any:
         if self.timeout_minutes not in (None, ""):

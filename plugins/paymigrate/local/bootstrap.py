@@ -236,7 +236,7 @@ def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], 
                     dms: dict[str, str], function_arn: str, created: list[str]) -> dict[str, str]:
     existing = {m["name"]: m["stateMachineArn"] for page in sfn.get_paginator("list_state_machines").paginate()
                 for m in page["stateMachines"]}
-    common = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
+    common: dict[str, Any] = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
               "dms_task_arn": dms["task"],
               "sdk_service": "dms"}  # moto's name for what AWS calls `databasemigration` (FACTS.md)
     definitions = {

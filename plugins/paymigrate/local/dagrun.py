@@ -7,10 +7,12 @@ import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from paymigrate.errors import PaymigrateError
 from paymigrate.local import airflow as local_airflow
@@ -124,7 +126,7 @@ class Api:
 
 
 def _q(run_id: str) -> str:
-    return urllib.request.quote(run_id, safe="")
+    return urllib.parse.quote(run_id, safe="")
 
 
 def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
@@ -153,7 +155,10 @@ def xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.scalars(XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")).all()
+        # get_many is annotated Select[tuple[XComModel]], which SQLAlchemy 2.1 reads as rows of
+        # one tuple-typed column: its scalars are XComModel rows all the same.
+        rows = cast("Sequence[XComModel]", session.scalars(
+            XComModel.get_many(run_id=run_id, dag_ids=dag_id, key="return_value")).all())
         return {r.task_id: XComModel.deserialize_value(r) for r in rows if r.map_index < 0}
 
 

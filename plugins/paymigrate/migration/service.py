@@ -370,9 +370,9 @@ class MigrationService:
 
         env = self.platform.env
         source, target = self.platform.endpoint("source"), self.platform.endpoint("target")
-        options = {k: v for k, v in (("tables", tables), ("schemas", schemas)) if v is not None}
         try:
-            report = (validate_fn or validate)(source=source, target=target, max_keys=max_keys, **options)
+            report = (validate_fn or validate)(source=source, target=target, max_keys=max_keys,
+                                               tables=tables, schemas=schemas)
         except ValidationError as exc:
             log.error("validation could not run: %s", exc)
             metrics.put(self.platform.cloudwatch(), metrics.error_data(env))

@@ -5,7 +5,8 @@
 ``name``, ``tables``, ``exclude``, ``replica_identity_full``, ``binary``), ``dms`` a
 :class:`~paymigrate.replication.dms.DmsEngine` (``task_arn``, ``dms_client``,
 ``cloudwatch_client``, optional ``source``/``target`` endpoints). The call order the cutover and the
-rollback follow is in :mod:`paymigrate.replication.base`.
+rollback follow is in :mod:`paymigrate.replication.base`; callers hold an :class:`Engine` and
+never ask which one it is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from paymigrate.contract import ENGINES
 from paymigrate.errors import PreflightError, ReplicationError
 from paymigrate.replication.base import (
     Engine,
+    FullLoad,
     Lag,
     Problem,
     ReplicationStatus,
@@ -25,7 +27,7 @@ from paymigrate.replication.base import (
     raise_for_problems,
 )
 
-__all__ = ["ENGINES", "Engine", "Lag", "PreflightError", "Problem", "ReplicationError",
+__all__ = ["ENGINES", "Engine", "FullLoad", "Lag", "PreflightError", "Problem", "ReplicationError",
            "ReplicationStatus", "StartResult", "engine_for", "int_to_lsn", "lsn_to_int",
            "raise_for_problems"]
 

@@ -3,15 +3,17 @@
 The cutover and the rollback drive an engine through these calls only, so an operator can switch
 ``workflow/replication-engine`` between ``postgres-logical`` and ``dms`` without touching a DAG:
 
-* migration: ``preflight`` -> ``start`` -> poll ``status`` until ``full_load_done`` -> ``lag``;
+* migration: ``preflight`` -> ``start`` -> ``finish_full_load()`` until its status says
+  ``full_load_done`` (or ``wait_full_load``) -> ``lag``;
 * cutover: ``scope_tables()``; ``prepare_reverse()`` -> PAUSE writes -> source fenced ->
-  ``pos = position(side="source")`` -> ``drained(pos)`` -> ``check_tables(scope)`` ->
-  ``sync_sequences()`` -> ``capture_reverse()`` while still paused (reverse replication starts
+  ``pos = position(side="source")`` -> ``catch_up(pos, budget left)`` -> ``check_tables(scope)``
+  -> ``sync_sequences()`` -> ``capture_reverse()`` while still paused (reverse replication starts
   there, before the first write reaches the target) -> repoint -> RESUME ->
   ``attach_reverse(from_position=...)``; after an abort inside the pause, ``release_reverse()``;
 * rollback after a cutover: ``attach_reverse()`` (idempotent) -> PAUSE -> target fenced ->
-  ``pos = position(side="target")`` -> ``drained(pos, direction="reverse")`` ->
-  ``sync_sequences(direction="reverse")`` -> repoint to the source -> RESUME -> ``stop("reverse")``.
+  ``pos = position(side="target")`` -> ``catch_up(pos, ..., direction="reverse")`` ->
+  ``sync_sequences(direction="reverse")`` -> repoint to the source -> RESUME -> ``stop("reverse")``;
+* validation under live replication: ``catch_up(pos)`` before a difference is re-checked.
 
 Every call inside the pause costs the same whatever the size of the data.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol
 
 from paymigrate.errors import PreflightError
 
@@ -150,43 +152,100 @@ class Lag:
         return f"{b}, {s}"
 
 
-@runtime_checkable
+@dataclass(frozen=True)
+class FullLoad:
+    """What one :meth:`Engine.finish_full_load` call saw and did.
+
+    ``status``: as read last (after the build, when there was one). ``repaired``: tables whose
+    lost copy was started again. ``schema_statements``: statements of the deferred schema built
+    by this call (0: nothing left to build); None when the call did not build, because the load
+    was not done yet or it was not asked to.
+    """
+
+    status: ReplicationStatus
+    repaired: tuple[str, ...] = ()
+    schema_statements: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.schema_statements is not None and self.schema_statements < 0:
+            raise ValueError(f"schema statements {self.schema_statements} is negative")
+
+
 class Engine(Protocol):
-    """The interface both engines implement (see the module docstring for the call order)."""
+    """The interface both engines implement (see the module docstring for the call order).
 
-    engine: str
+    ``direction`` is ``forward`` (source to target) or ``reverse`` (target to source, after a
+    cutover); ``side`` names a database. Positions are PostgreSQL WAL positions (``16/B374D848``)
+    on the publisher of the direction. Each engine raises :class:`ReplicationError` naming what
+    is wrong; a wait returns False when its time is up.
+    """
 
-    def preflight(self) -> list[Problem]: ...
+    engine: str  # its name in workflow/replication-engine
 
-    def start(self) -> StartResult: ...
+    def preflight(self) -> list[Problem]:
+        """Every reason to refuse the migration, each naming its table: nothing is changed."""
+        ...
+
+    def start(self) -> StartResult:
+        """Start (or on a rerun resume) forward replication, full load included: idempotent."""
+        ...
 
     def status(self, *, direction: Direction = "forward") -> ReplicationStatus: ...
 
-    def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus: ...
+    def finish_full_load(self, *, build: bool = True) -> FullLoad:
+        """One step toward a finished full load; call it until the status says
+        ``full_load_done``. Repairs what the engine's copy left stuck, reads the status and,
+        once every table is loaded and ``build`` is true, builds what was deferred past the
+        copy (secondary indexes, constraints), once. With ``build=False`` it only repairs and
+        reads: for a poller that must stay light (the triggerer)."""
+        ...
+
+    def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus:
+        """:meth:`finish_full_load` until done or ``timeout``; the last status."""
+        ...
 
     def lag(self, *, direction: Direction = "forward") -> Lag: ...
 
-    def position(self, *, side: Side = "source") -> str: ...
+    def position(self, *, side: Side = "source") -> str:
+        """The current WAL position of ``side``."""
+        ...
 
-    def drained(self, position: str, *, direction: Direction = "forward") -> bool: ...
+    def drained(self, position: str, *, direction: Direction = "forward") -> bool:
+        """One check: the subscriber of ``direction`` has applied everything up to ``position``."""
+        ...
 
-    def wait_drained(self, position: str, *, timeout: float,
-                     direction: Direction = "forward") -> bool: ...
+    def catch_up(self, position: str, timeout: float = 60, *, direction: Direction = "forward",
+                 poll: float | None = None) -> bool:
+        """Wait until :meth:`drained` (checking every ``poll`` seconds, the engine's own pace
+        when None, and doing whatever makes the answer come sooner); False once ``timeout``
+        seconds pass first. The only wait for replication: validation and the cutover use it."""
+        ...
 
-    def stop(self, *, direction: Direction = "forward", timeout: float = 30) -> None: ...
+    def stop(self, *, direction: Direction = "forward", timeout: float = 30) -> None:
+        """Stop ``direction`` (idempotent); ``start`` resumes it without a new full load."""
+        ...
 
-    def scope_tables(self) -> list[str]: ...
+    def scope_tables(self) -> list[str]:
+        """``schema.name`` of every table the migration replicates."""
+        ...
 
-    def check_tables(self, tables: list[str]) -> None: ...
+    def check_tables(self, tables: list[str]) -> None:
+        """Raise naming each of ``tables`` not fully replicated; cheap (inside the pause)."""
+        ...
 
     def prepare_reverse(self) -> None: ...
 
-    def capture_reverse(self, *, timeout: float) -> str: ...
+    def capture_reverse(self, *, timeout: float) -> str:
+        """Inside the pause: fix where reverse replication starts; return that position."""
+        ...
 
-    def release_reverse(self) -> None: ...
+    def release_reverse(self) -> None:
+        """Undo :meth:`capture_reverse` after an abort (idempotent)."""
+        ...
 
     def attach_reverse(self, *, from_position: str | None = None) -> StartResult: ...
 
-    def catch_up(self, lsn: str, timeout: float = 60, *, direction: Direction = "forward") -> bool: ...
-
-    def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]: ...
+    def sync_sequences(self, *, gap: int = 1000,
+                       direction: Direction = "forward") -> dict[str, int]:
+        """Set every sequence of the subscriber to its publisher's value plus ``gap``."""
+        ...

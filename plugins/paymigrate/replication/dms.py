@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from psycopg2.extensions import cursor as Cursor
 
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
@@ -27,9 +28,11 @@ from paymigrate.replication import preflight as pf
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
     Direction,
+    FullLoad,
     Lag,
     Problem,
     ReplicationStatus,
+    Side,
     StartResult,
     check_direction,
     check_side,
@@ -160,7 +163,7 @@ class DmsEngine:
     def start(self) -> StartResult:
         return self._start("forward")
 
-    def _start(self, direction: str, *, cdc_start_position: str | None = None) -> StartResult:
+    def _start(self, direction: Direction, *, cdc_start_position: str | None = None) -> StartResult:
         task = self.task(direction=direction)
         kind = start_type(task, reload=self.reload)
         if kind is None:
@@ -207,10 +210,18 @@ class DmsEngine:
             task.get("StopReason", ""), task.get("LastFailureMessage", ""), note) if x)
         return ReplicationStatus(state, task["Status"] == "running", done, tables, loaded, total, detail)
 
+    def finish_full_load(self, *, build: bool = True) -> FullLoad:
+        """Only the status: DMS loads into tables made before it, with their indexes and
+        constraints (``TargetTablePrepMode`` ``TRUNCATE_BEFORE_LOAD``), so nothing is deferred
+        to build after; and a table it failed to load shows in the status (``TablesErrored``)
+        for an operator to reload (``reload=True``), not repaired behind their back."""
+        st = self.status()
+        return FullLoad(st, (), 0 if build and st.full_load_done else None)
+
     def wait_full_load(self, *, timeout: float, poll: float | None = None) -> ReplicationStatus:
         deadline = time.monotonic() + timeout
         while True:
-            st = self.status()
+            st = self.finish_full_load().status
             log.info("DMS full load: tables loaded %s, %s, lag %s", st.progress, st.detail, self.lag())
             if st.full_load_done or st.state == "failed" or time.monotonic() >= deadline:
                 return st
@@ -252,43 +263,65 @@ class DmsEngine:
                                "in CDC yet, or CloudWatch has no data)")
 
     # ---- positions and drain -----------------------------------------------------------------
-    def _endpoint(self, side: str) -> Endpoint:
+    def _endpoint(self, side: Side) -> Endpoint:
         ep = self.source if check_side(side) == "source" else self.target
         if ep is None:
             raise ReplicationError(f"the DMS engine needs the {side} endpoint for this (give {side}=)")
         return ep
 
-    def position(self, *, side: str = "source") -> str:
+    def position(self, *, side: Side = "source") -> str:
         with connection(self._endpoint(side)) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_current_wal_lsn()::text")
-            return cur.fetchone()[0]
+            return str(cur.fetchone()[0])
 
-    def _slot_confirmed(self, publisher: Endpoint) -> str | None:
-        with connection(publisher) as conn, conn.cursor() as cur:
-            cur.execute("SELECT slot_name, confirmed_flush_lsn::text FROM pg_replication_slots "
-                        "WHERE slot_type = 'logical' AND database = current_database() "
-                        "AND (%s::text IS NULL OR slot_name = %s)", (self.slot_name, self.slot_name))
-            slots = cur.fetchall()
+    def _publisher(self, direction: Direction) -> Endpoint:
+        return self._endpoint("source" if check_direction(direction) == "forward" else "target")
+
+    def _slot_confirmed(self, cur: Cursor, publisher: Endpoint) -> str | None:
+        cur.execute("SELECT slot_name, confirmed_flush_lsn::text FROM pg_replication_slots "
+                    "WHERE slot_type = 'logical' AND database = current_database() "
+                    "AND (%s::text IS NULL OR slot_name = %s)", (self.slot_name, self.slot_name))
+        slots = cur.fetchall()
         if len(slots) != 1:
             names = ", ".join(s for s, _ in slots) or "none"
             raise ReplicationError(f"cannot tell DMS's slot on {publisher.safe()} (logical slots: "
                                    f"{names}): give slot_name")
         return slots[0][1]
 
-    def drained(self, position: str, *, direction: Direction = "forward") -> bool:
+    def _drained(self, cur: Cursor, publisher: Endpoint, position: str,
+                 direction: Direction) -> bool:
         wanted = lsn_to_int(position)
-        publisher = self._endpoint("source" if check_direction(direction) == "forward" else "target")
         if not self.status(direction=direction).full_load_done:
             return False
-        confirmed = self._slot_confirmed(publisher)
+        confirmed = self._slot_confirmed(cur, publisher)
         return confirmed is not None and lsn_to_int(confirmed) >= wanted
 
-    def wait_drained(self, position: str, *, timeout: float, direction: Direction = "forward") -> bool:
+    def drained(self, position: str, *, direction: Direction = "forward") -> bool:
+        """The task's full load is done and DMS's slot on the publisher confirmed ``position``
+        (DMS advances it once the changes are committed on the target)."""
+        publisher = self._publisher(direction)
+        with connection(publisher, autocommit=True) as conn, conn.cursor() as cur:
+            return self._drained(cur, publisher, position, direction)
+
+    def catch_up(self, position: str, timeout: float = 60, *, direction: Direction = "forward",
+                 poll: float | None = None) -> bool:
+        """Check :meth:`drained` every ``poll`` seconds (the engine's, at most one, when None)
+        over one connection to the publisher; False when ``timeout`` passes first. Nothing to
+        nudge: DMS confirms on its own schedule, after its target commits."""
+        interval = min(self.poll, 1.0) if poll is None else poll
+        if interval <= 0:
+            raise ValueError(f"poll interval {interval!r} must be positive")
+        publisher = self._publisher(direction)
         deadline = time.monotonic() + timeout
-        while not self.drained(position, direction=direction):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(self.poll, 1.0))
+        with connection(publisher, autocommit=True,
+                        application_name="paymigrate-catch-up") as conn, conn.cursor() as cur:
+            while not self._drained(cur, publisher, position, direction):
+                now = time.monotonic()
+                if now >= deadline:
+                    log.warning("DMS %s not caught up to %s after %.3fs", direction, position,
+                                timeout)
+                    return False
+                time.sleep(min(interval, max(deadline - now, 0.001)))
         return True
 
     # ---- stop, reverse, sequences ------------------------------------------------------------
@@ -357,6 +390,3 @@ class DmsEngine:
         if check_direction(direction) == "reverse":
             src, tgt = tgt, src
         return seqs.sync_sequences(source=src, target=tgt, gap=gap)
-
-    def catch_up(self, lsn: str, timeout: float = 60, *, direction: Direction = "forward") -> bool:
-        return self.wait_drained(lsn, timeout=timeout, direction=direction)

@@ -9,7 +9,12 @@ not exist on the target (DDL is not replicated) and would stop the apply worker 
 Consistency: ``drained(pos)`` is true when the subscription's slot has confirmed (flushed on the
 target) every transaction up to ``pos`` *and* every table has finished its initial sync (state
 ``s`` or ``r``): during the copy the apply worker confirms past changes of tables still being
-copied, so the slot alone would say "drained" too early.
+copied, so the slot alone would say "drained" too early (:func:`catalog.drained`).
+``catch_up(pos)`` waits for it, nudging the servers so the answer comes in milliseconds.
+
+Modules: the catalog reads and what is decided from them are in
+:mod:`paymigrate.replication.catalog`, the repair of a table sync a crash left stuck in
+:mod:`paymigrate.replication.table_sync`; this one is the engine.
 
 Initial copy (``initial_copy``):
 
@@ -36,33 +41,35 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import psycopg2
 from psycopg2 import sql
+from psycopg2.extensions import cursor as Cursor
 
 from paymigrate.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
+from paymigrate.replication import catalog, schema, snapshot, table_sync, versions
 from paymigrate.replication import preflight as pf
-from paymigrate.replication import schema, snapshot, versions
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
     Direction,
+    FullLoad,
     Lag,
     Problem,
     ReplicationStatus,
+    Side,
     StartResult,
     check_direction,
     check_side,
     lsn_to_int,
     raise_for_problems,
 )
+from paymigrate.replication.catalog import Link, Slot, Subscribed, Subscription
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,54}$")
-TABLE_STATES = {"i": "init", "d": "copying", "f": "copied", "s": "synced", "r": "ready"}
 # WAL written with no user change (running-xacts records, checkpoints) keeps the current
 # position a little ahead of an idle subscriber; under this many bytes an idle stream is caught up.
 IDLE_BYTES = 64 * 1024
@@ -72,19 +79,8 @@ POST_DATA_MARK = "paymigrate: post-data built"
 SYNC_CHECK = 0.1
 # Seconds between progress lines of a copy under a snapshot.
 COPY_PROGRESS = 10.0
-
-
-@dataclass(frozen=True)
-class Link:
-    """One direction: ``publisher`` has the publication and the slot, ``subscriber`` the subscription."""
-
-    direction: str
-    publisher: Endpoint
-    subscriber: Endpoint
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.direction} {self.name} ({self.publisher.safe()} -> {self.subscriber.safe()})"
+# While catching up, seconds between progress lines.
+CATCH_UP_PROGRESS = 5.0
 
 
 def _err(what: str, exc: psycopg2.Error) -> ReplicationError:
@@ -125,6 +121,7 @@ class LogicalEngine:
         self.forward = Link("forward", source, target, name)
         self.backward = Link("reverse", target, source, f"{name}_reverse")
         self._rate_sample: tuple[float, int] | None = None
+        self._nudge = True  # until a server refuses the nudge (see catch_up)
 
     def __repr__(self) -> str:
         return f"LogicalEngine({self.source.safe()} -> {self.target.safe()}, name={self.name!r})"
@@ -133,7 +130,7 @@ class LogicalEngine:
         return self.forward if check_direction(direction) == "forward" else self.backward
 
     # ---- preflight ---------------------------------------------------------------------------
-    def _scope(self, cur) -> tuple[list[int], list[str]]:
+    def _scope(self, cur: Cursor) -> tuple[list[int], list[str]]:
         return pf.scope_oids(cur, tables=self.tables, exclude=self.exclude)
 
     def preflight(self) -> list[Problem]:
@@ -262,7 +259,7 @@ class LogicalEngine:
         sub = self._subscription(link)
         if sub is None:
             return None
-        if sub["enabled"]:
+        if sub.enabled:
             log.info("replication %s already exists and is enabled", link)
             return StartResult(self.engine, "already-running", str(link))
         with connection(link.subscriber, autocommit=True) as conn, conn.cursor() as cur:
@@ -311,14 +308,14 @@ class LogicalEngine:
             cur.execute(sql.SQL(verb).format(pub, tables))
 
     @staticmethod
-    def _check_slot(link: Link, slot: dict) -> None:
-        if slot["plugin"] != "pgoutput" or slot["database"] != link.publisher.dbname:
+    def _check_slot(link: Link, slot: Slot) -> None:
+        if slot.plugin != "pgoutput" or slot.database != link.publisher.dbname:
             raise ReplicationError(
-                f"slot {link.name} on {link.publisher.safe()} exists for plugin {slot['plugin']} "
-                f"in database {slot['database']}: not ours, choose another replication name")
-        if slot["active_pid"]:
+                f"slot {link.name} on {link.publisher.safe()} exists for plugin {slot.plugin} "
+                f"in database {slot.database}: not ours, choose another replication name")
+        if slot.active_pid:
             raise ReplicationError(f"slot {link.name} on {link.publisher.safe()} is in use by "
-                                   f"pid {slot['active_pid']}")
+                                   f"pid {slot.active_pid}")
 
     def _create_subscription(self, link: Link, *, copy_data: bool, slot_is_ours: bool = False) -> None:
         """``slot_is_ours``: the slot was made by this start (with the snapshot of the copy)."""
@@ -351,70 +348,39 @@ class LogicalEngine:
             except psycopg2.Error as exc:
                 raise _err(f"CREATE SUBSCRIPTION {link.name} on {link.subscriber.safe()}", exc) from None
 
-    # ---- catalog lookups ---------------------------------------------------------------------
-    @staticmethod
-    def _subscription(link: Link) -> dict | None:
-        with connection(link.subscriber) as conn, conn.cursor() as cur:
-            cur.execute("""
-                SELECT s.oid, s.subenabled, s.subslotname,
-                       (SELECT st.pid FROM pg_stat_subscription st
-                        WHERE st.subid = s.oid AND st.relid IS NULL LIMIT 1),
-                       obj_description(s.oid, 'pg_subscription')
-                FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
-                WHERE s.subname = %s AND d.datname = current_database()""", (link.name,))
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return {"oid": row[0], "enabled": row[1], "slot": row[2], "pid": row[3], "comment": row[4]}
+    # ---- catalog reads: one connection per side --------------------------------------------
+    @contextlib.contextmanager
+    def _sides(self, link: Link, *,
+               application_name: str | None = None) -> Iterator[tuple[Cursor, Cursor]]:
+        """Autocommit cursors on ``link``'s subscriber and publisher: every statement sees the
+        servers as they are now (``pg_stat_subscription`` included)."""
+        with connection(link.subscriber, autocommit=True, application_name=application_name) as sub, \
+                connection(link.publisher, autocommit=True, application_name=application_name) as pub, \
+                sub.cursor() as scur, pub.cursor() as pcur:
+            yield scur, pcur
 
     @staticmethod
-    def _slot(link: Link) -> dict | None:
+    def _subscription(link: Link) -> Subscription | None:
+        with connection(link.subscriber) as conn, conn.cursor() as cur:
+            return catalog.read_subscription(cur, link.name)
+
+    @staticmethod
+    def _subscribed(link: Link) -> Subscribed | None:
+        with connection(link.subscriber) as conn, conn.cursor() as cur:
+            return catalog.read_subscribed(cur, link.name)
+
+    @staticmethod
+    def _slot(link: Link) -> Slot | None:
         with connection(link.publisher) as conn, conn.cursor() as cur:
-            cur.execute("SELECT plugin, database, active_pid, confirmed_flush_lsn::text "
-                        "FROM pg_replication_slots WHERE slot_name = %s", (link.name,))
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return {"plugin": row[0], "database": row[1], "active_pid": row[2], "confirmed": row[3]}
-
-    @staticmethod
-    def _tables(link: Link, sub_oid: int) -> dict[str, tuple[str, str | None]]:
-        with connection(link.subscriber) as conn, conn.cursor() as cur:
-            cur.execute("""
-                SELECT format('%%I.%%I', n.nspname, c.relname), r.srsubstate, r.srsublsn::text
-                FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE r.srsubid = %s ORDER BY 1""", (sub_oid,))
-            return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+            return catalog.read_slot(cur, link.name)
 
     # ---- status, lag, position, drain --------------------------------------------------------
     def status(self, *, direction: Direction = "forward") -> ReplicationStatus:
         link = self._link(direction)
-        sub = self._subscription(link)
-        if sub is None:
-            slot = self._slot(link) if link is self.forward else None
-            if slot is not None:
-                return ReplicationStatus("copying", False, False, detail=(
-                    f"initial copy under the exported snapshot of slot {link.name}, held by pid "
-                    f"{slot['active_pid']}" if slot["active_pid"] else
-                    f"slot {link.name} without a subscription: an initial copy building its keys, "
-                    "or one interrupted (start() again copies every table anew)"))
-            return ReplicationStatus("absent", False, False, detail=f"no subscription {link.name} "
-                                                                    f"on {link.subscriber.safe()}")
-        tables = self._tables(link, sub["oid"])
-        synced = sum(1 for s, _ in tables.values() if s in "sr")
-        done = bool(tables) and synced == len(tables)
-        running = bool(sub["enabled"] and sub["pid"])
-        if not sub["enabled"]:
-            state, detail = "stopped", "subscription disabled"
-        elif not sub["pid"]:
-            state, detail = "starting", ("no apply worker running: it is starting, or failing "
-                                         f"and retrying (see the log of {link.subscriber.safe()})")
-        else:
-            state, detail = ("streaming" if done else "copying"), ""
-        return ReplicationStatus(state, running, done,
-                                 {k: TABLE_STATES.get(s, s) for k, (s, _) in tables.items()},
-                                 synced, len(tables), detail)
+        subscribed = self._subscribed(link)
+        # A forward slot without a subscription is a copy under its snapshot: read it only then.
+        slot = self._slot(link) if subscribed is None and link is self.forward else None
+        return catalog.status(link, subscribed, slot)
 
     def lag(self, *, direction: Direction = "forward") -> Lag:
         """Bytes: the source's current WAL position minus the slot's ``confirmed_flush_lsn``.
@@ -422,12 +388,16 @@ class LogicalEngine:
         change being written on the publisher to the subscriber confirming it flushed)."""
         link = self._link(direction)
         with connection(link.publisher) as conn, conn.cursor() as cur:
-            cur.execute("""
-                SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
-                       s.active_pid, extract(epoch FROM coalesce(r.flush_lag, r.replay_lag))
-                FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-                WHERE s.slot_name = %s""", (link.name,))
-            row = cur.fetchone()
+            return self._lag(cur, link)
+
+    @staticmethod
+    def _lag(cur: Cursor, link: Link) -> Lag:
+        cur.execute("""
+            SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+                   s.active_pid, extract(epoch FROM coalesce(r.flush_lag, r.replay_lag))
+            FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+            WHERE s.slot_name = %s""", (link.name,))
+        row = cur.fetchone()
         if row is None:
             return Lag(None, None, f"no slot {link.name} on {link.publisher.safe()}")
         nbytes, active, seconds = max(int(row[0] or 0), 0), row[1], row[2]
@@ -440,149 +410,126 @@ class LogicalEngine:
         return Lag(nbytes, None, "the walsender has not measured the lag yet (once a second while "
                                  "changes flow)")
 
-    def position(self, *, side: str = "source") -> str:
+    def position(self, *, side: Side = "source") -> str:
         """The current WAL position of ``side``: what to drain to after freezing writes there
         (``source`` for the forward direction, ``target`` for the reverse one)."""
         ep = self.source if check_side(side) == "source" else self.target
         with connection(ep) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_current_wal_lsn()::text")
-            return cur.fetchone()[0]
+            return str(cur.fetchone()[0])
 
     def drained(self, position: str, *, direction: Direction = "forward") -> bool:
         """Whether the subscriber has applied and flushed everything up to ``position``."""
-        wanted = lsn_to_int(position)
         link = self._link(direction)
-        sub = self._subscription(link)
-        if sub is None:
-            raise ReplicationError(f"no subscription {link.name} on {link.subscriber.safe()}: "
-                                   f"the {link.direction} direction is not replicating")
-        slot = self._slot(link)
-        if slot is None:
-            raise ReplicationError(f"slot {link.name} on {link.publisher.safe()} is gone: "
-                                   f"the {link.direction} direction cannot catch up")
-        if any(s not in "sr" for s, _ in self._tables(link, sub["oid"]).values()):
-            return False
-        return slot["confirmed"] is not None and lsn_to_int(slot["confirmed"]) >= wanted
+        with self._sides(link) as (scur, pcur):
+            return self._drained(link, scur, pcur, position)
 
-    def wait_drained(self, position: str, *, timeout: float, direction: Direction = "forward") -> bool:
-        """Poll :meth:`drained` every ``poll`` seconds; False when ``timeout`` passes first."""
+    @staticmethod
+    def _drained(link: Link, scur: Cursor, pcur: Cursor, position: str) -> bool:
+        return catalog.drained(link, catalog.read_subscribed(scur, link.name),
+                               catalog.read_slot(pcur, link.name), position)
+
+    def catch_up(self, position: str, timeout: float = 60, *, direction: Direction = "forward",
+                 poll: float | None = None) -> bool:
+        """Wait until the subscriber of ``direction`` applied its publisher's ``position`` (the
+        target the source's; the source the target's for ``reverse``), checking every ``poll``
+        seconds (the engine's ``poll`` when None); False when ``timeout`` passes first. One
+        connection per side serves the whole wait.
+
+        Each check is preceded by a nudge. The subscriber applies with asynchronous commit and
+        confirms only what its WAL writer has flushed (every 200 ms by default), and only when
+        the publisher next sends it something: left alone, a catch-up takes 200 ms to a second
+        (inside the cutover's write pause). A transactional logical message (an empty commit with
+        an xid would not be flushed at once: it writes no WAL) committed synchronously on the
+        subscriber flushes what it applied; then one on the publisher makes the sender ask for a
+        reply, which carries that flush. Output plugins that did not ask for messages (pgoutput
+        by default) skip them. If the role may not emit messages, the wait still works, at the
+        slower pace."""
+        lsn_to_int(position)
+        interval = self.poll if poll is None else poll
+        if interval <= 0:
+            raise ValueError(f"poll interval {interval!r} must be positive")
+        link = self._link(direction)
         deadline = time.monotonic() + timeout
-        next_log = time.monotonic() + 5
-        while True:
-            if self.drained(position, direction=direction):
-                log.info("%s drained to %s", self._link(direction), position)
-                return True
-            now = time.monotonic()
-            if now >= deadline:
-                log.warning("%s not drained to %s after %.0fs (%s)", self._link(direction),
-                            position, timeout, self.lag(direction=direction))
-                return False
-            if now >= next_log:
-                log.info("waiting for %s to reach %s: lag %s", self._link(direction), position,
-                         self.lag(direction=direction))
-                next_log = now + 5
-            time.sleep(min(self.poll, max(deadline - now, 0.01)))
+        next_log = time.monotonic() + CATCH_UP_PROGRESS
+        try:
+            with self._sides(link, application_name="paymigrate-catch-up") as (scur, pcur):
+                while True:
+                    if self._nudge:
+                        self._nudge_both(scur, pcur)
+                    if self._drained(link, scur, pcur, position):
+                        log.info("%s caught up to %s", link, position)
+                        return True
+                    now = time.monotonic()
+                    if now >= deadline:
+                        log.warning("%s not caught up to %s after %.3fs (lag %s)", link,
+                                    position, timeout, self._lag(pcur, link))
+                        return False
+                    if now >= next_log:
+                        log.info("waiting for %s to reach %s: lag %s", link, position,
+                                 self._lag(pcur, link))
+                        next_log = now + CATCH_UP_PROGRESS
+                    time.sleep(min(interval, max(deadline - now, 0.001)))
+        except psycopg2.Error as exc:
+            raise _err(f"catching up {link} to {position}", exc) from None
 
-    def catch_up(self, lsn: str, timeout: float = 60, *, direction: Direction = "forward") -> bool:
-        """For the validation engine: wait until the subscriber of ``direction`` applied its
-        publisher's ``lsn`` (the target the source's; the source the target's for ``reverse``)."""
-        return self.wait_drained(lsn, timeout=timeout, direction=direction)
+    def _nudge_both(self, scur: Cursor, pcur: Cursor) -> None:
+        try:
+            for cur in (scur, pcur):
+                cur.execute("SET synchronous_commit = on; "
+                            "SELECT pg_logical_emit_message(true, 'paymigrate-drain', '')")
+        except psycopg2.Error as exc:
+            self._nudge = False
+            log.warning("catch-up: cannot nudge replication (%s); waiting for its own feedback "
+                        "instead", redact(str(exc)).strip())
+
+    # ---- the full load -------------------------------------------------------------------------
+    def finish_full_load(self, *, build: bool = True) -> FullLoad:
+        """Copy again any table a subscriber crash left stuck (:meth:`resync_lost_tables`), read
+        the status, and once every table is synced build the deferred indexes and constraints
+        (:meth:`complete_schema`, once) unless ``build`` is false."""
+        repaired = self.resync_lost_tables()
+        st, built = self.status(), None
+        if build and st.full_load_done:
+            built = self.complete_schema()
+            # The build can take hours, and a subscription made a moment ago has its apply worker
+            # starting meanwhile: the status after it is the one that holds.
+            st = self.status()
+        return FullLoad(st, tuple(repaired), built)
 
     def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus:
-        """Wait for every table to finish its copy, logging progress every ``poll`` seconds, then
-        build the deferred indexes and constraints; returns the last status (check
-        ``full_load_done``). The end of the copy is noticed within ``SYNC_CHECK`` seconds."""
+        """:meth:`finish_full_load` until every table finished its copy (deferred indexes and
+        constraints then built), logging progress every ``poll`` seconds; returns the last
+        status (check ``full_load_done``). The end of the copy is noticed within ``SYNC_CHECK``
+        seconds."""
         if poll <= 0:
             raise ValueError(f"poll interval {poll!r} must be positive")
         deadline = time.monotonic() + timeout
         while True:
-            self.resync_lost_tables()
-            st = self.status()
+            st = self.finish_full_load().status
             rate = self._rows_per_second()
             log.info("initial copy %s: tables synced %s, %s rows/s, lag %s, state %s",
                      self.name, st.progress, "?" if rate is None else f"{rate:,.0f}",
                      self.lag(), st.state)
             if st.state == "absent":
                 raise ReplicationError(f"no subscription {self.name}: call start() first")
-            if st.full_load_done:
-                self.complete_schema()
-                return st
-            if time.monotonic() >= deadline:
+            if st.full_load_done or time.monotonic() >= deadline:
                 return st
             self._wait_synced(until=min(deadline, time.monotonic() + poll))
 
     def resync_lost_tables(self) -> list[str]:
-        """Copy again, from scratch, every table PostgreSQL's table sync left stuck; returns them.
-
-        PostgreSQL 15 drops a table's sync slot on the publisher just before it commits the
-        table's SYNCDONE state: a subscriber crash in between leaves the table ``copied`` for
-        ever, its sync worker failing on the missing slot (``test_replication_logical`` hits it
-        about one run in three). Such a table leaves the publication and the subscription, is
-        emptied, and comes back with a copy of its own. Every step can be repeated: a table of
-        the scope missing from the subscription (a repair cut short) is emptied and added back.
-        Nothing to do with ``initial_copy="snapshot"``, whose subscription copies nothing."""
+        """Copy again, from scratch, every table PostgreSQL's table sync left stuck; returns them
+        (:mod:`paymigrate.replication.table_sync`). Nothing to do with
+        ``initial_copy="snapshot"``, whose subscription copies nothing."""
+        if self.initial_copy != "subscription":
+            return []
         link = self.forward
-        sub = self._subscription(link) if self.initial_copy == "subscription" else None
-        if sub is None:
-            return []
-        lost = self._lost_sync_slots(link, sub["oid"])
-        pub = sql.Identifier(link.name)
-        for name in lost:
-            log.warning("%s: stuck as 'copied' since a crash of %s (its table-sync slot is gone): "
-                        "emptied and copied again", name, link.subscriber.safe())
-            with connection(link.publisher, autocommit=True) as conn, conn.cursor() as cur:
-                cur.execute(sql.SQL("ALTER PUBLICATION {} DROP TABLE {}").format(pub, sql.SQL(name)))
-            self._refresh(link, copy_data=False)
-        with connection(self.source) as conn, conn.cursor() as cur:
-            names = pf.table_names(cur, self._scope(cur)[0])
-        subscribed = set(self._tables(link, sub["oid"]))
-        with connection(link.subscriber, autocommit=True) as conn, conn.cursor() as cur:
-            # A table created on the source after start() is not on the target: left alone.
-            cur.execute("SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NOT NULL",
-                        ([n for n in names if n not in subscribed],))
-            missing = [r[0] for r in cur.fetchall()]
-            for name in missing:
-                cur.execute(f"TRUNCATE ONLY {name}")  # name from format('%I.%I')
-        if missing:
-            self._ensure_publication(link, sorted(subscribed | set(missing)))
-            self._refresh(link, copy_data=True)
-            log.warning("table sync of %s started again from an empty table", ", ".join(missing))
-        return lost
-
-    @staticmethod
-    def _refresh(link: Link, *, copy_data: bool) -> None:
-        with connection(link.subscriber, autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION WITH (copy_data = {})")
-                        .format(sql.Identifier(link.name), sql.Literal(copy_data)))
-
-    @staticmethod
-    def _lost_sync_slots(link: Link, sub_oid: int) -> list[str]:
-        """Tables ``copied`` with no sync worker and no sync slot, seen so twice a second apart
-        (a normal sync passes between dropping its slot and committing in milliseconds)."""
-        def once() -> set[str]:
-            with connection(link.subscriber) as conn, conn.cursor() as cur:
-                cur.execute("""
-                    SELECT r.srrelid, format('%%I.%%I', n.nspname, c.relname)
-                    FROM pg_subscription_rel r JOIN pg_class c ON c.oid = r.srrelid
-                    JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE r.srsubid = %s AND r.srsubstate = 'f' AND NOT EXISTS (
-                          SELECT 1 FROM pg_stat_subscription w
-                          WHERE w.subid = r.srsubid AND w.relid = r.srrelid)""", (sub_oid,))
-                copied = dict(cur.fetchall())
-            if not copied:
-                return set()
-            with connection(link.publisher) as conn, conn.cursor() as cur:
-                cur.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s",
-                            (f"pg\\_{sub_oid}\\_sync\\_%",))
-                slots = [r[0] for r in cur.fetchall()]
-            return {name for relid, name in copied.items()
-                    if not any(s.startswith(f"pg_{sub_oid}_sync_{relid}_") for s in slots)}
-
-        first = once()
-        if not first:
-            return []
-        time.sleep(1)
-        return sorted(first & once())
+        with self._sides(link) as (scur, pcur):
+            sub = catalog.read_subscription(scur, link.name)
+            if sub is None:
+                return []
+            scope = pf.table_names(pcur, self._scope(pcur)[0])
+            return table_sync.repair(link, sub.oid, scope=scope, subscriber=scur, publisher=pcur)
 
     def _wait_synced(self, *, until: float) -> bool:
         """Check on one connection every ``SYNC_CHECK`` seconds until every table is synced (True)
@@ -626,7 +573,7 @@ class LogicalEngine:
         sub = self._subscription(self.forward)
         if sub is None:
             raise ReplicationError(f"no subscription {self.name}: call start() first")
-        if not self.indexes_after_copy or sub["comment"] == POST_DATA_MARK:
+        if not self.indexes_after_copy or sub.comment == POST_DATA_MARK:
             return 0
         with connection(self.source) as conn, conn.cursor() as cur:
             oids, _ = self._scope(cur)
@@ -649,12 +596,14 @@ class LogicalEngine:
         if sub is None:
             log.info("replication %s: nothing to stop", link)
             return
-        if sub["enabled"]:
-            with connection(link.subscriber, autocommit=True) as conn, conn.cursor() as cur:
-                cur.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(link.name)))
         deadline = time.monotonic() + timeout
-        while (self._subscription(link) or {}).get("pid") and time.monotonic() < deadline:
-            time.sleep(0.2)
+        with connection(link.subscriber, autocommit=True) as conn, conn.cursor() as cur:
+            if sub.enabled:
+                cur.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(link.name)))
+            # The apply worker exits a moment after the subscription is disabled.
+            while (now := catalog.read_subscription(cur, link.name)) is not None and \
+                    now.pid is not None and time.monotonic() < deadline:
+                time.sleep(0.2)
         log.info("replication %s stopped", link)
 
     def drop(self, *, direction: Direction = "forward") -> None:
@@ -668,7 +617,7 @@ class LogicalEngine:
                 cur.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
                 cur.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
         with connection(link.publisher, autocommit=True) as conn, conn.cursor() as cur:
-            pattern = f"pg\\_{sub['oid']}\\_sync\\_%" if sub else None
+            pattern = f"pg\\_{sub.oid}\\_sync\\_%" if sub else None
             deadline = time.monotonic() + 30
             while True:
                 cur.execute("SELECT slot_name, active_pid FROM pg_replication_slots "
@@ -696,7 +645,7 @@ class LogicalEngine:
         subscription from an earlier cutover (it would replay old target changes onto the
         source). Refuses while reverse replication already carries writes back."""
         old = self._subscription(self.backward)
-        if old is not None and old["enabled"] and self._subscription(self.forward) is None:
+        if old is not None and old.enabled and self._subscription(self.forward) is None:
             raise ReplicationError(f"{self.backward} is running: the target is already the writer")
         if old is not None or self._slot(self.backward) is not None:
             self.drop(direction="reverse")
@@ -739,16 +688,16 @@ class LogicalEngine:
         against the slot when given."""
         link = self.backward
         sub = self._subscription(link)
-        if sub is not None and sub["enabled"] and self._subscription(self.forward) is None:
+        if sub is not None and sub.enabled and self._subscription(self.forward) is None:
             return StartResult(self.engine, "already-running", str(link))
         slot = self._slot(link)
         if slot is None:
             raise ReplicationError(f"reverse slot {link.name} on {link.publisher.safe()} is gone: "
                                    "writes made on the target since the switch cannot be carried "
                                    "back; validate and copy them before any rollback")
-        if from_position is not None and slot["confirmed"] is not None and \
-                lsn_to_int(slot["confirmed"]) < lsn_to_int(from_position):
-            raise ReplicationError(f"reverse slot {link.name} starts at {slot['confirmed']}, before "
+        if from_position is not None and slot.confirmed is not None and \
+                not slot.confirmed_past(from_position):
+            raise ReplicationError(f"reverse slot {link.name} starts at {slot.confirmed}, before "
                                    f"the switch's {from_position}: not the slot of this switch")
         if self._subscription(self.forward) is not None:
             self.drop(direction="forward")
@@ -763,18 +712,12 @@ class LogicalEngine:
     def check_tables(self, tables: list[str]) -> None:
         """Inside the pause: every table of ``tables`` is in the forward subscription and ready
         (catalog rows only, whatever the data's size); raises naming each one that is not."""
-        sub = self._subscription(self.forward)
-        if sub is None:
+        subscribed = self._subscribed(self.forward)
+        if subscribed is None:
             raise ReplicationError(f"no subscription {self.name}: the target does not follow the source")
-        states = self._tables(self.forward, sub["oid"])
-        missing = sorted(set(tables) - set(states))
-        behind = sorted(f"{t} ({TABLE_STATES.get(s, s)})" for t, (s, _) in states.items()
-                        if t in tables and s not in "sr")
-        if missing or behind:
-            raise ReplicationError("tables not fully replicated: "
-                                   + "; ".join(filter(None, [
-                                       missing and f"not subscribed: {', '.join(missing)}",
-                                       behind and f"not ready: {', '.join(behind)}"])))
+        why = catalog.not_ready(subscribed, tables)
+        if why:
+            raise ReplicationError(f"tables not fully replicated: {why}")
 
     def sync_sequences(self, *, gap: int = 1000, direction: Direction = "forward") -> dict[str, int]:
         """Copy every sequence from the publisher of ``direction`` to its subscriber plus ``gap``."""

@@ -29,7 +29,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +99,7 @@ class Toc:
 
 
 def split_toc(pre_data: Iterable[str], post_data: Iterable[str],
-              early_objects: set[tuple[int, int]]) -> Toc:
+              early_objects: Collection[tuple[int, int]]) -> Toc:
     """Pre-data plus the post-data entries named in ``early_objects`` go early; the rest late.
 
     >>> t = split_toc(["1; 1259 10 TABLE public a u"],
@@ -108,7 +108,8 @@ def split_toc(pre_data: Iterable[str], post_data: Iterable[str],
     >>> [len(t.early), len(t.late)]
     [2, 1]
     """
-    early, late = [], []
+    early: list[str] = []
+    late: list[str] = []
     for line in pre_data:
         if _TOC.match(line):
             early.append(line)
@@ -163,7 +164,7 @@ class SchemaDump:
         return [line for line in out.splitlines() if not _FENCE.match(line)]
 
     def listing(self, entries: Iterable[str], name: str) -> Path:
-        path = Path(self._dir.name) / name
+        path = self.path.parent / name
         path.write_text("\n".join(entries) + "\n")
         return path
 

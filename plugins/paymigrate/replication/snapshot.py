@@ -102,17 +102,18 @@ class ExportedSnapshot:
 
     def __init__(self, source: Endpoint, slot: str):
         self.source, self.slot = source, slot
-        self.name = self.lsn = None
-        self._conn = None
+        self.name: str | None = None  # set once the slot exists
+        self.lsn: str | None = None
+        self._conn: psycopg2.extensions.connection | None = None
 
     def __enter__(self) -> ExportedSnapshot:
         log.info("creating slot %s on %s: waits for the transactions running there to end",
                  self.slot, self.source.safe())
         try:
-            self._conn = psycopg2.connect(self.source.dsn() + " replication=database",
-                                          application_name=APP_NAME)
-            self._conn.autocommit = True
-            with self._conn.cursor() as cur:
+            self._conn = conn = psycopg2.connect(self.source.dsn() + " replication=database",
+                                                 application_name=APP_NAME)
+            conn.autocommit = True
+            with conn.cursor() as cur:
                 # The slot name is checked by the engine: lowercase letters, digits and _.
                 cur.execute(f"CREATE_REPLICATION_SLOT {self.slot} LOGICAL pgoutput "
                             "(SNAPSHOT 'export')")
@@ -280,26 +281,30 @@ def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snap
     the first error raised (the log says how many tables had committed)."""
     if jobs < 1:
         raise ValueError(f"copy jobs {jobs!r} must be at least 1")
+    name, lsn = snapshot.name, snapshot.lsn
+    if name is None or lsn is None:
+        raise ValueError(f"the snapshot of slot {snapshot.slot} is not taken: copy inside "
+                         "`with ExportedSnapshot(...)`")
     conns = _Connections()
     started = time.monotonic()
     done: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="copy") as pool:
         futures = {pool.submit(_copy_with_retries, t, conns=conns, attempts=attempts,
                                reconnect=reconnect, source=source, target=target,
-                               snapshot=snapshot.name, binary=binary): t for t in tables}
+                               snapshot=name, binary=binary): t for t in tables}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=progress, return_when=FIRST_EXCEPTION)
             for f in finished:
                 if f.exception() is None:
                     done[futures[f].name] = f.result()
-            failed = [f for f in finished if f.exception() is not None]
+            failed = [(f, exc) for f in finished if (exc := f.exception()) is not None]
             if failed:
                 conns.cancel_all()
                 for f in pending:
                     f.cancel()
                 wait(pending)
-                table, exc = futures[failed[0]], failed[0].exception()
+                table, exc = futures[failed[0][0]], failed[0][1]
                 log.error("initial copy stopped: %s failed; %d of %d table(s) had committed (they "
                           "are copied again, TRUNCATE first, by the next start)", table.name,
                           len(done), len(tables))
@@ -309,4 +314,4 @@ def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snap
                 raise exc
             if pending and on_progress:
                 on_progress(len(done), len(tables))
-    return CopyReport(len(tables), sum(done.values()), time.monotonic() - started, snapshot.lsn)
+    return CopyReport(len(tables), sum(done.values()), time.monotonic() - started, lsn)

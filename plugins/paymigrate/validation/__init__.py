@@ -6,13 +6,14 @@
 ('mismatch', 3)
 
 See :mod:`paymigrate.validation.differ` for the algorithm and :mod:`paymigrate.validation.sql`
-for how values are normalized before hashing.
+for how values are normalized before hashing. Under live replication pass the engine's
+``catch_up`` (:class:`paymigrate.replication.Engine`): differences are re-checked once the target
+applied the source's position.
 """
 
-from paymigrate.validation.catchup import logical_catch_up
 from paymigrate.validation.differ import CatchUp, Tuning
 from paymigrate.validation.engine import list_tables, validate, validate_table
 from paymigrate.validation.report import MATCH, MISMATCH, Report, TableResult
 
 __all__ = ["MATCH", "MISMATCH", "CatchUp", "Report", "TableResult", "Tuning", "list_tables",
-           "logical_catch_up", "validate", "validate_table"]
+           "validate", "validate_table"]

@@ -220,6 +220,8 @@ def apply(cur, op: Operation) -> None:
             (p.id, op.key, p.payer, p.payee, p.amount, p.currency, json.dumps(op.meta)))
         cur.execute("INSERT INTO payment_holds (payment_id, account_id, amount, expires_at) "
                     "VALUES (%s, %s, %s, now() + interval '7 days')", (p.id, p.payer, p.amount))
+    elif b is None:
+        raise ValueError(f"operation {op.key} ({op.kind}) needs the payment as it was before it")
     elif op.kind == "refund":
         cur.execute("UPDATE payments SET refunded_amount = %s, status = %s, updated_at = now() "
                     "WHERE id = %s AND refunded_amount = %s AND status::text = ANY(%s)",
