@@ -17,6 +17,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.checkpoints import MigrationActive
+from paymigrate.errors import BadInput
+from paymigrate.inputs import check_source_tables
 
 PREFLIGHT = "preflight"
 
@@ -36,7 +38,8 @@ def tables_in_scope(source: Any, plan: dict[str, Any]) -> list[str] | None:
         return None
     from paymigrate.validation import list_tables
 
-    excluded = set(plan.get("exclude") or ())
+    # Resolved as the tables are, so public."Weird Name" excludes what it names.
+    excluded = set(list_tables(source=source, tables=plan["exclude"])) if plan.get("exclude") else set()
     return [t for t in list_tables(source=source, tables=plan.get("tables") or None) if t not in excluded]
 
 
@@ -109,6 +112,10 @@ class PreflightOperator(MigrationOperator):
         lock = store.lock()
         run_id = context["run_id"]
         resuming = bool(lock and lock.state in ("running", "failed") and lock.run_id != run_id)
+        try:  # every engine: DMS's preflight reads its task's table mappings, not these names
+            check_source_tables(hook.endpoint("source"), tables=tables, exclude=exclude)
+        except BadInput as exc:
+            raise AirflowFailException(f"preflight refused: {exc}") from None
         engine = hook.engine(name=name, tables=tables, exclude=exclude)
         source, target = hook.endpoint("source").safe(), hook.endpoint("target").safe()
         self.log.info("preflight of %s replication from %s to %s", name, source, target)

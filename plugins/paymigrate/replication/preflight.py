@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from paymigrate.errors import BadInput
+from paymigrate.inputs import parse_table
 from paymigrate.replication.base import Problem
 
 SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema')"
@@ -155,12 +157,18 @@ def scope_oids(cur, *, tables: list[str] | None, exclude: list[str] | None) -> t
     def resolve(names: list[str]) -> list[int]:
         oids = []
         for name in names:
-            cur.execute("SELECT to_regclass(%s)::oid", (name,))
-            oid = cur.fetchone()[0]
-            if oid is None:
+            try:  # SQL syntax (public."Weird Name"), handed over quoted part by part
+                quoted = parse_table(name).sql
+            except BadInput:
+                unknown.append(name)  # no table can have a name that does not parse
+                continue
+            cur.execute("SELECT oid FROM pg_class WHERE oid = to_regclass(%s) AND relkind IN ('r', 'p')",
+                        (quoted,))
+            row = cur.fetchone()
+            if row is None:
                 unknown.append(name)
             else:
-                oids.append(oid)
+                oids.append(row[0])
         return oids
 
     if tables:
