@@ -12,12 +12,13 @@ import pulumi
 import pulumi_aws as aws
 
 from paymigrate import names
+from paymigrate.replication import retention
 
-REPLICATION_NAMESPACE = "Migration/Replication"
+REPLICATION_NAMESPACE = retention.NAMESPACE
 VALIDATION_NAMESPACE = "Migration/DataValidation"
 
 
-def dashboard_body(*, region: str, source_cluster: str, target_cluster: str,
+def dashboard_body(*, env: str, region: str, source_cluster: str, target_cluster: str,
                    dms_instance: str, dms_task: str, validation_function: str,
                    api_name: str, api_stage: str, migration_machine_arn: str,
                    rollback_machine_arn: str) -> dict[str, Any]:
@@ -51,6 +52,9 @@ def dashboard_body(*, region: str, source_cluster: str, target_cluster: str,
             ["AWS/Lambda", "Errors", "FunctionName", validation_function],
             ["AWS/Lambda", "Duration", "FunctionName", validation_function,
              {"stat": "Maximum"}]], 0, 12, stat="Sum"),
+        widget("WAL retained by the migration's replication slots (bytes)", [
+            [REPLICATION_NAMESPACE, retention.METRIC, "Environment", env]], 0, 30,
+            stat="Maximum"),
         widget("Validation discrepancies and errors", [
             [VALIDATION_NAMESPACE, "ValidationFunctionErrors"],
             [REPLICATION_NAMESPACE, "DmsTaskErrors"]], 12, 12, stat="Sum"),
@@ -88,6 +92,8 @@ class MonitoringArgs:
     migration_machine_arn: pulumi.Input[str]
     rollback_machine_arn: pulumi.Input[str]
     replication_lag_threshold_seconds: float = 300.0
+    # A slot left by a stopped or failed migration keeps WAL on its server until the disk fills.
+    retained_wal_alarm_bytes: int = 20 * 2**30
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -108,7 +114,7 @@ class Monitoring(pulumi.ComponentResource):
                 a.validation_function_name, a.api_name, a.api_stage, a.migration_machine_arn,
                 a.rollback_machine_arn,
             ).apply(lambda v: json.dumps(dashboard_body(
-                region=a.region, source_cluster=v[0], target_cluster=v[1], dms_instance=v[2],
+                env=env, region=a.region, source_cluster=v[0], target_cluster=v[1], dms_instance=v[2],
                 dms_task=v[3], validation_function=v[4], api_name=v[5], api_stage=v[6],
                 migration_machine_arn=v[7], rollback_machine_arn=v[8]))),
             opts=child)
@@ -137,6 +143,14 @@ class Monitoring(pulumi.ComponentResource):
         alarm("dms-replication-lag", "DMS target latency above the lag threshold",
               namespace="AWS/DMS", metric="CDCLatencyTarget", dimensions=task_dims,
               statistic="Maximum", threshold=a.replication_lag_threshold_seconds, periods=3)
+        alarm("replication-slot-retained-wal",
+              "WAL kept by the migration's replication slots is above the limit: a stopped or "
+              "stalled replication fills the database's disk. The failure alert names the slot "
+              "and the command that drops it",
+              namespace=REPLICATION_NAMESPACE, metric=retention.METRIC,
+              dimensions={"Environment": env}, statistic="Maximum",
+              threshold=a.retained_wal_alarm_bytes, periods=3, period=300,
+              missing="missing")  # unpublished is unknown, not fine
         alarm("validation-errors", "Data validation function errors",
               namespace="AWS/Lambda", metric="Errors",
               dimensions={"FunctionName": a.validation_function_name}, statistic="Sum",

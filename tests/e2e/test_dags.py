@@ -161,6 +161,14 @@ def test_migration_fails_in_the_middle_notifies_and_resumes(stack, story, capfd,
     messages = stack.client("sqs").receive_message(QueueUrl=alerts, MaxNumberOfMessages=10)["Messages"]
     bodies = [json.loads(m["Body"])["Message"] for m in messages]
     assert any("payment_migration run" in b and "failed" in b and "validate" in b for b in bodies), bodies
+    # The slot the failed run left keeps WAL on the source: the alert names it, how much, and
+    # how to drop it (the target is down, so its side is said to be unknown).
+    slot = names.replication_name(stack.env)
+    named = [b for b in bodies if f"slot {slot} on the source retains " in b]
+    assert named and all(f"SELECT pg_drop_replication_slot('{slot}');" in b and "Not reachable" in b
+                         for b in named), bodies
+    retained = int(named[0].split(f"slot {slot} on the source retains ")[1].split(" bytes")[0])
+    assert retained > 0
 
     stack.cluster("target").start()
     work = _workload(stack, story)
@@ -206,6 +214,12 @@ def test_scheduled_validation_publishes_metrics_alerts_and_skips_when_off(stack,
     assert len(mapped) == 7 and all(t["map_index"] >= 0 for t in mapped)
     metrics = stack.client("cloudwatch").list_metrics(Namespace="Migration/DataValidation")["Metrics"]
     assert {"RowsChecked", "Mismatches"} <= {m["MetricName"] for m in metrics}
+    slot = names.replication_name(stack.env)
+    assert clean.xcom["publish_metrics"]["retained_wal_bytes"] > 0  # the forward slot, streaming
+    retained = stack.client("cloudwatch").list_metrics(Namespace="Migration/Replication",
+                                                       MetricName="ReplicationSlotRetainedWalBytes")
+    assert {"Environment": stack.env, "Slot": slot} in [
+        {d["Name"]: d["Value"] for d in m["Dimensions"]} for m in retained["Metrics"]]
 
     changed = "UPDATE refunds SET amount = amount + %s WHERE id = (SELECT id FROM refunds ORDER BY id LIMIT 1) RETURNING id"
     with connection(stack.dsn("target")) as conn, conn.cursor() as cur:

@@ -19,6 +19,7 @@ from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.checkpoints import MigrationActive
 from paymigrate.errors import BadInput
 from paymigrate.inputs import check_source_tables
+from paymigrate.replication.preflight import wal_retention
 
 PREFLIGHT = "preflight"
 
@@ -123,6 +124,10 @@ class PreflightOperator(MigrationOperator):
         # target that is no longer empty.
         problems = list(engine.preflight())
         done = self._done_phases(store, lock.migration_id) if resuming else []
+        room, wal_warnings = wal_retention(hook.endpoint("source"))
+        self.log.info("source WAL retention: %s", room)
+        for warning in wal_warnings:
+            self.log.warning("preflight: %s", warning)
         if problems:
             listing = "; ".join(str(p) for p in problems)
             raise AirflowFailException(f"preflight refused {len(problems)} problem(s): {listing}")
@@ -135,7 +140,7 @@ class PreflightOperator(MigrationOperator):
             raise AirflowFailException(str(exc)) from None
         plan = {"migration_id": lock.migration_id, "engine": name, "tables": tables, "exclude": exclude,
                 "resumed": resuming, "done_phases": done, "env": hook.env, "source": source,
-                "target": target}
+                "target": target, "wal_retention": room.to_dict()}
         self.log.info("plan: %s", json.dumps(plan))
         return plan
 
@@ -280,7 +285,7 @@ class NotifyFailureOperator(MigrationOperator):
         self.what = what
 
     def execute(self, context: Context) -> None:
-        from paymigrate.airflow.callbacks import failed_tasks, run_link
+        from paymigrate.airflow.callbacks import failed_tasks, run_link, slot_report
 
         hook = self.hook()
         failed = failed_tasks(context)
@@ -296,7 +301,8 @@ class NotifyFailureOperator(MigrationOperator):
         where = f" at {', '.join(failed)}" if failed else ""
         hook.publish("error-alerts", subject=f"{self.what} failed ({hook.env})",
                      message=f"{self.what} run {context['run_id']} failed{where}. Fix the cause and "
-                             f"trigger it again: it resumes from its last checkpoint. {run_link(context)}")
+                             f"trigger it again: it resumes from its last checkpoint. {run_link(context)}"
+                             f"\n\n{slot_report(hook)}")
         raise AirflowFailException(f"{self.what} failed{where}; the error-alerts topic was notified")
 
 

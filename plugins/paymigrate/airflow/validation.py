@@ -82,6 +82,7 @@ def publish(results: list[dict[str, Any]], *, run_id: str) -> dict[str, Any]:
                "mismatched": [{k: r.get(k) for k in ("table", "missing", "extra", "different",
                                                        "source_surplus", "target_surplus")}
                               for r in bad]}
+    summary["retained_wal_bytes"] = hook.publish_retained_wal()
     hook.checkpoints().put_doc(STATE, summary)
     log.info("validated %d table(s), %d rows, %d mismatch(es)", len(results), rows, mismatches)
     return summary
