@@ -52,9 +52,10 @@ with DAG(
     render_template_as_native_obj=True,
     tags=["paymigrate", "cutover"],
     params={
-        "approved_by": Param(type="string", minLength=2, maxLength=100,
+        "approved_by": Param(type="string", minLength=2, maxLength=100, pattern=r"^[^\x00-\x1f]+$",
                              description="Who approves this cutover (recorded with the run)"),
         "confirm_environment": Param(type="string", minLength=1, maxLength=20,
+                                     pattern=r"^[a-z][a-z0-9-]{0,19}$",
                                      description="Type this environment's name to confirm"),
         "lag_threshold_seconds": lag_threshold_param(),
         "canary_steps": Param([10, 50, 100], type="array",

@@ -12,9 +12,10 @@ import pulumi
 import pulumi_aws as aws
 
 from paymigrate import names
+from paymigrate.replication import retention
 from paymigrate.validation import metrics
 
-REPLICATION_NAMESPACE = "Migration/Replication"
+REPLICATION_NAMESPACE = retention.NAMESPACE
 VALIDATION_NAMESPACE = metrics.NAMESPACE
 VALIDATION_FUNCTION_ERRORS = "ValidationFunctionErrors"  # a log metric filter's, not a writer's
 
@@ -53,6 +54,9 @@ def dashboard_body(*, env: str, region: str, source_cluster: str, target_cluster
             ["AWS/Lambda", "Errors", "FunctionName", validation_function],
             ["AWS/Lambda", "Duration", "FunctionName", validation_function,
              {"stat": "Maximum"}]], 0, 12, stat="Sum"),
+        widget("WAL retained by the migration's replication slots (bytes)", [
+            [REPLICATION_NAMESPACE, retention.METRIC, "Environment", env]], 0, 30,
+            stat="Maximum"),
         widget("Validation discrepancies and errors", [
             *metrics.dashboard_series(env, (metrics.Metric.MISMATCHES, metrics.Metric.MISMATCHED_TABLES,
                                             metrics.Metric.ERRORS)),
@@ -96,6 +100,8 @@ class MonitoringArgs:
     migration_machine_arn: pulumi.Input[str]
     rollback_machine_arn: pulumi.Input[str]
     replication_lag_threshold_seconds: float = 300.0
+    # A slot left by a stopped or failed migration keeps WAL on its server until the disk fills.
+    retained_wal_alarm_bytes: int = 20 * 2**30
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -145,6 +151,14 @@ class Monitoring(pulumi.ComponentResource):
         alarm("dms-replication-lag", "DMS target latency above the lag threshold",
               namespace="AWS/DMS", metric="CDCLatencyTarget", dimensions=task_dims,
               statistic="Maximum", threshold=a.replication_lag_threshold_seconds, periods=3)
+        alarm("replication-slot-retained-wal",
+              "WAL kept by the migration's replication slots is above the limit: a stopped or "
+              "stalled replication fills the database's disk. The failure alert names the slot "
+              "and the command that drops it",
+              namespace=REPLICATION_NAMESPACE, metric=retention.METRIC,
+              dimensions={"Environment": env}, statistic="Maximum",
+              threshold=a.retained_wal_alarm_bytes, periods=3, period=300,
+              missing="missing")  # unpublished is unknown, not fine
         alarm("validation-errors", "Data validation function errors",
               namespace="AWS/Lambda", metric="Errors",
               dimensions={"FunctionName": a.validation_function_name}, statistic="Sum",

@@ -5,6 +5,21 @@ class PaymigrateError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+class BadInput(PaymigrateError, ValueError):
+    """A value a person gave (a DAG run's conf, a command-line argument, a table name, a DSN) is
+    refused before anything is created. ``name`` says which input, ``value`` what was given."""
+
+    def __init__(self, name: str, value: object, reason: str):
+        self.name, self.value, self.reason = name, value, reason
+        super().__init__(f"{name}={_shown(value)}: {reason}")
+
+
+def _shown(value: object) -> str:
+    """The value on one line, at most 120 characters: an error message is one line."""
+    text = repr(value)  # repr escapes newlines and shows quotes
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 class ContractError(PaymigrateError, ValueError):
     """A parameter of the infra/orchestration contract is missing or has a bad value."""
 

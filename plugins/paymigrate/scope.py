@@ -22,6 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from paymigrate.errors import BadInput
+from paymigrate.inputs import parse_table
+
 # Where the DMS task keeps its control tables on the target (its ControlSchema setting).
 DMS_CONTROL_SCHEMA = "dms_control"
 # Schemas and table names that belong to a replication engine, not to the application.
@@ -102,7 +105,12 @@ def read(cur: Any, *, tables: Sequence[str] | None = None,
     def resolve(names: Sequence[str]) -> set[int]:
         oids = set()
         for name in names:
-            cur.execute("SELECT to_regclass(%s)::oid", (name,))
+            try:  # SQL syntax (public."Weird Name"), handed over quoted part by part
+                quoted = parse_table(name).sql
+            except BadInput:
+                unknown.append(name)  # no table can have a name that does not parse
+                continue
+            cur.execute("SELECT to_regclass(%s)::oid", (quoted,))
             oid = cur.fetchone()[0]
             if oid is None or oid not in by_oid:
                 unknown.append(name)

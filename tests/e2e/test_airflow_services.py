@@ -44,6 +44,8 @@ def test_services_listen_on_loopback_only_and_run_a_dag_through_the_api(stack):
         assert result.via == "api-server"
         assert result.ok, result.tasks
         assert {t["task_id"]: t["state"] for t in result.tasks}["check_due"] == "success"
+        passwords = Path(stack.airflow_home) / "simple_auth_manager_passwords.json"
+        assert passwords.read_text().strip() and passwords.stat().st_mode & 0o777 == 0o600
     finally:
         stopped = services.stop()
     assert len(stopped) == 4

@@ -8,12 +8,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from paymigrate import aws, contract, names
-from paymigrate.local import proc
+from paymigrate.local import proc, scram
 from paymigrate.local.bootstrap import bootstrap
-from paymigrate.local.stack import LocalStack
+from paymigrate.local.pgbouncer import ADMIN_USER
+from paymigrate.local.stack import APP_USER, LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +122,42 @@ def test_secrets_are_not_in_logs_or_state(own_stack):
             assert secret not in text, f"a secret is in {path}"
     assert own_stack.secrets_file.stat().st_mode & 0o777 == 0o600
     assert own_stack.passfile.stat().st_mode & 0o777 == 0o600
+
+
+def test_pgbouncer_auth_file_holds_the_servers_scram_verifiers_not_passwords(own_stack):
+    s, router = own_stack.secrets(), own_stack.router()
+    verifiers = router.verifiers()
+    assert set(verifiers) == {APP_USER, ADMIN_USER}
+    assert not any(secret in router.auth_file.read_text() for secret in s.values())
+    assert scram.verifies(verifiers[APP_USER], s["app-db"])
+    assert scram.verifies(verifiers[ADMIN_USER], s["router-admin"])
+    for side in ("source", "target"):  # the very same verifier: PgBouncer logs in with the client's key
+        with psycopg2.connect(own_stack.dsn(side, dbname="postgres")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_USER,))
+            assert cur.fetchone()[0] == verifiers[APP_USER]
+    with psycopg2.connect(own_stack.dsn("router")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_user")  # through PgBouncer, with SCRAM pass-through
+        assert cur.fetchone()[0] == APP_USER
+    own_stack.up(bootstrap=False)
+    assert router.verifiers() == verifiers  # a running PgBouncer keeps what it loaded
+
+
+def test_the_server_and_python_agree_on_scram(own_stack):
+    with psycopg2.connect(own_stack.dsn("source", dbname="postgres")) as conn, conn.cursor() as cur:
+        cur.execute("CREATE ROLE scram_probe PASSWORD 'pa55-word_~'")
+        try:
+            cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_probe'")
+            stored = cur.fetchone()[0]
+        finally:
+            cur.execute("DROP ROLE scram_probe")
+    assert scram.verifies(stored, "pa55-word_~") and not scram.verifies(stored, "pa55-word")
+
+
+def test_files_holding_local_credentials_are_0600(own_stack):
+    router = own_stack.router()
+    for path in (own_stack.secrets_file, own_stack.passfile, router.auth_file, router.ini,
+                 router.databases_file):
+        assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 def test_down_leaves_no_process_of_ours(own_stack):

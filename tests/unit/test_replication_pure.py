@@ -69,7 +69,7 @@ def test_value_types_refuse_nonsense():
 
 
 def test_engine_for_names_the_bad_engine():
-    with pytest.raises(ValueError, match="'pglogical' is not one of postgres-logical, dms"):
+    with pytest.raises(ValueError, match="engine='pglogical': not one of postgres-logical, dms"):
         engine_for("pglogical")
     ep = Endpoint("127.0.0.1", 5432, "payments", "u", "secret")
     with pytest.raises(ValueError, match="replication name 'Bad-Name'"):

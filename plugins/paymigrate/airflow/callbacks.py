@@ -26,6 +26,22 @@ def failed_tasks(context: Any) -> list[str]:
     return sorted(t for t, s in per_run.items() if str(s) in ("failed", "TaskInstanceState.FAILED"))
 
 
+def slot_report(hook: Any) -> str:
+    """The failure alert's paragraph on replication slots: each slot the migration left on a
+    server, the WAL it keeps there and the commands that drop it. Never raises: an alert goes
+    out even when this part cannot be read."""
+    from paymigrate.replication.retention import alert_lines
+
+    try:
+        slots, unreadable = hook.slots()
+    except Exception as exc:
+        return f"Replication slots could not be read: {type(exc).__name__}: {exc}"
+    lines = alert_lines(slots)
+    if unreadable:
+        lines.append(f"Not reachable, slots unknown: {'; '.join(unreadable)}.")
+    return "\n".join(lines)
+
+
 def alert_on_failure(context: Any) -> None:
     """``on_failure_callback`` of every migration task: publish to error-alerts with a link.
 
@@ -42,6 +58,7 @@ def alert_on_failure(context: Any) -> None:
         hook = MigrationHook()
         hook.publish("error-alerts", subject=f"{dag}.{task} failed ({hook.env})",
                      message=f"Task {task} of {dag} run {context.get('run_id')} failed: "
-                             f"{type(error).__name__ if error else 'error'}: {error}. {run_link(context)}")
+                             f"{type(error).__name__ if error else 'error'}: {error}. {run_link(context)}"
+                             f"\n\n{slot_report(hook)}")
     except Exception:
         log.exception("could not publish the failure alert of %s.%s", dag, task)

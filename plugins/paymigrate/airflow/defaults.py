@@ -9,6 +9,7 @@ from airflow.sdk import Param
 
 from paymigrate.airflow.callbacks import alert_on_failure
 from paymigrate.airflow.hooks import contract_value
+from paymigrate.inputs import TABLE_PATTERN
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -28,13 +29,13 @@ MACROS = {"contract": contract_value}
 ON_DEMAND = {"schedule": None, "start_date": START_DATE, "catchup": False,
              "default_args": DEFAULT_ARGS, "user_defined_macros": MACROS}
 
-# schema.table, both parts plain identifiers: anything else is refused at trigger time.
-_TABLE = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}\.[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 
 
 def table_list(description: str) -> Param:
-    return Param([], type="array", items={"type": "string", "pattern": _TABLE}, uniqueItems=True,
-                 maxItems=10000, description=description)
+    """schema.table names in SQL syntax (``public."Weird Name"``); the syntax is refused at
+    trigger time, a name that is no table by the preflight, before anything is created."""
+    return Param([], type="array", items={"type": "string", "pattern": TABLE_PATTERN, "maxLength": 300},
+                 uniqueItems=True, maxItems=10000, description=description)
 
 
 def engine_param() -> Param:

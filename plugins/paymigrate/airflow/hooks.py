@@ -13,6 +13,7 @@ import os
 from functools import cached_property
 from typing import Any
 
+import psycopg2
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -20,11 +21,12 @@ from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHoo
 from airflow.providers.amazon.aws.hooks.sns import SnsHook
 from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 
-from paymigrate import contract
+from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
-from paymigrate.db import Endpoint
+from paymigrate.db import Endpoint, connection
 from paymigrate.migration.platform import check_side, contract_engine
 from paymigrate.replication.base import Engine
+from paymigrate.replication.retention import SlotWal
 from paymigrate.router import RouterAdmin
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,36 @@ class MigrationHook:
     def cloudwatch(self) -> Any:
         # The provider has no CloudWatch metrics hook: the base hook's client.
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn
+
+    def slots(self) -> tuple[list[SlotWal], list[str]]:
+        """This migration's replication slots on both servers with the WAL each retains, and
+        the sides that could not be read (a server down is no reason to say nothing)."""
+        from paymigrate.replication.retention import read_slots
+
+        found, unreadable = [], []
+        for side in ("source", "target"):
+            try:
+                with connection(self.endpoint(side), autocommit=True) as conn, conn.cursor() as cur:
+                    found += read_slots(cur, names.replication_name(self.env), side=side)
+            except psycopg2.Error as exc:
+                unreadable.append(f"{side} ({' '.join(str(exc).split())[:200]})")
+        return found, unreadable
+
+    def publish_retained_wal(self) -> int | None:
+        """Put the slots' retained WAL to CloudWatch (``Migration/Replication``
+        ``ReplicationSlotRetainedWalBytes``, alarmed in infra); returns the largest, or None
+        when no server could be read (nothing is published then: no data is not zero)."""
+        from paymigrate.replication.retention import NAMESPACE, metric_data
+
+        slots, unreadable = self.slots()
+        if len(unreadable) == 2:
+            log.warning("retained WAL not published: %s", "; ".join(unreadable))
+            return None
+        cloudwatch = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="cloudwatch").conn
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=metric_data(slots, env=self.env))
+        largest = max((s.retained_bytes or 0 for s in slots), default=0)
+        log.info("retained WAL: %s", "; ".join(map(str, slots)) or "no slot")
+        return largest
 
     def checkpoints(self) -> CheckpointStore:
         return CheckpointStore(s3=S3Hook(aws_conn_id=self.aws_conn_id).conn,

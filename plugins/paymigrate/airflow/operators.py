@@ -171,10 +171,11 @@ class NotifyFailureOperator(MigrationOperator):
         self.what = what
 
     def execute(self, context: Context) -> None:
-        from paymigrate.airflow.callbacks import failed_tasks, run_link
+        from paymigrate.airflow.callbacks import failed_tasks, run_link, slot_report
 
         message = self.service().fail_run(what=self.what, run_id=context["run_id"],
-                                          failed_tasks=failed_tasks(context), link=run_link(context))
+                                          failed_tasks=failed_tasks(context), link=run_link(context),
+                                          details=slot_report(MigrationHook(aws_conn_id=self.aws_conn_id)))
         raise AirflowFailException(message)
 
 

@@ -8,6 +8,7 @@ are synchronous) and wakes the task when the condition holds or the timeout pass
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -22,12 +23,14 @@ from paymigrate.migration.plan import lag_threshold
 from paymigrate.replication.ddl import raise_for_drift
 
 CONDITIONS = ("full_load_done", "stopped", "lag_below")
+log = logging.getLogger(__name__)
 
 
 def check(*, condition: str, engine: str | None, tables: list[str] | None, exclude: list[str] | None,
           aws_conn_id: str, env: str, lag_threshold: float | None = None) -> tuple[bool, dict[str, Any]]:
     """Whether the replication condition holds now, and what was seen (for the log)."""
     hook = MigrationHook(aws_conn_id=aws_conn_id, env=env)
+    retained = retained_wal(hook)
     eng = hook.engine(name=engine, tables=tables, exclude=exclude)
     if condition != "stopped":
         # A schema change replication cannot carry fails the wait now, naming it, rather than
@@ -36,14 +39,25 @@ def check(*, condition: str, engine: str | None, tables: list[str] | None, exclu
     if condition == "lag_below":
         lag = summary(eng.lag())
         seconds = lag.get("seconds")
-        return seconds is not None and seconds <= float(lag_threshold or 0), {"lag": lag}
+        return seconds is not None and seconds <= float(lag_threshold or 0), {
+            "lag": lag, "retained_wal_bytes": retained}
     if condition == "full_load_done":
         # Repairs a copy a crash left stuck; the deferred schema is built by the worker (_finish),
         # not here: this also runs in the triggerer, which must stay light.
         st = eng.finish_full_load(build=False).status
-        return st.running and st.full_load_done, summary(st)
+        return st.running and st.full_load_done, {**summary(st), "retained_wal_bytes": retained}
     st = eng.status()
-    return not st.running, summary(st)
+    return not st.running, {**summary(st), "retained_wal_bytes": retained}
+
+
+def retained_wal(hook: MigrationHook) -> int | None:
+    """Each poll publishes the slots' retained WAL: a wait that lasts hours is when a stalled
+    slot fills the source. A metric that cannot be sent must not end the wait."""
+    try:
+        return hook.publish_retained_wal()
+    except Exception as exc:
+        log.warning("retained WAL metric not published: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 class ReplicationTrigger(BaseTrigger):

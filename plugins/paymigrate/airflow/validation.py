@@ -33,7 +33,9 @@ def validate_one(table: str, *, max_keys: int) -> dict[str, Any]:
 
 
 def publish(results: list[dict[str, Any]], *, run_id: str) -> dict[str, Any]:
-    summary = _service().publish_validation(results, run_id=run_id)
+    hook = MigrationHook()
+    summary = MigrationService(hook).publish_validation(results, run_id=run_id)
+    summary["retained_wal_bytes"] = hook.publish_retained_wal()  # a scheduled look at the slots
     log.info("validated %d table(s), %d rows, %d mismatch(es)", summary["tables"],
              summary["rows_checked"], summary["mismatches"])
     return summary

@@ -11,7 +11,10 @@ import importlib
 import logging
 import sys
 
-from paymigrate.errors import PaymigrateError
+import psycopg2
+
+from paymigrate import inputs
+from paymigrate.errors import BadInput, PaymigrateError
 
 COMMAND_MODULES = (
     "paymigrate.cli.stack",
@@ -24,6 +27,43 @@ COMMAND_MODULES = (
 )
 
 EXIT_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument error in one line on stderr, exit 2 (argparse's default prints the usage
+    first). Sub-command parsers are of the same class."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"{self.prog}: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
+def _argument(check):
+    """An argparse ``type`` from a library check: its :class:`BadInput` becomes argparse's
+    one-line "argument --x: ..." error."""
+    def convert(text: str):
+        try:
+            return check(text)
+        except BadInput as exc:
+            raise argparse.ArgumentTypeError(f"{exc.value!r}: {exc.reason}") from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def bounded(kind, *, low=None, high=None):
+    """argparse ``type``: a number of ``kind`` within ``low..high``."""
+    return _argument(inputs.bounded(kind, low=low, high=high))
+
+
+def table_name(text: str) -> str:
+    """argparse ``type``: a table name in SQL syntax (kept as given; the catalog resolves it)."""
+    _argument(inputs.parse_table)(text)
+    return text
+
+
+def libpq_dsn(text: str) -> str:
+    """argparse ``type``: a DSN libpq can parse."""
+    return _argument(inputs.check_dsn)(text)
 
 
 def command(sub: argparse._SubParsersAction, name: str, *, summary: str, description: str,
@@ -39,7 +79,7 @@ def command(sub: argparse._SubParsersAction, name: str, *, summary: str, descrip
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="paymigrate",
         description="Zero-downtime migration of a PostgreSQL payment database to Aurora PostgreSQL, "
                     "and the local stand-ins it runs against.",
@@ -59,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PaymigrateError as exc:
-        print(f"paymigrate {args.command}: {exc}", file=sys.stderr)
+        print(f"paymigrate {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
+    except psycopg2.OperationalError as exc:  # a server not reachable: one line, as for bad input
+        print(f"paymigrate {args.command}: cannot connect: {' '.join(str(exc).split())}",
+              file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

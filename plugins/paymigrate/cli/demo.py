@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from paymigrate.cli import command
+from paymigrate.cli import bounded, command
+from paymigrate.demo.seed import MAX_ROWS
 
 DEFAULT_ROWS = 20000
 
@@ -29,19 +30,19 @@ be looked at in its UI; `paymigrate down` stops everything.""", environment="""\
   lost                           0
   duplicated                     0
   Airflow UI                  http://127.0.0.1:8080  (admin / ...)""")
-    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help=f"payments to seed (default {DEFAULT_ROWS})")
-    p.add_argument("--tps", type=float, default=100.0, help="workload rate in transactions/s (default 100)")
-    p.add_argument("--clients", type=int, default=4, help="workload clients (default 4)")
+    p.add_argument("--rows", type=bounded(int, low=1, high=MAX_ROWS), default=DEFAULT_ROWS,
+                   help=f"payments to seed (default {DEFAULT_ROWS})")
+    p.add_argument("--tps", type=bounded(float, low=0.01, high=100000), default=100.0,
+                   help="workload rate in transactions/s (default 100)")
+    p.add_argument("--clients", type=bounded(int, low=1, high=256), default=4,
+                   help="workload clients (default 4)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_demo)
 
 
 def _demo(args) -> int:
-    from paymigrate.errors import PaymigrateError
     from paymigrate.local.demo import run
 
-    if args.rows < 1:
-        raise PaymigrateError(f"--rows {args.rows}: expected a positive number of payments")
     result = run(rows=args.rows, tps=args.tps, clients=args.clients)
     s = result.summary
     if args.json:

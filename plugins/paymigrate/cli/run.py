@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 
-from paymigrate.cli import command
-from paymigrate.errors import PaymigrateError
+from paymigrate.cli import bounded, command
+from paymigrate.errors import BadInput
 
 
 def register(sub) -> None:
@@ -26,27 +28,53 @@ summary. Exit 0 when the run succeeded, 1 when it failed, 2 on error.""", enviro
     p.add_argument("dag_id", metavar="DAG_ID",
                    help="payment_migration, payment_cutover, payment_rollback or payment_validation")
     p.add_argument("--conf", default="{}", help="the run's Params as a JSON object")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the end")
+    p.add_argument("--timeout", type=bounded(float, low=1, high=7 * 86400), default=3600,
+                   help="seconds to wait for the end")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from paymigrate.local.dagrun import run_dag
+    from paymigrate.local import airflow as local_airflow
+    from paymigrate.local.dagrun import check_run_conf, run_dag
     from paymigrate.local.stack import LocalStack
 
     try:
         conf = json.loads(args.conf)
     except ValueError as exc:
-        raise PaymigrateError(f"--conf is not JSON: {exc}") from None
-    if not isinstance(conf, dict):
-        raise PaymigrateError(f"--conf must be a JSON object, not {type(conf).__name__}")
-    result = run_dag(LocalStack(), args.dag_id, conf, timeout=args.timeout)
+        raise BadInput("--conf", args.conf, f"not JSON ({exc})") from None
+    stack = LocalStack()
+    for key, value in local_airflow.static_environment(stack.airflow_home).items():
+        os.environ.setdefault(key, value)  # Airflow reads them when first imported
+    quiet = logging.getLogger("airflow")  # its import logs would come before the one error line
+    level = quiet.level
+    quiet.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        check_run_conf(args.dag_id, conf)
+    finally:
+        quiet.setLevel(level)
+    _check_tables(stack, conf)
+    result = run_dag(stack, args.dag_id, conf, timeout=args.timeout)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print_result(result)
     return 0 if result.ok else 1
+
+
+def _check_tables(stack, conf: dict) -> None:
+    """Tables named in the conf must exist on the source: refused here in one line rather than
+    by the run's preflight task (which refuses them too, for runs triggered elsewhere)."""
+    from paymigrate.errors import StackError
+    from paymigrate.inputs import check_source_tables
+
+    if not conf.get("tables") and not conf.get("exclude"):
+        return
+    try:
+        source = stack.endpoint("source")
+    except StackError:
+        return  # no local stack: the run itself says so
+    check_source_tables(source, tables=conf.get("tables") or [], exclude=conf.get("exclude") or [])
 
 
 def print_result(result) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from paymigrate.cli import command
-from paymigrate.demo.seed import seed
+from paymigrate.cli import bounded, command, libpq_dsn
+from paymigrate.demo.seed import MAX_ROWS, seed
 from paymigrate.errors import SeedError
+from paymigrate.inputs import check_dsn
 
 DSN_ENV = "PAYMIGRATE_SOURCE_DSN"
 
@@ -36,9 +37,11 @@ sequences and SELECT, INSERT, UPDATE, DELETE on the tables.""", environment=f"""
     settlement_staging        64889
     payment_events           269822
     ledger_lines             409866""")
-    p.add_argument("--rows", type=int, required=True, help="number of payments")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated data (default 0)")
-    p.add_argument("--dsn", help=f"libpq DSN (default: ${DSN_ENV})")
+    p.add_argument("--rows", type=bounded(int, low=0, high=MAX_ROWS), required=True,
+                   help="number of payments")
+    p.add_argument("--seed", type=bounded(int, low=0, high=2**31 - 1), default=0,
+                   help="seed of the generated data (default 0)")
+    p.add_argument("--dsn", type=libpq_dsn, help=f"libpq DSN (default: ${DSN_ENV})")
     p.add_argument("--replace", action="store_true",
                    help="drop and reseed a database that already has the demo schema "
                         "(without it such a database is refused)")
@@ -46,10 +49,10 @@ sequences and SELECT, INSERT, UPDATE, DELETE on the tables.""", environment=f"""
 
 
 def _seed(args) -> int:
-    dsn = args.dsn or os.environ.get(DSN_ENV)
-    if not dsn:
+    target = args.dsn or os.environ.get(DSN_ENV)
+    if not target:
         raise SeedError(f"no database: pass --dsn or set {DSN_ENV}")
-    r = seed(dsn=dsn, rows=args.rows, seed=args.seed, replace=args.replace)
+    r = seed(dsn=check_dsn(target, name=f"--dsn (${DSN_ENV})"), rows=args.rows, seed=args.seed, replace=args.replace)
     total = sum(r.counts.values())
     print(f"{'replaced' if r.replaced else 'seeded'} {r.rows} payments (seed {r.seed}) in "
           f"{r.seconds:.1f}s: {total} rows, {r.rows_per_second / 1000:.1f}k rows/s")

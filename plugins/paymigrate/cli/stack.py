@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 import time
 
-from paymigrate.cli import command
+from paymigrate.cli import bounded, command
+from paymigrate.demo.seed import MAX_ROWS
 from paymigrate.local.stack import LocalStack
 
 DEFAULT_ROWS = 10000
@@ -30,7 +31,7 @@ A component already running is left alone; one that died is restarted on its por
   aws       bootstrap in moto: 58 created (bucket paymigrate-checkpoints-local, ...)
   seed      10000 payments seeded into the source in 1.9s
   up in 6.1s; `eval "$(paymigrate env)"` sets the endpoints in your shell""")
-    p.add_argument("--rows", type=int, default=DEFAULT_ROWS,
+    p.add_argument("--rows", type=bounded(int, low=1, high=MAX_ROWS), default=DEFAULT_ROWS,
                    help=f"payments to seed into an empty source (default {DEFAULT_ROWS}); a seeded "
                         "source is left as it is (`paymigrate seed --replace` reseeds)")
     p.add_argument("--no-seed", action="store_true", help="start the stand-ins with an empty source")
@@ -74,10 +75,8 @@ stack's 0600 passfile.""", environment=HOME_ENV, example="""\
 
 def _up(args) -> int:
     from paymigrate.demo.seed import seed
-    from paymigrate.errors import PaymigrateError, SeedError
+    from paymigrate.errors import SeedError
 
-    if args.rows < 1:
-        raise PaymigrateError(f"--rows {args.rows}: expected a positive number of payments")
     started = time.monotonic()
     stack = LocalStack(target_version=args.target_version)
     for line in stack.up():

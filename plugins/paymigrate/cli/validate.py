@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from paymigrate.cli import command
+from paymigrate.cli import bounded, command, table_name
 from paymigrate.errors import ValidationError
+from paymigrate.inputs import check_dsn
 from paymigrate.validation import MISMATCH, validate
 
 EXIT_MISMATCH = 1
@@ -43,9 +44,10 @@ unreachable, a table missing on one side, a column missing or of another type: e
                    help="target DSN (default: $PAYMIGRATE_TARGET_DSN)")
     p.add_argument("--schema", dest="schemas", action="extend", nargs="+", metavar="S",
                    help="only tables of these schemas")
-    p.add_argument("--tables", action="extend", nargs="+", metavar="T",
-                   help="only these tables (schema.name, or name in any schema)")
-    p.add_argument("--max-keys", type=int, default=100, metavar="N",
+    p.add_argument("--tables", action="extend", nargs="+", metavar="T", type=table_name,
+                   help='only these tables (schema.name, or name in any schema; quote a part that '
+                        'needs it: public."Weird Name")')
+    p.add_argument("--max-keys", type=bounded(int, low=0, high=1000000), default=100, metavar="N",
                    help="list at most N keys per kind and table; counts are always total (default 100)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_validate)
@@ -55,8 +57,8 @@ def _validate(args) -> int:
     if not args.source or not args.target:
         raise ValidationError("give --source and --target (or set PAYMIGRATE_SOURCE_DSN and "
                               "PAYMIGRATE_TARGET_DSN)")
-    if args.max_keys < 0:
-        raise ValidationError(f"--max-keys {args.max_keys} must be 0 or more")
+    check_dsn(args.source, name="--source")
+    check_dsn(args.target, name="--target")
     report = validate(source=args.source, target=args.target, schemas=args.schemas,
                       tables=args.tables, max_keys=args.max_keys)
     if args.json:

@@ -7,8 +7,9 @@ import os
 import signal
 from pathlib import Path
 
-from paymigrate.cli import command
+from paymigrate.cli import bounded, command, libpq_dsn
 from paymigrate.errors import WorkloadError
+from paymigrate.inputs import check_dsn
 from paymigrate.local.stack import default_home
 from paymigrate.workload import Workload, report, start_background, stop_background
 from paymigrate.workload.background import DSN_ENV, write_pid
@@ -46,10 +47,12 @@ the directory, and returns once the clients run.""", environment=ENVIRONMENT, ex
   workload running (pid 48121), ledger under /work/main/.local/workload
   $ paymigrate workload start --foreground --count 2000 --tps 400 --dir /tmp/wl
   run 41f40199: 2000 committed in 5.7s (349.5 tps), 0 failed, 0 unresolved, retries: none""")
-    s.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
-    s.add_argument("--tps", type=float, default=100.0, help="total target rate of write transactions (default 100)")
-    s.add_argument("--duration", type=float, help="stop after this many seconds")
-    s.add_argument("--count", type=int, help="stop after this many write operations")
+    s.add_argument("--clients", type=bounded(int, low=1, high=256), default=4,
+                   help="concurrent clients (default 4)")
+    s.add_argument("--tps", type=bounded(float, low=0.01, high=100000), default=100.0,
+                   help="total target rate of write transactions (default 100)")
+    s.add_argument("--duration", type=bounded(float, low=0.01), help="stop after this many seconds")
+    s.add_argument("--count", type=bounded(int, low=1), help="stop after this many write operations")
     s.add_argument("--seed", type=int, help="seed of the operation mix and amounts")
     s.add_argument("--foreground", action="store_true", help="run in this process until done")
     _common(s)
@@ -77,7 +80,7 @@ Exit 0 when nothing is lost or duplicated and every invariant holds, 1 otherwise
   invariants ok (unbalanced_ledger_transactions 0, payments_without_ledger_lines 0, unbalanced_currencies 0, refund_mismatches 0)
   latency ms p50 4.3  p95 13.6  p99 19.7  max 44.4   longest stall 0.04s
   committed 349.5 tps over 5.723s in 1 run(s); retries: none; errors: none; read mismatches 0""")
-    s.add_argument("--against", help="database to check (default: $PAYMIGRATE_APP_DSN)")
+    s.add_argument("--against", type=libpq_dsn, help="database to check (default: $PAYMIGRATE_APP_DSN)")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     _common(s, dsn=False)
     s.set_defaults(func=_report)
@@ -85,7 +88,7 @@ Exit 0 when nothing is lost or duplicated and every invariant holds, 1 otherwise
 
 def _common(p, *, dsn: bool = True) -> None:
     if dsn:
-        p.add_argument("--dsn", help=f"libpq DSN the clients use (default: ${DSN_ENV})")
+        p.add_argument("--dsn", type=libpq_dsn, help=f"libpq DSN the clients use (default: ${DSN_ENV})")
     p.add_argument("--dir", type=Path, help="ledger and pid folder (default: $PAYMIGRATE_HOME/workload)")
 
 
@@ -94,10 +97,10 @@ def _directory(args) -> Path:
 
 
 def _dsn(value: str | None, what: str) -> str:
-    dsn = value or os.environ.get(DSN_ENV)
-    if not dsn:
+    given = value or os.environ.get(DSN_ENV)
+    if not given:
         raise WorkloadError(f"no database for {what}: pass it or set {DSN_ENV}")
-    return dsn
+    return check_dsn(given, name=f"{what} (${DSN_ENV})")
 
 
 def _start(args) -> int:

@@ -67,7 +67,16 @@ def environment(stack: Any, *, home: Path | None = None, api_port: int | None = 
                     "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
                     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
                     "AIRFLOW__API_AUTH__JWT_SECRET": _jwt_secret(home)})
+        private_file(Path(out["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]))
     return out
+
+
+def private_file(path: Path) -> None:
+    """``path`` exists with mode 0600: the api-server appends its generated admin password to
+    the file it finds (opening it "a+", which would make a new one 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
 
 
 def _jwt_secret(home: Path) -> str:
@@ -94,8 +103,8 @@ def admin_password(env: dict[str, str]) -> str:
     """The simple auth manager's generated password for the admin user (it writes the file)."""
     path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     deadline = time.monotonic() + 60
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    while not (path.exists() and path.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the file exists (0600, made by us) before the api-server writes it
     return json.loads(path.read_text())[ADMIN_USER]
 
 

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from paymigrate.errors import PaymigrateError
+from paymigrate.errors import BadInput, PaymigrateError
+from paymigrate.inputs import ParamSpec, check_conf
 from paymigrate.local import airflow as local_airflow
 
 log = logging.getLogger(__name__)
@@ -129,17 +130,38 @@ def _q(run_id: str) -> str:
     return urllib.parse.quote(run_id, safe="")
 
 
-def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
-    """``dag.test()`` in this process; the caller has set the Airflow environment already."""
+def load_dag(dag_id: str) -> Any:
+    """The DAG ``dag_id`` parsed from the DAG folder (no metadata DB needed)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    started = time.monotonic()
-    bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER",
+                                           str(local_airflow.REPO / "dags")))
     if bag.import_errors:
         raise PaymigrateError(f"DAG import errors: {bag.import_errors}")
-    dag = bag.get_dag(dag_id)
+    dag = bag.dags.get(dag_id)  # get_dag() would ask the metadata DB first
     if dag is None:
-        raise PaymigrateError(f"no DAG {dag_id!r}; known: {', '.join(sorted(bag.dag_ids))}")
+        raise BadInput("DAG_ID", dag_id, f"no such DAG; known: {', '.join(sorted(bag.dag_ids))}")
+    return dag
+
+
+def check_run_conf(dag_id: str, conf: Any) -> dict[str, Any]:
+    """``conf`` checked against the DAG's own Params before a run is triggered
+    (:func:`paymigrate.inputs.check_conf`): one :class:`BadInput` naming the first bad value."""
+    from airflow.sdk.definitions._internal.types import is_arg_set
+
+    params = load_dag(dag_id).params
+    specs = {}
+    for key in params:
+        param = params.get_param(key)
+        specs[key] = ParamSpec(param.schema, param.value if is_arg_set(param.value) else None,
+                               required=not is_arg_set(param.value))
+    return check_conf(dag_id, specs, conf)
+
+
+def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
+    """``dag.test()`` in this process; the caller has set the Airflow environment already."""
+    started = time.monotonic()
+    dag = load_dag(dag_id)
     dr = dag.test(run_conf=conf)
     tasks = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
               "seconds": ti.duration}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from paymigrate.local import proc
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "pgbouncer_admin"
+_AUTH_LINE = re.compile(r'^"([^"]+)" "([^"]*)"$')
 
 
 def databases_section(database: str, host: str, port: int) -> str:
@@ -45,9 +47,26 @@ class Router:
     def logfile(self) -> Path:
         return self.folder / "pgbouncer.log"
 
-    def configure(self, *, database: str, writer_port: int, users: dict[str, str]) -> None:
+    @property
+    def auth_file(self) -> Path:
+        return self.folder / "userlist.txt"
+
+    def verifiers(self) -> dict[str, str]:
+        """The auth file's ``user -> SCRAM verifier`` (empty when there is none yet)."""
+        try:
+            lines = self.auth_file.read_text().splitlines()
+        except FileNotFoundError:
+            return {}
+        return {m.group(1): m.group(2) for m in map(_AUTH_LINE.match, lines) if m}
+
+    def configure(self, *, database: str, writer_port: int, verifiers: dict[str, str]) -> None:
         """Write the config; the databases file only when missing, since after a cutover it names
-        the target and a restart must not silently point the application back at the source."""
+        the target and a restart must not silently point the application back at the source.
+        ``verifiers`` are SCRAM verifiers (:mod:`paymigrate.local.scram`), never passwords: a
+        user the servers know must have the same verifier there."""
+        plain = [u for u, v in verifiers.items() if not v.startswith("SCRAM-SHA-256$")]
+        if plain:
+            raise ValueError(f"auth file entries must be SCRAM verifiers: {', '.join(plain)}")
         self.folder.mkdir(parents=True, exist_ok=True)
         proc.chown(self.folder, self.user)
         self._write(self.ini, "\n".join([
@@ -56,7 +75,7 @@ class Router:
             f"listen_port = {self.port}",
             "unix_socket_dir =",
             "auth_type = scram-sha-256",
-            f"auth_file = {self.folder / 'userlist.txt'}",
+            f"auth_file = {self.auth_file}",
             f"admin_users = {ADMIN_USER}",
             "pool_mode = transaction",
             "max_client_conn = 400",
@@ -74,8 +93,8 @@ class Router:
         ]), 0o600)
         if not self.databases_file.exists():
             self._write(self.databases_file, databases_section(database, "127.0.0.1", writer_port), 0o600)
-        userlist = "".join(f'"{u}" "{p}"\n' for u, p in users.items())
-        self._write(self.folder / "userlist.txt", userlist, 0o600)
+        userlist = "".join(f'"{u}" "{v}"\n' for u, v in verifiers.items())
+        self._write(self.auth_file, userlist, 0o600)
 
     def _write(self, path: Path, text: str, mode: int) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")

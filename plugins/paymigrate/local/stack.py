@@ -22,7 +22,7 @@ from psycopg2 import sql
 from paymigrate import pgbin
 from paymigrate.db import Endpoint
 from paymigrate.errors import StackError
-from paymigrate.local import proc
+from paymigrate.local import proc, scram
 from paymigrate.local.moto import MotoServer
 from paymigrate.local.pgbouncer import ADMIN_USER, Router
 from paymigrate.local.postgres import Cluster
@@ -267,9 +267,10 @@ class LocalStack:
         s = self.secrets()
         lines = [self._up_cluster("source", s["source-db"]), self._up_cluster("target", s["target-db"])]
         self._write_passfile()
+        app = scram.reuse_or_make(self._verifier("source", APP_USER), s["app-db"])
         for side in ("source", "target"):
-            self._ensure_roles(side, s["app-db"])
-        lines.append(self._up_router(s))
+            self._ensure_roles(side, app)
+        lines.append(self._up_router(s, app))
         lines.append(self._up_moto())
         self._write_passfile()
         self._save()
@@ -298,35 +299,51 @@ class LocalStack:
         verb = "created and started" if fresh else "started"
         return f"{side:<9} {verb} on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
 
-    def _ensure_roles(self, side: str, app_password: str) -> None:
-        """The application role and the database on each side, with the current password."""
+    def _verifier(self, side: str, role: str) -> str | None:
+        """``role``'s stored SCRAM verifier on ``side`` (None when the role does not exist)."""
+        conn = psycopg2.connect(self.dsn(side, dbname="postgres"))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        return row[0] if row else None
+
+    def _ensure_roles(self, side: str, app_verifier: str) -> None:
+        """The application role and the database on each side, with the one SCRAM verifier that
+        PgBouncer's auth file holds too (the statement carries the verifier, not the password)."""
         conn = psycopg2.connect(self.dsn(side, dbname="postgres"))
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,))
-                verb = "ALTER" if cur.fetchone() else "CREATE"
-                cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(APP_USER)),
-                            (app_password,))
+                cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_USER,))
+                row = cur.fetchone()
+                if row is None or row[0] != app_verifier:
+                    verb = "ALTER" if row else "CREATE"
+                    cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(
+                        sql.Identifier(APP_USER)), (app_verifier,))
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
                 if not cur.fetchone():
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         finally:
             conn.close()
 
-    def _up_router(self, s: dict[str, str]) -> str:
+    def _up_router(self, s: dict[str, str], app_verifier: str) -> str:
         comp = self._component("router")
         router = self.router()
+        verifiers = {APP_USER: app_verifier, ADMIN_USER: scram.reuse_or_make(
+            router.verifiers().get(ADMIN_USER), s["router-admin"])}
         if router.pid() and not comp.get("port"):
             comp["port"] = router.configured_port()  # started before a crash of `up` saved it
         if router.pid() and comp.get("port"):
             comp["pid"] = router.pid()
             router.configure(database=DATABASE, writer_port=self.port("source"),
-                             users={APP_USER: s["app-db"], ADMIN_USER: s["router-admin"]})
+                             verifiers=verifiers)
             return f"router    already running on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
         router.port = comp["port"] = proc.free_port(comp.get("port"))
         router.configure(database=DATABASE, writer_port=self.port("source"),
-                         users={APP_USER: s["app-db"], ADMIN_USER: s["router-admin"]})
+                         verifiers=verifiers)
         comp["pid"] = router.start()
         comp["folder"] = str(router.folder)
         self._save()

@@ -22,11 +22,13 @@ from typing import Any
 from paymigrate import names, scope
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import connection
-from paymigrate.errors import Refused
+from paymigrate.errors import BadInput, Refused
+from paymigrate.inputs import check_source_tables
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan, lag_threshold, summary
 from paymigrate.migration.platform import Platform
 from paymigrate.replication.ddl import SchemaDrift, raise_for_drift
+from paymigrate.replication.preflight import wal_retention
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,10 @@ class MigrationService:
         lock = store.lock()
         resuming = bool(lock and lock.state in (LockState.RUNNING, LockState.FAILED)
                         and lock.run_id != run_id)
+        try:  # every engine: DMS's preflight reads its task's table mappings, not these names
+            check_source_tables(self.platform.endpoint("source"), tables=tables, exclude=exclude)
+        except BadInput as exc:
+            raise Refused(f"preflight refused: {exc}") from None
         eng = self.platform.engine(name=name, tables=tables, exclude=exclude)
         source = self.platform.endpoint("source").safe()
         target = self.platform.endpoint("target").safe()
@@ -106,6 +112,10 @@ class MigrationService:
         # The engine knows a resumed migration (its subscription exists) and then accepts a
         # target that is no longer empty.
         problems = list(eng.preflight())
+        room, wal_warnings = wal_retention(self.platform.endpoint("source"))
+        log.info("source WAL retention: %s", room)
+        for warning in wal_warnings:
+            log.warning("preflight: %s", warning)
         if problems:
             raise Refused(f"preflight refused {len(problems)} problem(s): "
                           + "; ".join(str(p) for p in problems))
@@ -117,7 +127,7 @@ class MigrationService:
         lock = store.acquire(run_id=run_id, dag_id=dag_id, takeover=takeover)
         return {"migration_id": lock.migration_id, "engine": name, "tables": tables,
                 "exclude": exclude, "resumed": resuming, "done_phases": done, "env": env,
-                "source": source, "target": target}
+                "source": source, "target": target, "wal_retention": room.to_dict()}
 
     def checkpoint(self, plan: Mapping[str, Any], *, phase: str, results: Mapping[str, Any],
                    run_id: str, lock_state: LockState | str | None = None) -> str:
@@ -167,9 +177,11 @@ class MigrationService:
         return {"validation": "match", "tables": len(report["tables"]), "lag": lag,
                 "threshold_seconds": threshold}
 
-    def fail_run(self, *, what: str, run_id: str, failed_tasks: Sequence[str], link: str) -> str:
+    def fail_run(self, *, what: str, run_id: str, failed_tasks: Sequence[str], link: str,
+                 details: str = "") -> str:
         """A run failed: move the lock this run holds (a run refused as a duplicate must not
-        touch the active run's lock), alert the error topic, and return the failure message."""
+        touch the active run's lock), alert the error topic (``details`` below the message: the
+        replication slots left behind), and return the failure message."""
         store = self.platform.checkpoints()
         lock = store.lock()
         if lock and lock.run_id == run_id:
@@ -183,7 +195,7 @@ class MigrationService:
         self.platform.publish(
             "error-alerts", subject=f"{what} failed ({self.platform.env})",
             message=f"{what} run {run_id} failed{where}. Fix the cause and trigger it again: it "
-                    f"resumes from its last checkpoint. {link}")
+                    f"resumes from its last checkpoint. {link}" + (f"\n\n{details}" if details else ""))
         return f"{what} failed{where}; the error-alerts topic was notified"
 
     # ---- payment_rollback ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from paymigrate.contract import ENGINES
-from paymigrate.errors import PreflightError, ReplicationError
+from paymigrate.errors import BadInput, PreflightError, ReplicationError
 from paymigrate.replication.base import (
     Engine,
     FullLoad,
@@ -43,4 +43,4 @@ def engine_for(name: str, /, **kwargs: Any) -> Engine:
         from paymigrate.replication.dms import DmsEngine
 
         return DmsEngine(**kwargs)
-    raise ValueError(f"replication engine {name!r} is not one of {', '.join(ENGINES)}")
+    raise BadInput("engine", name, f"not one of {', '.join(ENGINES)}")

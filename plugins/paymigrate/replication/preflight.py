@@ -7,9 +7,11 @@ into problems and warnings without a server, so each rule is tested on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from paymigrate import scope
 from paymigrate.replication.base import Problem
+from paymigrate.replication.retention import Room, evaluate_room, read_room
 from paymigrate.replication.versions import check_versions
 
 _TABLE_FACTS = """
@@ -169,6 +171,17 @@ def evaluate(facts: Facts, *, replica_identity_full: bool = False,
     for obj, role in facts.missing_roles:
         problems.append(Problem(obj, f"granted to role {role}, which does not exist on the target"))
     return problems, warnings
+
+
+def wal_retention(source: Any) -> tuple[Room, list[str]]:
+    """The source's ``max_slot_wal_keep_size`` and the free disk of its data directory (where
+    it can be known from here), and the warnings they call for: what a slot left behind by a
+    stopped migration can do to the source."""
+    from paymigrate.db import connection
+
+    with connection(source, autocommit=True) as conn, conn.cursor() as cur:
+        room = read_room(cur, host=source.host)
+    return room, evaluate_room(room)
 
 
 def scope_oids(cur, *, tables: list[str] | None, exclude: list[str] | None) -> tuple[list[int], list[str]]:

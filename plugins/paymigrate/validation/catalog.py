@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from paymigrate import scope
-from paymigrate.errors import ValidationError
+from paymigrate.errors import BadInput, ValidationError
+from paymigrate.inputs import parse_table
 
 INTEGER_TYPES = frozenset({"int2", "int4", "int8"})
 
@@ -162,11 +163,24 @@ def select(tables: Mapping[str, Table], wanted: Iterable[str] | None, *, side: s
     for want in wanted:
         hits = [q for q in tables if q == want or ("." not in want and tables[q].name == want)]
         if not hits:
+            hits = _by_sql_name(tables, want)
+        if not hits:
             absent.append(want)
         picked.extend(h for h in sorted(hits) if h not in picked)
     if absent:
         raise ValidationError(f"table {', '.join(absent)} not found on the {side}")
     return picked
+
+
+def _by_sql_name(tables: Mapping[str, Table], want: str) -> list[str]:
+    """``want`` read as SQL names it (``public."Weird Name"``, ``Public.Payments`` folded to
+    lower case), matched part by part; nothing when it does not parse."""
+    try:
+        name = parse_table(want)
+    except BadInput:
+        return []
+    return [q for q, t in tables.items()
+            if t.name == name.name and (name.schema is None or t.schema == name.schema)]
 
 
 def plan(source: Mapping[str, Table], target: Mapping[str, Table],
