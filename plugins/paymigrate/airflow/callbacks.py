@@ -27,19 +27,14 @@ def failed_tasks(context: Any) -> list[str]:
 
 
 def slot_report(hook: Any) -> str:
-    """The failure alert's paragraph on replication slots: each slot the migration left on a
-    server, the WAL it keeps there and the commands that drop it. Never raises: an alert goes
-    out even when this part cannot be read."""
-    from paymigrate.replication.retention import alert_lines
+    """The failure alert's paragraph on the migration's replication slots (never raises)."""
+    from paymigrate import names
+    from paymigrate.replication.retention import slot_report as report
 
     try:
-        slots, unreadable = hook.slots()
-    except Exception as exc:
+        return report(hook.endpoint, names.replication_name(hook.env))
+    except Exception as exc:  # the hook itself (its config) could not be read
         return f"Replication slots could not be read: {type(exc).__name__}: {exc}"
-    lines = alert_lines(slots)
-    if unreadable:
-        lines.append(f"Not reachable, slots unknown: {'; '.join(unreadable)}.")
-    return "\n".join(lines)
 
 
 def alert_on_failure(context: Any) -> None:

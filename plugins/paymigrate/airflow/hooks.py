@@ -13,7 +13,6 @@ import os
 from functools import cached_property
 from typing import Any
 
-import psycopg2
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -23,7 +22,7 @@ from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
-from paymigrate.db import Endpoint, connection
+from paymigrate.db import Endpoint
 from paymigrate.migration.platform import check_side, contract_engine
 from paymigrate.replication.base import Engine
 from paymigrate.replication.retention import SlotWal
@@ -80,17 +79,10 @@ class MigrationHook:
 
     def slots(self) -> tuple[list[SlotWal], list[str]]:
         """This migration's replication slots on both servers with the WAL each retains, and
-        the sides that could not be read (a server down is no reason to say nothing)."""
-        from paymigrate.replication.retention import read_slots
+        the sides that could not be read."""
+        from paymigrate.replication.retention import migration_slots
 
-        found, unreadable = [], []
-        for side in ("source", "target"):
-            try:
-                with connection(self.endpoint(side), autocommit=True) as conn, conn.cursor() as cur:
-                    found += read_slots(cur, names.replication_name(self.env), side=side)
-            except psycopg2.Error as exc:
-                unreadable.append(f"{side} ({' '.join(str(exc).split())[:200]})")
-        return found, unreadable
+        return migration_slots(self.endpoint, names.replication_name(self.env))
 
     def publish_retained_wal(self) -> int | None:
         """Put the slots' retained WAL to CloudWatch (``Migration/Replication``

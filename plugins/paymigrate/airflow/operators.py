@@ -171,11 +171,10 @@ class NotifyFailureOperator(MigrationOperator):
         self.what = what
 
     def execute(self, context: Context) -> None:
-        from paymigrate.airflow.callbacks import failed_tasks, run_link, slot_report
+        from paymigrate.airflow.callbacks import failed_tasks, run_link
 
         message = self.service().fail_run(what=self.what, run_id=context["run_id"],
-                                          failed_tasks=failed_tasks(context), link=run_link(context),
-                                          details=slot_report(MigrationHook(aws_conn_id=self.aws_conn_id)))
+                                          failed_tasks=failed_tasks(context), link=run_link(context))
         raise AirflowFailException(message)
 
 

@@ -177,11 +177,13 @@ class MigrationService:
         return {"validation": "match", "tables": len(report["tables"]), "lag": lag,
                 "threshold_seconds": threshold}
 
-    def fail_run(self, *, what: str, run_id: str, failed_tasks: Sequence[str], link: str,
-                 details: str = "") -> str:
+    def fail_run(self, *, what: str, run_id: str, failed_tasks: Sequence[str], link: str) -> str:
         """A run failed: move the lock this run holds (a run refused as a duplicate must not
-        touch the active run's lock), alert the error topic (``details`` below the message: the
-        replication slots left behind), and return the failure message."""
+        touch the active run's lock), alert the error topic with the replication slots left
+        behind (their WAL and how to drop them), and return the failure message."""
+        from paymigrate.replication.retention import slot_report
+
+        details = slot_report(self.platform.endpoint, names.replication_name(self.platform.env))
         store = self.platform.checkpoints()
         lock = store.lock()
         if lock and lock.run_id == run_id:

@@ -165,3 +165,36 @@ def read_room(cur: Any, *, host: str) -> Room:
     except OSError as exc:
         return Room(limit, None, f"{directory} cannot be examined here: {exc.strerror}", wal)
     return Room(limit, st.f_bavail * st.f_frsize, "", wal)
+
+
+def migration_slots(endpoint: Any, name: str) -> tuple[list[SlotWal], list[str]]:
+    """The slots named ``name`` on both servers (``endpoint(side)`` gives each), with the WAL
+    each retains, and the sides that could not be read: a server down is no reason to say
+    nothing about the other."""
+    import psycopg2
+
+    from paymigrate.db import connection
+
+    found: list[SlotWal] = []
+    unreadable: list[str] = []
+    for side in ("source", "target"):
+        try:
+            with connection(endpoint(side), autocommit=True) as conn, conn.cursor() as cur:
+                found += read_slots(cur, name, side=side)
+        except psycopg2.Error as exc:
+            unreadable.append(f"{side} ({' '.join(str(exc).split())[:200]})")
+    return found, unreadable
+
+
+def slot_report(endpoint: Any, name: str) -> str:
+    """A failure alert's paragraph on replication slots: each slot the migration left on a
+    server, the WAL it keeps there and the commands that drop it. Never raises: an alert goes
+    out even when this part cannot be read."""
+    try:
+        slots, unreadable = migration_slots(endpoint, name)
+    except Exception as exc:
+        return f"Replication slots could not be read: {type(exc).__name__}: {exc}"
+    lines = alert_lines(slots)
+    if unreadable:
+        lines.append(f"Not reachable, slots unknown: {'; '.join(unreadable)}.")
+    return "\n".join(lines)
