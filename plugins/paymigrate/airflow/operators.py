@@ -504,6 +504,8 @@ class WriteSwitchOperator(MigrationOperator):
             # The abort keeps forward replication: the migration is still ready for a cutover.
             hook.checkpoints().set_state("cutover-ready", run_id=context["run_id"])
             context["ti"].xcom_push(key="aborted", value=exc.result.to_dict())
+            if self.drill_fail_at:
+                record_drill(hook.checkpoints(), run_id=context["run_id"], result=exc.result)
             raise AirflowFailException(str(exc)) from None
         for step, seconds in result.steps.items():
             self.log.info("  %-15s %7.1f ms", step, seconds * 1000)
@@ -512,6 +514,16 @@ class WriteSwitchOperator(MigrationOperator):
         hook.set("database/active-writer", "target")
         hook.set("workflow/mode", "cutover")
         return result.to_dict()
+
+
+def record_drill(store: Any, *, run_id: str, result: Any) -> None:
+    """Keep a rehearsal's write pause: the next cutover's approval shows the drills' median."""
+    from paymigrate import approval
+    from paymigrate.checkpoints import now
+
+    store.put_doc(approval.DRILLS, approval.with_drill(
+        store.get_doc(approval.DRILLS), run_id=run_id, failed_step=result.failed_step,
+        write_pause_seconds=result.write_pause_seconds, at=now()))
 
 
 class AttachReverseOperator(MigrationOperator):
