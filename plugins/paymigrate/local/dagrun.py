@@ -190,4 +190,19 @@ def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3
     env = local_airflow.environment(stack)
     os.environ.update(env)
     local_airflow.migrate(env)
-    return run_in_process(dag_id, conf)
+    if answer is None:
+        return run_in_process(dag_id, conf)
+    from pathlib import Path
+
+    from paymigrate.local.approver import Answerer, ApiServer
+
+    server = ApiServer(stack, Path(env["AIRFLOW_HOME"]))
+    answerer = Answerer(server.start(), dag_id, answer)
+    answerer.start()
+    try:
+        result = run_in_process(dag_id, conf)
+    finally:
+        answerer.stop()
+        server.stop()
+    result.answers = [a for a in answerer.answers if a["run_id"] == result.run_id]
+    return result

@@ -53,9 +53,9 @@ class Status:
 class LocalStack:
     """The stand-ins under one home folder (``.local/`` by default)."""
 
-    def __init__(self, home: Path | str | None = None, *, env: str = "local"):
+    def __init__(self, home: Path | str | None = None, *, env: str | None = None):
         self.home = Path(home).resolve() if home else default_home()
-        self.env = env
+        self.env = env or os.environ.get("PAYMIGRATE_ENV") or "local"
         self.user = proc.service_user()
         self.state: dict[str, Any] = self._load()
 
