@@ -2,21 +2,26 @@
 ### payment_cutover: move the writer from the source to the target
 
 Trigger it with your name in `approved_by` and this environment's name in
-`confirm_environment`: that form is the approval gate, recorded with the run.
+`confirm_environment`: that form says who may start the run. The cutover itself is approved on
+live figures by `approve_cutover`, after the lag gate and the canary.
 
 1. **preflight_cutover**: approved, cutover enabled, migration cutover-ready, replication streaming
 2. **lag_gate**: replication lag under the threshold (deferred while it is not)
 3. **shift_read_traffic**: the read canary, step by step, with alarm and lag gates
-4. **write_switch**: fence triggers installed and reverse replication prepared; then PgBouncer
+4. **approve_cutover**: a human-in-the-loop approval (Required Actions page, or the REST API)
+   showing the lag now, the last validation and its age, the canary's figures and the write
+   pause the rehearsal drills took. Reject: reads go back to the source, the migration is
+   cutover-ready again, every later step is skipped; the source stays the writer.
+5. **write_switch**: fence triggers installed and reverse replication prepared; then PgBouncer
    PAUSE, source fenced (no session but replication's can write there, whatever it sets), drain
    to the fence position, every table ready in the subscription, sequences synced, reverse slot
    made on the target, route to the target, RELOAD, RESUME. Only steps whose cost does not grow
    with the data run inside the pause, in one task, held to `max_write_pause_ms`: a step that
    finds the budget spent aborts, naming itself. Any failure before RESUME aborts back to the
    source: nothing is lost, forward replication goes on.
-5. **attach_reverse**: the source subscribes to the reverse slot (it kept every target write)
-6. **checkpoint_cutover**, **notify_cutover_complete**
-7. **validate_new_writer**: full validation of the target against the source, lag-aware; a
+6. **attach_reverse**: the source subscribes to the reverse slot (it kept every target write)
+7. **checkpoint_cutover**, **notify_cutover_complete**
+8. **validate_new_writer**: full validation of the target against the source, lag-aware; a
    mismatch alerts the error topic with the keys and how to roll back
 
 To go back: payment_rollback (it drains reverse replication first).
@@ -27,6 +32,7 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
+from paymigrate.airflow.approval import CutoverApprovalOperator
 from paymigrate.airflow.defaults import ON_DEMAND, lag_threshold_param
 from paymigrate.airflow.operators import (
     AttachReverseOperator,
@@ -87,6 +93,9 @@ with DAG(
         task_id="shift_read_traffic", steps="{{ params.canary_steps }}",
         soak_seconds="{{ params.canary_soak_seconds }}", lag_threshold="{{ params.lag_threshold_seconds }}",
         retries=0, plan_task=PLAN)
+    approve_cutover = CutoverApprovalOperator(
+        task_id="approve_cutover", plan_task=PLAN, canary_task="shift_read_traffic",
+        max_write_pause_ms="{{ params.max_write_pause_ms }}", retries=0)
     write_switch = WriteSwitchOperator(
         task_id="write_switch", pause_timeout="{{ params.pause_timeout_seconds }}",
         drain_timeout="{{ params.drain_timeout_seconds }}", sequence_gap="{{ params.sequence_gap }}",
@@ -94,7 +103,8 @@ with DAG(
         drill_fail_at="{{ params.drill_fail_at }}", retries=0, plan_task=PLAN)
     attach_reverse = AttachReverseOperator(task_id="attach_reverse", retries=3, plan_task=PLAN)
     checkpoint_cutover = CheckpointOperator(task_id="checkpoint_cutover", phase="cutover",
-                                            include=["preflight_cutover", "shift_read_traffic", "write_switch",
+                                            include=["preflight_cutover", "shift_read_traffic", "approve_cutover",
+                                                     "write_switch",
                                                      "attach_reverse"],
                                             lock_state=LockState.CUT_OVER, plan_task=PLAN)
     notify_cutover_complete = SnsPublishOperator(
@@ -103,14 +113,15 @@ with DAG(
         subject="Cutover complete",
         message="The target is the writer. Write pause "
                 "{{ '%.0f' % (ti.xcom_pull(task_ids='write_switch')['write_pause_seconds'] * 1000) }} ms. "
-                "Approved by {{ params.approved_by }}. Reverse replication runs for fallback; the "
+                "Started by {{ params.approved_by }}, approved by "
+                "{{ ti.xcom_pull(task_ids='approve_cutover')['by'] }}. Reverse replication runs for fallback; the "
                 "validation of the new writer against the old one starts now.")
     validate_new_writer = ValidateNewWriterOperator(task_id="validate_new_writer", retries=0, plan_task=PLAN)
     notify_failure = NotifyFailureOperator(task_id="notify_failure", what="payment_cutover",
                                            trigger_rule=TriggerRule.ONE_FAILED, retries=1,
                                            on_failure_callback=None)
 
-    steps = [preflight_cutover, lag_gate, shift_read_traffic, write_switch, attach_reverse,
+    steps = [preflight_cutover, lag_gate, shift_read_traffic, approve_cutover, write_switch, attach_reverse,
              checkpoint_cutover, notify_cutover_complete, validate_new_writer]
     chain(*steps)
     steps >> notify_failure

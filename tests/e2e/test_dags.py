@@ -24,6 +24,7 @@ from paymigrate.airflow.operators import ValidateOperator
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import connection
 from paymigrate.demo.seed import seed
+from paymigrate.local.approver import Answerer, ApiServer
 from paymigrate.local.dagrun import run_in_process
 from paymigrate.local.demo import reset
 from paymigrate.workload import Workload, report
@@ -63,6 +64,20 @@ class ProcessList(threading.Thread):
         while not self.stop.wait(0.5):
             out = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
             self.lines.update(out.splitlines())
+
+
+@pytest.fixture(scope="module")
+def answerer(stack, airflow):
+    """An api-server on the tests' metadata DB, answering payment_cutover's approval through
+    its REST API as the admin user ("Approve" unless a test says otherwise)."""
+    server = ApiServer(stack, airflow)
+    thread = Answerer(server.start(), "payment_cutover", "Approve")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+        server.stop()
 
 
 def _run(story, capfd, dag_id, conf):
@@ -280,7 +295,7 @@ def test_rollback_after_migration_leaves_source_writable_and_replication_stopped
     assert _store(stack).lock().state == "rolled-back"
 
 
-def test_cutover_drill_aborts_back_to_the_source_with_nothing_lost(stack, story, capfd):
+def test_cutover_drill_aborts_back_to_the_source_with_nothing_lost(stack, story, capfd, answerer):
     migrated = _run(story, capfd, "payment_migration", {"engine": "postgres-logical"})
     assert migrated.ok, _errors(story)
     work = _workload(stack, story)
@@ -297,9 +312,36 @@ def test_cutover_drill_aborts_back_to_the_source_with_nothing_lost(stack, story,
     assert _store(stack).lock().state == "cutover-ready"
     r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
+    drills = _store(stack).get_doc("cutover-drills.json")["drills"]
+    assert drills[-1]["run_id"] == drill.run_id and drills[-1]["failed_step"] == "check_tables"
 
 
-def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capfd):
+def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack, story, capfd, answerer):
+    answerer.option = "Reject"
+    try:
+        rejected = _run(story, capfd, "payment_cutover", {
+            "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 0})
+    finally:
+        answerer.option = "Approve"
+    states = _states(rejected)
+    assert states["approve_cutover"] == "success", _errors(story)
+    assert all(states[t] == "skipped" for t in ("write_switch", "attach_reverse", "checkpoint_cutover",
+                                                  "notify_failure")), states
+    answer = rejected.xcom["approve_cutover"]
+    assert answer["approved"] is False and answer["by"] == "admin" and answer["at"], answer
+    assert [a["run_id"] for a in answerer.answers if a["chosen"] == ["Reject"]] == [rejected.run_id]
+    cfg = contract.read(stack.client("ssm"), stack.env)
+    assert cfg["database/active-writer"] == "source" and cfg["workflow/traffic-split-percentage"] == 0
+    assert _writer_port(stack) == stack.port("source")
+    assert _store(stack).lock().state == "cutover-ready"
+    assert _subscriptions(stack) == 1
+    assert _count(stack.dsn("target"), "SELECT count(*) FROM pg_replication_slots") == 0
+    with connection(stack.dsn("router")) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_setting('transaction_read_only')")
+        assert cur.fetchone()[0] == "off"
+
+
+def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capfd, answerer):
     work = _workload(stack, story, tps=60)
     try:
         cut = _run(story, capfd, "payment_cutover", {
@@ -312,6 +354,14 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
     switched = cut.xcom["write_switch"]
     assert switched["write_pause_seconds"] < 5 and switched["fenced"] and switched["tables"] == 7
     assert cut.xcom["attach_reverse"]["action"] == "created"
+    approved = cut.xcom["approve_cutover"]
+    assert approved["approved"] is True and approved["by"] == "admin" and approved["at"], approved
+    figures = approved["figures"]
+    assert figures["lag_seconds"] is not None and figures["validation"]["status"] == "match"
+    assert [s["percent"] for s in figures["canary"]] == [10, 50, 100]
+    assert figures["expected_pause_ms"] is not None  # the drill above was recorded
+    saved = _store(stack).load(migration_id=cut.xcom["preflight_cutover"]["migration_id"], phase="cutover")
+    assert (saved["approve_cutover"]["by"], saved["approve_cutover"]["at"]) == ("admin", approved["at"])
     # The content proof after RESUME: the new writer against the old one, under the workload.
     after = cut.xcom["validate_new_writer"]
     assert after["status"] == "match" and len(after["tables"]) == 7, after

@@ -289,12 +289,25 @@ class WriteSwitchOperator(MigrationOperator):
                            " (write pause budget spent)" if exc.result.budget_exceeded else "",
                            exc.result.abort)
             context["ti"].xcom_push(key="aborted", value=exc.result.to_dict())
+            if self.drill_fail_at:
+                record_drill(MigrationHook(aws_conn_id=self.aws_conn_id).checkpoints(),
+                             run_id=context["run_id"], result=exc.result)
             raise AirflowFailException(str(exc)) from None
         for step, seconds in result.steps.items():
             self.log.info("  %-15s %7.1f ms", step, seconds * 1000)
         self.log.info("write pause (PAUSE to RESUME): %.1f ms of a %.0f ms budget",
                       result.write_pause_seconds * 1000, result.budget_seconds * 1000)
         return result.to_dict()
+
+
+def record_drill(store: Any, *, run_id: str, result: Any) -> None:
+    """Keep a rehearsal's write pause: the next cutover's approval shows the drills' median."""
+    from paymigrate import approval
+    from paymigrate.checkpoints import now
+
+    store.put_doc(approval.DRILLS, approval.with_drill(
+        store.get_doc(approval.DRILLS), run_id=run_id, failed_step=result.failed_step,
+        write_pause_seconds=result.write_pause_seconds, at=now()))
 
 
 class AttachReverseOperator(MigrationOperator):

@@ -7,9 +7,12 @@ the one place that says which commands exist.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import logging
 import sys
+from typing import Any
 
 import psycopg2
 
@@ -92,14 +95,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def emit(args: argparse.Namespace, doc: Any) -> None:
+    """A command's --json result: the one thing it writes to stdout."""
+    print(json.dumps(doc, indent=2, sort_keys=True, default=str), file=args.stdout, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.stdout = sys.stdout
+    # With --json, stdout carries the JSON alone: whatever else a command or the code under it
+    # prints (progress lines, task tables) goes to stderr.
+    as_json = getattr(args, "json", False)
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        return int(args.func(args) or 0)
+        with quiet:
+            return int(args.func(args) or 0)
     except PaymigrateError as exc:
         print(f"paymigrate {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        if as_json:
+            emit(args, {"error": str(exc), "command": args.command})
         return EXIT_ERROR
     except psycopg2.OperationalError as exc:  # a server not reachable: one line, as for bad input
         print(f"paymigrate {args.command}: cannot connect: {' '.join(str(exc).split())}",

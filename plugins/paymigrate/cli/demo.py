@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from paymigrate.cli import bounded, command
+from paymigrate.cli import bounded, command, emit
 from paymigrate.demo.seed import MAX_ROWS
 
 DEFAULT_ROWS = 20000
@@ -36,7 +34,7 @@ be looked at in its UI; `paymigrate down` stops everything.""", environment="""\
                    help="workload rate in transactions/s (default 100)")
     p.add_argument("--clients", type=bounded(int, low=1, high=256), default=4,
                    help="workload clients (default 4)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout (progress goes to stderr)")
     p.set_defaults(func=_demo)
 
 
@@ -46,7 +44,7 @@ def _demo(args) -> int:
     result = run(rows=args.rows, tps=args.tps, clients=args.clients)
     s = result.summary
     if args.json:
-        print(json.dumps(s, indent=2))
+        emit(args, s)
     else:
         print_summary(s)
     ok = (s["lost"] == 0 and s["duplicated"] == 0 and s["invariants_ok"]
@@ -66,6 +64,7 @@ def print_summary(s: dict) -> None:
         ("validation before cutover", s["validation_before_cutover"]),
         ("validate_new_writer", s["validation_of_new_writer_after_resume"]),
         ("validation after cutover", s["validation_after_cutover"]),
+        ("cutover approved by", "; ".join(s.get("approved_by") or []) or "-"),
         ("write pause (router)", f"{s['write_pause_ms']} ms (budget {s['write_pause_budget_ms']} ms)"),
         ("longest client stall", f"{s['longest_client_stall_ms']} ms"),
         ("transactions committed", s["committed"]),

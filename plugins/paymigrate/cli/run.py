@@ -6,7 +6,7 @@ import json
 import logging
 import os
 
-from paymigrate.cli import bounded, command
+from paymigrate.cli import bounded, command, emit
 from paymigrate.errors import BadInput
 
 
@@ -30,6 +30,10 @@ summary. Exit 0 when the run succeeded, 1 when it failed, 2 on error.""", enviro
     p.add_argument("--conf", default="{}", help="the run's Params as a JSON object")
     p.add_argument("--timeout", type=bounded(float, low=1, high=7 * 86400), default=3600,
                    help="seconds to wait for the end")
+    p.add_argument("--answer", choices=("Approve", "Reject"),
+                   help="answer each human-in-the-loop task (payment_cutover's approve_cutover) with this, "
+                        "through the REST API as the admin user; without it the run waits for someone to "
+                        "answer in the UI")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
@@ -54,9 +58,9 @@ def _run(args) -> int:
     finally:
         quiet.setLevel(level)
     _check_tables(stack, conf)
-    result = run_dag(stack, args.dag_id, conf, timeout=args.timeout)
+    result = run_dag(stack, args.dag_id, conf, timeout=args.timeout, answer=args.answer)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        emit(args, result.to_dict())
     else:
         print_result(result)
     return 0 if result.ok else 1
@@ -77,10 +81,13 @@ def _check_tables(stack, conf: dict) -> None:
     check_source_tables(source, tables=conf.get("tables") or [], exclude=conf.get("exclude") or [])
 
 
-def print_result(result) -> None:
-    print(f"{'task':<28} {'state':<16} seconds")
+def print_result(result, file=None) -> None:
+    print(f"{'task':<28} {'state':<16} seconds", file=file)
     for t in result.tasks:
         name = t["task_id"] + (f"[{t['map_index']}]" if t["map_index"] >= 0 else "")
         secs = f"{t['seconds']:.1f}" if t["seconds"] is not None else "-"
-        print(f"{name:<28} {t['state']:<16} {secs:>7}")
-    print(f"{result.dag_id} run {result.run_id} {result.state} in {result.seconds:.1f}s (via {result.via})")
+        print(f"{name:<28} {t['state']:<16} {secs:>7}", file=file)
+    for a in result.answers:
+        print(f"{a['task_id']}: {a['chosen'][0]} by {a['by']} at {a['at']}", file=file)
+    print(f"{result.dag_id} run {result.run_id} {result.state} in {result.seconds:.1f}s (via {result.via})",
+          file=file)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from paymigrate.cli import bounded, command, libpq_dsn
+from paymigrate.cli import bounded, command, emit, libpq_dsn
 from paymigrate.demo.seed import MAX_ROWS, seed
 from paymigrate.errors import SeedError
 from paymigrate.inputs import check_dsn
@@ -45,6 +45,7 @@ sequences and SELECT, INSERT, UPDATE, DELETE on the tables.""", environment=f"""
     p.add_argument("--replace", action="store_true",
                    help="drop and reseed a database that already has the demo schema "
                         "(without it such a database is refused)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_seed)
 
 
@@ -54,6 +55,10 @@ def _seed(args) -> int:
         raise SeedError(f"no database: pass --dsn or set {DSN_ENV}")
     r = seed(dsn=check_dsn(target, name=f"--dsn (${DSN_ENV})"), rows=args.rows, seed=args.seed, replace=args.replace)
     total = sum(r.counts.values())
+    if args.json:
+        emit(args, {"replaced": r.replaced, "payments": r.rows, "seed": r.seed, "seconds": round(r.seconds, 2),
+                    "rows": total, "rows_per_second": round(r.rows_per_second), "counts": r.counts})
+        return 0
     print(f"{'replaced' if r.replaced else 'seeded'} {r.rows} payments (seed {r.seed}) in "
           f"{r.seconds:.1f}s: {total} rows, {r.rows_per_second / 1000:.1f}k rows/s")
     for table, n in r.counts.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from paymigrate.cli import bounded, command, table_name
+from paymigrate.cli import bounded, command, emit, table_name
 from paymigrate.errors import ValidationError
 from paymigrate.inputs import check_dsn
 from paymigrate.validation import MISMATCH, validate
@@ -62,7 +62,7 @@ def _validate(args) -> int:
     report = validate(source=args.source, target=args.target, schemas=args.schemas,
                       tables=args.tables, max_keys=args.max_keys)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        emit(args, report.to_dict())
     else:
         _print_text(report)
     return EXIT_MISMATCH if report.status == MISMATCH else 0

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
 
-from paymigrate.cli import bounded, command, libpq_dsn
+from paymigrate.cli import bounded, command, emit, libpq_dsn
 from paymigrate.errors import WorkloadError
 from paymigrate.inputs import check_dsn
 from paymigrate.local.stack import default_home
@@ -55,6 +54,7 @@ the directory, and returns once the clients run.""", environment=ENVIRONMENT, ex
     s.add_argument("--count", type=bounded(int, low=1), help="stop after this many write operations")
     s.add_argument("--seed", type=int, help="seed of the operation mix and amounts")
     s.add_argument("--foreground", action="store_true", help="run in this process until done")
+    s.add_argument("--json", action="store_true", help="print the pid (or, with --foreground, the run) as JSON")
     _common(s)
     s.set_defaults(func=_start)
 
@@ -64,6 +64,7 @@ unknown outcome included), the ledger is flushed, the process exits. Exit 0 also
                 environment=ENVIRONMENT, example="""\
   $ paymigrate workload stop
   workload stopped (pid 48121)""")
+    s.add_argument("--json", action="store_true", help="print the stopped pid as JSON")
     _common(s, dsn=False)
     s.set_defaults(func=_stop)
 
@@ -109,7 +110,10 @@ def _start(args) -> int:
     if not args.foreground:
         pid = start_background(dsn=dsn, directory=directory, clients=args.clients, tps=args.tps,
                                duration=args.duration, count=args.count, seed=args.seed)
-        print(f"workload running (pid {pid}), ledger under {directory}")
+        if args.json:
+            emit(args, {"pid": pid, "directory": str(directory)})
+        else:
+            print(f"workload running (pid {pid}), ledger under {directory}")
         return 0
     w = Workload(dsn=dsn, directory=directory, clients=args.clients, tps=args.tps,
                  duration=args.duration, count=args.count, seed=args.seed)
@@ -125,6 +129,9 @@ def _start(args) -> int:
     finally:
         stats = w.stop()
         (directory / "workload.pid").unlink(missing_ok=True)
+    if args.json:
+        emit(args, stats.to_dict())
+        return 0
     retries = ", ".join(f"{k} {v}" for k, v in sorted(stats.retries_by_kind.items())) or "none"
     print(f"run {stats.run_id}: {stats.committed} committed in {stats.elapsed_seconds:.1f}s "
           f"({stats.tps:.1f} tps), {sum(stats.failed_by_kind.values())} failed, "
@@ -134,6 +141,9 @@ def _start(args) -> int:
 
 def _stop(args) -> int:
     pid = stop_background(_directory(args))
+    if args.json:
+        emit(args, {"stopped_pid": pid})
+        return 0
     print(f"workload stopped (pid {pid})" if pid else "no workload was running")
     return 0
 
@@ -141,7 +151,7 @@ def _stop(args) -> int:
 def _report(args) -> int:
     r = report(directory=_directory(args), against_dsn=_dsn(args.against, "--against"))
     if args.json:
-        print(json.dumps(r.to_dict(), indent=2, sort_keys=True, default=str))
+        emit(args, r.to_dict())
         return 0 if r.ok else 1
     print(f"committed {r.committed}  found {r.found}  lost {r.lost}  duplicated {r.duplicated}  "
           f"unresolved {r.unresolved}")

@@ -21,6 +21,7 @@ from paymigrate.local import airflow as local_airflow
 log = logging.getLogger(__name__)
 
 FINISHED = ("success", "failed")
+AWAITING_INPUT = "awaiting_input"  # a human-in-the-loop task waiting for its response
 
 
 class RunFailed(PaymigrateError):
@@ -36,6 +37,7 @@ class RunResult:
     tasks: list[dict[str, Any]] = field(default_factory=list)  # task_id, state, seconds, map_index
     via: str = ""
     xcom: dict[str, Any] = field(default_factory=dict)
+    answers: list[dict[str, Any]] = field(default_factory=list)  # human-in-the-loop responses given
 
     @property
     def ok(self) -> bool:
@@ -43,7 +45,8 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dag_id": self.dag_id, "run_id": self.run_id, "state": self.state, "via": self.via,
-                "seconds": round(self.seconds, 1), "tasks": self.tasks}
+                "seconds": round(self.seconds, 1), "tasks": self.tasks,
+                **({"answers": self.answers} if self.answers else {})}
 
 
 class Api:
@@ -89,7 +92,19 @@ class Api:
     def dag(self, dag_id: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v2/dags/{dag_id}")
 
-    def run(self, dag_id: str, conf: dict[str, Any], *, timeout: float, poll: float = 2) -> RunResult:
+    def answer(self, dag_id: str, run_id: str, task_id: str, option: str) -> dict[str, Any]:
+        """Respond to a human-in-the-loop task (an approval: "Approve" or "Reject") as this
+        API user; returns who responded, when and what."""
+        body = self._call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/-1/"
+                                   "hitlDetails", {"chosen_options": [option], "params_input": {}})
+        by = body["responded_by"]
+        return {"task_id": task_id, "chosen": body["chosen_options"], "by": by.get("name") or by.get("id"),
+                "at": body["responded_at"]}
+
+    def run(self, dag_id: str, conf: dict[str, Any], *, timeout: float, poll: float = 2,
+            answer: str | None = None) -> RunResult:
+        """Trigger and wait; ``answer`` responds to each human-in-the-loop task as it waits
+        (None leaves them to someone in the UI)."""
         started = time.monotonic()
         self._call("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
         run_id = f"manual__paymigrate_{uuid.uuid4().hex[:12]}"
@@ -97,6 +112,7 @@ class Api:
                    {"dag_run_id": run_id, "logical_date": None, "conf": conf}, accept=(409,))
         log.info("triggered %s run %s", dag_id, run_id)
         seen: dict[str, str] = {}
+        answers: list[dict[str, Any]] = []
         while True:
             run = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}")
             tis = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances"
@@ -106,6 +122,10 @@ class Api:
                 if ti["state"] and seen.get(key) != ti["state"]:
                     seen[key] = ti["state"]
                     log.info("%s: %s", key, ti["state"])
+                if (answer and ti["state"] == AWAITING_INPUT and ti["map_index"] < 0
+                        and ti["task_id"] not in {a["task_id"] for a in answers}):
+                    answers.append(self.answer(dag_id, run_id, ti["task_id"], answer))
+                    log.info("%s: %s by %s at %s", ti["task_id"], answer, answers[-1]["by"], answers[-1]["at"])
             if run["state"] in FINISHED:
                 break
             if time.monotonic() - started > timeout:
@@ -123,7 +143,8 @@ class Api:
                     xcom[ti["task_id"]] = entry.get("value")
                 except PaymigrateError:
                     pass  # a task without a return value
-        return RunResult(dag_id, run_id, run["state"], time.monotonic() - started, tasks, "api-server", xcom)
+        return RunResult(dag_id, run_id, run["state"], time.monotonic() - started, tasks, "api-server", xcom,
+                         answers)
 
 
 def _q(run_id: str) -> str:
@@ -184,14 +205,31 @@ def xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
         return {r.task_id: XComModel.deserialize_value(r) for r in rows if r.map_index < 0}
 
 
-def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3600) -> RunResult:
-    """Through the api-server when the stack's Airflow is up, else ``dag.test()`` here."""
+def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3600,
+            answer: str | None = None) -> RunResult:
+    """Through the api-server when the stack's Airflow is up, else ``dag.test()`` here (a
+    human-in-the-loop task then waits for an answer from an api-server on the same metadata DB)."""
     services = local_airflow.Services(stack)
     if services.running().get("api-server"):
         env = local_airflow.environment(stack, api_port=services.port)
         api = Api(services.url, local_airflow.ADMIN_USER, local_airflow.admin_password(env))
-        return api.run(dag_id, conf, timeout=timeout)
+        return api.run(dag_id, conf, timeout=timeout, answer=answer)
     env = local_airflow.environment(stack)
     os.environ.update(env)
     local_airflow.migrate(env)
-    return run_in_process(dag_id, conf)
+    if answer is None:
+        return run_in_process(dag_id, conf)
+    from pathlib import Path
+
+    from paymigrate.local.approver import Answerer, ApiServer
+
+    server = ApiServer(stack, Path(env["AIRFLOW_HOME"]))
+    answerer = Answerer(server.start(), dag_id, answer)
+    answerer.start()
+    try:
+        result = run_in_process(dag_id, conf)
+    finally:
+        answerer.stop()
+        server.stop()
+    result.answers = [a for a in answerer.answers if a["run_id"] == result.run_id]
+    return result

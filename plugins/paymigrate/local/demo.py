@@ -9,6 +9,7 @@ from the runs, the router and the workload's own ledger.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ class DemoResult:
 
 
 def say(msg: str) -> None:
-    print(f"[demo] {msg}", flush=True)
+    """Progress goes to stderr: stdout carries only the summary (JSON with --json)."""
+    print(f"[demo] {msg}", file=sys.stderr, flush=True)
 
 
 def reset(stack: LocalStack) -> None:
@@ -114,9 +116,11 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
             raise PaymigrateError("payment_migration failed: see the Airflow UI")
         cutover = api.run("payment_cutover", {"approved_by": "make demo", "confirm_environment": stack.env,
                                               "canary_steps": [10, 50, 100], "canary_soak_seconds": 2},
-                          timeout=900)
+                          timeout=900, answer="Approve")
         out.runs.append(cutover)
         _print_run(cutover)
+        for a in cutover.answers:
+            say(f"{a['task_id']}: {a['chosen'][0]} by {a['by']} at {a['at']}, through the REST API")
         if not cutover.ok:
             raise PaymigrateError("payment_cutover failed: see the Airflow UI")
         say("writes now land on the target; keeping the workload on for 5 more seconds")
@@ -142,6 +146,7 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
         "validation_before_cutover": (migration.xcom.get("validate") or {}).get("status"),
         "validation_of_new_writer_after_resume": (cutover.xcom.get("validate_new_writer") or {}).get("status"),
         "validation_after_cutover": final.status,
+        "approved_by": [f"{a['by']} at {a['at']}" for a in cutover.answers],
         "write_pause_ms": round(switch.get("write_pause_seconds", 0) * 1000, 1),
         "write_pause_budget_ms": round(switch.get("budget_seconds", 0) * 1000),
         "switch_steps_ms": {k: round(v * 1000, 1) for k, v in switch.get("steps", {}).items()},
@@ -170,4 +175,4 @@ def _wait_for_dags(api: Api, dag_ids: tuple[str, ...], timeout: float = 180) -> 
 def _print_run(r: RunResult) -> None:
     from paymigrate.cli.run import print_result
 
-    print_result(r)
+    print_result(r, file=sys.stderr)

@@ -54,12 +54,12 @@ class Status:
 class LocalStack:
     """The stand-ins under one home folder (``.local/`` by default)."""
 
-    def __init__(self, home: Path | str | None = None, *, env: str = "local",
+    def __init__(self, home: Path | str | None = None, *, env: str | None = None,
                  target_version: int | None = None):
         """``target_version``: the PostgreSQL major of the target (the source is Debian's 15);
         None keeps what the stack was made with."""
         self.home = Path(home).resolve() if home else default_home()
-        self.env = env
+        self.env = env or os.environ.get("PAYMIGRATE_ENV") or "local"
         self.user = proc.service_user()
         self.state: dict[str, Any] = self._load()
         made = self.state.get("components", {}).get("target", {}).get("version")
