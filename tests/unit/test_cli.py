@@ -62,8 +62,11 @@ def test_json_alone_on_stdout_for_a_stack_never_started(argv, tmp_path, monkeypa
         assert {c["detail"] for c in doc["components"]} == {"not created"} and doc["migration"] is None
 
 
-@pytest.mark.parametrize("argv", [["validate", "--json", "--source", "", "--target", ""],
-                                  ["seed", "--rows", "10", "--json", "--dsn", ""]])
+# Errors past the arguments' own checks (those are refused by argparse in one line, exit 2):
+# a server that does not answer, and no database named at all.
+@pytest.mark.parametrize("argv", [["validate", "--json", "--source", "host=127.0.0.1 port=1 dbname=x",
+                                   "--target", "host=127.0.0.1 port=1 dbname=x"],
+                                  ["seed", "--rows", "10", "--json"]])
 def test_an_error_with_json_is_json_on_stdout(argv, monkeypatch, capsys):
     import json
 

@@ -113,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         with quiet:
             return int(args.func(args) or 0)
     except PaymigrateError as exc:
-        print(f"paymigrate {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        message = " ".join(str(exc).split())
+        print(f"paymigrate {args.command}: {message}", file=sys.stderr)
         if as_json:
-            emit(args, {"error": str(exc), "command": args.command})
+            emit(args, {"error": message, "command": args.command})
         return EXIT_ERROR
     except psycopg2.OperationalError as exc:  # a server not reachable: one line, as for bad input
-        print(f"paymigrate {args.command}: cannot connect: {' '.join(str(exc).split())}",
-              file=sys.stderr)
+        message = f"cannot connect: {' '.join(str(exc).split())}"
+        print(f"paymigrate {args.command}: {message}", file=sys.stderr)
+        if as_json:
+            emit(args, {"error": message, "command": args.command})
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -48,8 +48,9 @@ def _run(args) -> int:
     except ValueError as exc:
         raise BadInput("--conf", args.conf, f"not JSON ({exc})") from None
     stack = LocalStack()
-    for key, value in local_airflow.static_environment(stack.airflow_home).items():
-        os.environ.setdefault(key, value)  # Airflow reads them when first imported
+    # Airflow reads these when first imported; the stack's own home wins over an inherited one,
+    # or the metadata DB migrated below would not be the one the run uses.
+    os.environ.update(local_airflow.static_environment(stack.airflow_home))
     quiet = logging.getLogger("airflow")  # its import logs would come before the one error line
     level = quiet.level
     quiet.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
