@@ -23,6 +23,7 @@ from psycopg2 import sql
 
 from paymigrate.db import query as sql_rows  # noqa: F401 (the tests import it from here)
 from paymigrate.local import airflow as local_airflow
+from paymigrate.local.approver import Answerer, ApiServer
 from paymigrate.local.stack import APP_USER, LocalStack
 
 TEST_ENV = "test"
@@ -132,3 +133,17 @@ class BackgroundWriter(threading.Thread):
             conn.close()
         except Exception as exc:
             self.error = exc
+
+
+@pytest.fixture(scope="module")
+def answerer(stack, airflow):
+    """An api-server on the tests' metadata DB, answering payment_cutover's approval through
+    its REST API as the admin user ("Approve" unless a test says otherwise)."""
+    server = ApiServer(stack, airflow)
+    thread = Answerer(server.start(), "payment_cutover", "Approve")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+        server.stop()

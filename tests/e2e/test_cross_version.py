@@ -69,7 +69,7 @@ def _run(timings, capfd, dag_id, conf):
     return result, errors
 
 
-def test_migration_cutover_and_rollback_from_15_to_18_lose_nothing(upgrade, capfd):
+def test_migration_cutover_and_rollback_from_15_to_18_lose_nothing(upgrade, capfd, answerer):
     stack, timings, folder = upgrade
     assert _one(stack.dsn("source"), "SHOW server_version_num").startswith("15")
     assert _one(stack.dsn("target"), "SHOW server_version_num").startswith("18")

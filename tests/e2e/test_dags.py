@@ -24,7 +24,6 @@ from paymigrate.airflow.operators import ValidateOperator
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import connection
 from paymigrate.demo.seed import seed
-from paymigrate.local.approver import Answerer, ApiServer
 from paymigrate.local.dagrun import run_in_process
 from paymigrate.local.demo import reset
 from paymigrate.workload import Workload, report
@@ -64,20 +63,6 @@ class ProcessList(threading.Thread):
         while not self.stop.wait(0.5):
             out = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
             self.lines.update(out.splitlines())
-
-
-@pytest.fixture(scope="module")
-def answerer(stack, airflow):
-    """An api-server on the tests' metadata DB, answering payment_cutover's approval through
-    its REST API as the admin user ("Approve" unless a test says otherwise)."""
-    server = ApiServer(stack, airflow)
-    thread = Answerer(server.start(), "payment_cutover", "Approve")
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.stop()
-        server.stop()
 
 
 def _run(story, capfd, dag_id, conf):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -179,6 +180,13 @@ def check_run_conf(dag_id: str, conf: Any) -> dict[str, Any]:
     return check_conf(dag_id, specs, conf)
 
 
+def human_tasks(dag_id: str) -> list[str]:
+    """The tasks of ``dag_id`` that wait for a person's answer (Airflow's human-in-the-loop)."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    return sorted(t.task_id for t in load_dag(dag_id).tasks if isinstance(t, HITLOperator))
+
+
 def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
     """``dag.test()`` in this process; the caller has set the Airflow environment already."""
     started = time.monotonic()
@@ -207,8 +215,9 @@ def xcoms(dag_id: str, run_id: str) -> dict[str, Any]:
 
 def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3600,
             answer: str | None = None) -> RunResult:
-    """Through the api-server when the stack's Airflow is up, else ``dag.test()`` here (a
-    human-in-the-loop task then waits for an answer from an api-server on the same metadata DB)."""
+    """Through the api-server when the stack's Airflow is up, else ``dag.test()`` here. A DAG
+    with a human-in-the-loop task then gets an api-server of its own on the same metadata DB,
+    where ``answer`` is given for it (or, without one, a person answers in its UI)."""
     services = local_airflow.Services(stack)
     if services.running().get("api-server"):
         env = local_airflow.environment(stack, api_port=services.port)
@@ -217,19 +226,31 @@ def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3
     env = local_airflow.environment(stack)
     os.environ.update(env)
     local_airflow.migrate(env)
-    if answer is None:
+    waiting = human_tasks(dag_id)
+    if not waiting:
         return run_in_process(dag_id, conf)
     from pathlib import Path
 
     from paymigrate.local.approver import Answerer, ApiServer
 
+    # dag.test() keeps a run alive while a task awaits input; only an api-server on the same
+    # metadata DB can record the answer, so one runs beside it for as long as the run does.
     server = ApiServer(stack, Path(env["AIRFLOW_HOME"]))
-    answerer = Answerer(server.start(), dag_id, answer)
-    answerer.start()
+    api = server.start()
+    answerer = Answerer(api, dag_id, answer) if answer else None
+    if answerer:
+        answerer.start()
+    else:
+        print(f"{dag_id}: {', '.join(waiting)} waits for a human: answer it on {server.url}/required_actions "
+              f"as {local_airflow.ADMIN_USER} (password in "
+              f"{env['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']}), or rerun with --answer",
+              file=sys.stderr, flush=True)
     try:
         result = run_in_process(dag_id, conf)
     finally:
-        answerer.stop()
+        if answerer:
+            answerer.stop()
         server.stop()
-    result.answers = [a for a in answerer.answers if a["run_id"] == result.run_id]
+    if answerer:
+        result.answers = [a for a in answerer.answers if a["run_id"] == result.run_id]
     return result
