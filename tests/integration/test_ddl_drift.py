@@ -19,7 +19,7 @@ from paymigrate.after_switch import validate_new_writer
 from paymigrate.cutover import CutoverAborted, switch_writes
 from paymigrate.errors import ReplicationError
 from paymigrate.freeze import is_frozen
-from paymigrate.replication.ddl import SchemaDrift, carry, drift_of, raise_for_drift
+from paymigrate.replication.ddl import SchemaDrift, carry, raise_for_drift
 from paymigrate.workload import Workload, report
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ DETECT_WITHIN = 30.0
 def _first_drift(engine, *, timeout: float):
     started = time.monotonic()
     while True:
-        found = drift_of(engine)
+        found = engine.schema_drift()
         if found or time.monotonic() - started > timeout:
             return found, time.monotonic() - started
         time.sleep(0.5)
@@ -72,7 +72,7 @@ def test_a_column_added_mid_migration_is_named_refused_at_cutover_carried_and_cu
 
         carried = carry(pair.engine)
         assert carried.statements == [drift.fix]
-        assert drift_of(pair.engine) == []
+        assert pair.engine.schema_drift() == []
         _drained(pair.engine)  # the apply worker went on by itself
         assert _sql(pair.target_dsn, "SELECT count(*) FROM payment_events WHERE note = 'audited'") == [(1,)]
 

@@ -23,9 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from paymigrate.errors import PreflightError
+
+if TYPE_CHECKING:
+    from paymigrate.replication.ddl import Drift
 
 Direction = Literal["forward", "reverse"]
 Side = Literal["source", "target"]
@@ -231,6 +234,11 @@ class Engine(Protocol):
 
     def check_tables(self, tables: list[str]) -> None:
         """Raise naming each of ``tables`` not fully replicated; cheap (inside the pause)."""
+        ...
+
+    def schema_drift(self) -> list[Drift]:
+        """Every schema difference in scope this engine would not carry (the cutover refuses
+        while there is one); [] when the schemas agree."""
         ...
 
     def prepare_reverse(self) -> None: ...

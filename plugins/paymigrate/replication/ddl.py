@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import subprocess
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg2 import sql
 
@@ -36,6 +36,9 @@ from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.freeze import FENCE_SCHEMA
 from paymigrate.replication import preflight as pf
+
+if TYPE_CHECKING:
+    from paymigrate.replication.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -194,20 +197,9 @@ def find_drift(*, source: Endpoint, target: Endpoint, publication: str,
     return drift
 
 
-def drift_of(engine: Any) -> list[Drift]:
-    """:func:`find_drift` for a replication engine; [] for engines that carry DDL themselves or
-    have no publication (DMS)."""
-    from paymigrate.replication.logical import LogicalEngine
-
-    if not isinstance(engine, LogicalEngine):
-        return []
-    return find_drift(source=engine.source, target=engine.target, publication=engine.name,
-                      tables=engine.tables, exclude=engine.exclude)
-
-
-def raise_for_drift(engine: Any) -> None:
+def raise_for_drift(engine: Engine) -> None:
     """Raise :class:`SchemaDrift` naming each difference, or return when the schemas agree."""
-    drift = drift_of(engine)
+    drift = engine.schema_drift()
     if drift:
         raise SchemaDrift(drift)
 
@@ -244,7 +236,7 @@ def carry(engine: Any, *, statement: str | None = None, order: str = "target-fir
             log.info("ddl applied on %s: %s", ep.safe(), statement)
         result.statements.append(statement)
     new_tables = []
-    for d in drift_of(engine):
+    for d in engine.schema_drift():
         if d.kind in ("table-unpublished", "table-missing"):
             new_tables.append(d.table)
         else:
@@ -253,7 +245,7 @@ def carry(engine: Any, *, statement: str | None = None, order: str = "target-fir
             log.info("drift carried: %s", d)
     if new_tables:
         _carry_tables(engine, new_tables, result)
-    left = drift_of(engine)
+    left = engine.schema_drift()
     if left:
         raise SchemaDrift(left)
     return result

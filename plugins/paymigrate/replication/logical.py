@@ -49,7 +49,7 @@ from psycopg2.extensions import cursor as Cursor
 from paymigrate.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
-from paymigrate.replication import catalog, schema, snapshot, table_sync, versions
+from paymigrate.replication import catalog, ddl, schema, snapshot, table_sync, versions
 from paymigrate.replication import preflight as pf
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
@@ -639,6 +639,11 @@ class LogicalEngine:
             if unknown:
                 raise ReplicationError(f"tables not found on {self.source.safe()}: {', '.join(unknown)}")
             return pf.table_names(cur, oids)
+
+    def schema_drift(self) -> list[ddl.Drift]:
+        """DDL run on one side only: logical replication carries rows, never DDL."""
+        return ddl.find_drift(source=self.source, target=self.target, publication=self.name,
+                              tables=self.tables, exclude=self.exclude)
 
     def prepare_reverse(self) -> None:
         """Before the pause: the reverse publication on the target, and no stale reverse slot or
