@@ -9,7 +9,9 @@ replication catch up by itself, and did the target end with every committed tran
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -17,6 +19,8 @@ import pytest
 from conftest import sql_rows as run
 
 from paymigrate.demo.seed import seed
+from paymigrate.errors import ReplicationError
+from paymigrate.freeze import is_fenced, is_frozen
 from paymigrate.replication import engine_for
 from paymigrate.validation import validate
 from paymigrate.workload import Workload, report
@@ -106,3 +110,50 @@ def test_the_walsender_terminated_during_the_drain_still_drains(stack, streaming
     finally:
         cut.join()
     _ends_whole(engine, source_dsn, target_dsn, tmp_path)
+
+
+@pytest.fixture
+def small_target_disk(stack, databases):
+    """The target database's files on a 24 MB filesystem of their own (a tmpfs tablespace):
+    ``(source_dsn, target_dsn, dbname, mountpoint)``. Needs root to mount."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
+    source_dsn, target_dsn = databases
+    dbname = source_dsn.split("dbname=")[1].split()[0]
+    mount = stack.home / f"disk_{dbname}"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mount)], check=True)
+    try:
+        shutil.chown(mount, stack.user, stack.user)
+        admin = stack.dsn("target", dbname="postgres")
+        run(admin, f"CREATE TABLESPACE {dbname} LOCATION '{mount}'")
+        run(admin, f"ALTER DATABASE {dbname} SET TABLESPACE {dbname}")
+        yield source_dsn, target_dsn, dbname, mount
+        run(admin, f"ALTER DATABASE {dbname} SET TABLESPACE pg_default")
+        run(admin, f"DROP TABLESPACE {dbname}")
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_the_target_out_of_disk_during_the_copy_fails_cleanly_and_a_rerun_finishes(stack, small_target_disk):
+    source_dsn, target_dsn, dbname, mount = small_target_disk
+    seed(dsn=source_dsn, rows=20000, seed=31)  # ~60 MB on disk: more than the target's 24 MB
+    make = lambda: engine_for("postgres-logical", source=stack.endpoint("source", dbname=dbname),  # noqa: E731
+                              target=stack.endpoint("target", dbname=dbname), name=dbname, poll=0.2)
+    engine = make()
+    try:
+        with pytest.raises(ReplicationError, match=r"copying public\.\w+: .*No space left on device") as refused:
+            engine.start()
+        # The source is untouched: still writable by the application, nothing fenced or frozen.
+        assert not is_frozen(stack.endpoint("source", dbname=dbname))
+        assert not is_fenced(stack.endpoint("source", dbname=dbname))
+        run(source_dsn, "UPDATE accounts SET name = name WHERE id = (SELECT min(id) FROM accounts)")
+        # The operator frees space and runs it again: the copy starts over and ends whole.
+        subprocess.run(["mount", "-o", "remount,size=400m", str(mount)], check=True)
+        engine = make()
+        assert engine.start().action == "created", refused.value
+        assert engine.wait_full_load(timeout=120, poll=0.5).full_load_done
+        assert engine.catch_up(engine.position(), timeout=60)
+        assert validate(source=source_dsn, target=target_dsn).status == "match"
+    finally:
+        engine.drop(direction="forward")
