@@ -30,8 +30,10 @@ from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from bench.common import ServerCpu, cpu_of, execute, reladiff, uri
+from paymigrate.db import Endpoint
 from paymigrate.demo.seed import TABLES, seed
-from paymigrate.validation import logical_catch_up, validate, validate_table
+from paymigrate.replication.logical import LogicalEngine
+from paymigrate.validation import validate, validate_table
 from paymigrate.validation.report import Report
 from paymigrate.workload import Workload, WorkloadStats
 
@@ -122,6 +124,7 @@ def under_workload(source: str, target: str, *, tps: float, password: str | None
     sub = "validation_bench"
     conninfo = make_dsn(source, password=password) if password else source
     meters = [ServerCpu(source), ServerCpu(target)]
+    replication = LogicalEngine(source=Endpoint.from_dsn(source), target=Endpoint.from_dsn(target), name=sub)
     try:
         execute(source, f"CREATE PUBLICATION {sub} FOR ALL TABLES")
         execute(target, f"CREATE SUBSCRIPTION {sub} CONNECTION %s PUBLICATION {sub} "
@@ -133,7 +136,7 @@ def under_workload(source: str, target: str, *, tps: float, password: str | None
                 started = time.monotonic()
                 report, cpu = cpu_of(meters, lambda: validate(
                     source=source, target=target, max_keys=100,
-                    catch_up=logical_catch_up(source, slot_name=sub, timeout=60)))
+                    catch_up=lambda lsn: replication.catch_up(lsn, timeout=60)))
                 seconds = time.monotonic() - started
             finally:
                 stats = workload.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -60,6 +61,22 @@ class Endpoint:
         return cls(host=str(data["host"]), port=int(data["port"]), dbname=dbname or data.get("dbname") or "postgres",
                    user=str(data["username"]), password=str(data["password"]),
                    sslmode=data.get("sslmode"))
+
+    @classmethod
+    def from_dsn(cls, dsn: str) -> Endpoint:
+        """A libpq DSN or URI (host, port and database defaulted as libpq does); ValueError
+        names what is wrong with it."""
+        from psycopg2.extensions import parse_dsn
+
+        try:
+            parts = parse_dsn(dsn)
+        except Exception as exc:  # psycopg2 raises ProgrammingError for a malformed one
+            raise ValueError(f"not a libpq DSN or URI: {' '.join(str(exc).split())}") from None
+        return cls(host=parts.get("host", "localhost"), port=int(parts.get("port", 5432)),
+                   dbname=parts.get("dbname", parts.get("user", "postgres")),
+                   user=parts.get("user") or os.environ.get("USER", "postgres"),
+                   password=parts.get("password"), passfile=parts.get("passfile"),
+                   sslmode=parts.get("sslmode"))
 
     def with_db(self, dbname: str) -> Endpoint:
         return replace(self, dbname=dbname)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-from psycopg2.extensions import parse_dsn
-
 from paymigrate import names
 from paymigrate.cli import command
 from paymigrate.db import Endpoint
@@ -67,14 +65,9 @@ or table) goes --order source-first.""",
 def endpoint(dsn: str, what: str) -> Endpoint:
     """A libpq DSN or URI as an :class:`Endpoint` (the engine needs host, port, user, database)."""
     try:
-        parts = parse_dsn(dsn)
-    except Exception as exc:
-        raise PaymigrateError(f"--{what} is not a libpq DSN or URI: {exc}") from None
-    return Endpoint(host=parts.get("host", "localhost"), port=int(parts.get("port", 5432)),
-                    dbname=parts.get("dbname", parts.get("user", "postgres")),
-                    user=parts.get("user") or os.environ.get("USER", "postgres"),
-                    password=parts.get("password"), passfile=parts.get("passfile"),
-                    sslmode=parts.get("sslmode"))
+        return Endpoint.from_dsn(dsn)
+    except ValueError as exc:
+        raise PaymigrateError(f"--{what}: {exc}") from None
 
 
 def _ddl(args) -> int:
