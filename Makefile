@@ -7,7 +7,7 @@ PG_BIN := /usr/lib/postgresql/15/bin
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test up down lint bench prereqs tools venv
+.PHONY: demo test up down lint bench soak prereqs tools venv
 
 demo: prereqs
 	$(VENV)/bin/paymigrate demo
@@ -29,6 +29,11 @@ lint: venv
 bench: prereqs
 	@command -v pgcopydb >/dev/null || $(MAKE) --no-print-directory apt PKGS=pgcopydb
 	$(VENV)/bin/python -m bench
+
+# 30 minutes of replication at 200 TPS with real faults at random moments (not in make test);
+# SOAK_ARGS passes options, e.g. make soak SOAK_ARGS="--minutes 5".
+soak: prereqs
+	$(VENV)/bin/python -m bench.soak $(SOAK_ARGS)
 
 prereqs: venv tools
 
