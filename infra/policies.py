@@ -77,6 +77,8 @@ def kms_key_policy(*, partition: str, account_id: str, region: str) -> Doc:
     Logs for the encrypted log groups, and the services that publish to the encrypted topics.
     """
     root = f"arn:{partition}:iam::{account_id}:root"
+    autoscaling = (f"arn:{partition}:iam::{account_id}:role/aws-service-role/"
+                   "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling")
     return document(
         {"Sid": "AccountAdministersKeyThroughIam", "Effect": "Allow",
          "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
@@ -93,6 +95,15 @@ def kms_key_policy(*, partition: str, account_id: str, region: str) -> Doc:
                                    "events.amazonaws.com"]},
          "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        # The router hosts' EBS volumes are encrypted with this key: Auto Scaling launches them
+        # through its service-linked role, which needs the key and a grant for EC2.
+        {"Sid": "AutoScalingEncryptsRouterVolumes", "Effect": "Allow",
+         "Principal": {"AWS": autoscaling},
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                    "kms:DescribeKey"], "Resource": "*"},
+        {"Sid": "AutoScalingGrantsEc2TheKey", "Effect": "Allow",
+         "Principal": {"AWS": autoscaling}, "Action": "kms:CreateGrant", "Resource": "*",
+         "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
     )
 
 
@@ -167,6 +178,23 @@ def authorizer_policy(*, token_parameter_arn: str, region: str, log_group_arn: s
         _kms_via(key_arn, region, ("ssm",), ("kms:Decrypt",)),
         _logs([log_group_arn]),
         _xray(),
+    )
+
+
+def router_host_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
+                       secret_arns: Sequence[str], key_arn: str, log_group_arn: str) -> Doc:
+    """A router host: read the contract and its two secrets at boot, ship its logs."""
+    return document(
+        {"Sid": "ReadMigrationParameters", "Effect": "Allow",
+         "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+         "Resource": parameter_arns(partition=partition, region=region, account_id=account_id,
+                                    root=parameter_root)},
+        {"Sid": "ReadRouterCredentials", "Effect": "Allow",
+         "Action": "secretsmanager:GetSecretValue", "Resource": list(secret_arns)},
+        _kms_via(key_arn, region, ("ssm", "secretsmanager"), ("kms:Decrypt",)),
+        {"Sid": "ShipLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+         "Resource": [log_group_arn, f"{log_group_arn}:*"]},
     )
 
 

@@ -156,13 +156,18 @@ _ALL = (
        default=5.0, minimum=0, maximum=100),
     # Router (design): PgBouncer in front of the writer.
     _p("router/endpoint", "endpoint", "Application entry point (PgBouncer)"),
-    _p("router/admin-endpoint", "endpoint", "PgBouncer admin console endpoint"),
+    _p("router/admin-endpoint", "endpoint", "PgBouncer admin console endpoint (in AWS: loopback on "
+       "each router host, where only its route agent reaches it)"),
     _p("router/admin-secret-arn", "arn", "Secrets Manager secret of the PgBouncer admin user"),
     _p("router/database", "text", "Database name the applications use on the router",
        default="payments"),
     _p("router/databases-file", "text",
        "PgBouncer's [databases] include file the cutover rewrites (on the host the cutover runs on)",
        default="/etc/pgbouncer/databases.ini"),
+    _p("router/hosts-group", "text", "Auto Scaling group of the router hosts, whose route agents "
+       "change their routes; local when the routers are the local stand-ins", default="local"),
+    _p("router/agent-port", "int", "TCP port of the route agent on each router host", default=6433,
+       minimum=1024, maximum=65535),
     # Storage, notifications, workflows, functions, replication (design): names and ARNs.
     _p("storage/checkpoints-bucket", "text", "S3 bucket of the migration checkpoints"),
     _p("storage/rollback-bucket", "text", "S3 bucket of the saved rollback state"),
