@@ -6,6 +6,7 @@ import pulumi
 import pulumi_aws as aws
 import router_host
 from components.api import Api, ApiArgs
+from components.api_functions import ApiFunctions, ApiFunctionsArgs
 from components.database import AuroraCluster, AuroraClusterArgs
 from components.functions import Functions, FunctionsArgs
 from components.keys import Keys, KeysArgs
@@ -122,14 +123,6 @@ functions = Functions("functions", FunctionsArgs(
     log_retention_days=settings.log_retention_days,
     validation_layer_arns=validation_layer_arns), opts=with_provider)
 
-api = Api("api", ApiArgs(
-    env=env, authorizer_function_name=functions.authorizer_function_name,
-    authorizer_invoke_arn=functions.authorizer_invoke_arn, kms_key_arn=keys.key_arn,
-    log_retention_days=settings.log_retention_days,
-    authorizer_cache_seconds=settings.authorizer_cache_seconds,
-    throttle_burst=settings.api_throttle_burst, throttle_rate=settings.api_throttle_rate,
-    manage_account_settings=settings.manage_account_singletons), opts=with_provider)
-
 workflows = Workflows("workflows", WorkflowsArgs(
     env=env, region=settings.region, kms_key_arn=keys.key_arn,
     checkpoints_bucket=storage.bucket_names["checkpoints"],
@@ -140,6 +133,22 @@ workflows = Workflows("workflows", WorkflowsArgs(
     dms_task_arn=replication.task_arn,
     validation_function_arn=functions.validation_function_arn,
     log_retention_days=settings.log_retention_days), opts=with_provider)
+
+api_functions = ApiFunctions("api-functions", ApiFunctionsArgs(
+    env=env, region=settings.region, partition=partition, account_id=account_id,
+    kms_key_arn=keys.key_arn, checkpoints_bucket_arn=storage.bucket_arns["checkpoints"],
+    validation_state_machine_arn=workflows.validation_arn,
+    log_retention_days=settings.log_retention_days), opts=with_provider)
+api = Api("api", ApiArgs(
+    env=env, authorizer_function_name=functions.authorizer_function_name,
+    authorizer_invoke_arn=functions.authorizer_invoke_arn, kms_key_arn=keys.key_arn,
+    log_retention_days=settings.log_retention_days,
+    authorizer_cache_seconds=settings.authorizer_cache_seconds,
+    throttle_burst=settings.api_throttle_burst, throttle_rate=settings.api_throttle_rate,
+    manage_account_settings=settings.manage_account_singletons,
+    route_function_names=api_functions.names, route_invoke_arns=api_functions.invoke_arns),
+    opts=with_provider)
+
 
 # ---- the contract the DAGs read ----
 def endpoint(cluster: AuroraCluster) -> pulumi.Output[str]:
@@ -171,6 +180,7 @@ contract_values = {
     "notifications/dms-alerts-topic-arn": topics["dms-alerts"],
     "workflows/migration-state-machine-arn": workflows.migration_arn,
     "workflows/rollback-state-machine-arn": workflows.rollback_arn,
+    "workflows/validation-state-machine-arn": workflows.validation_arn,
     "functions/validation-function-arn": functions.validation_function_arn,
     "replication/dms-task-arn": replication.task_arn,
     "replication/dms-instance-arn": replication.instance_arn,

@@ -240,9 +240,51 @@ def migration_workflow_policy(*, checkpoints_bucket_arn: str, topic_arns: Sequen
         {"Sid": "StartReplication", "Effect": "Allow", "Action": "dms:StartReplicationTask",
          "Resource": dms_task_arn},
         _describe_dms_tasks(),
-        {"Sid": "RunValidation", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-         "Resource": [function_arn, f"{function_arn}:*"]},
+        _invoke_validation(function_arn),
         _vended_logs(),
+        _xray(),
+    )
+
+
+def _invoke_validation(function_arn: str) -> Doc:
+    return {"Sid": "RunValidation", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+            "Resource": [function_arn, f"{function_arn}:*"]}
+
+
+def validation_workflow_policy(*, function_arn: str) -> Doc:
+    """The on-demand validation: invoke the validation function, log, trace; nothing else."""
+    return document(_invoke_validation(function_arn), _vended_logs(), _xray())
+
+
+def status_api_policy(*, parameter_arns: Sequence[str], checkpoints_bucket_arn: str, env: str,
+                      log_group_arn: str, key_arn: str, region: str) -> Doc:
+    """GET /migration/status: read a few plain contract parameters (never the token) and this
+    environment's checkpoints."""
+    return document(
+        {"Sid": "ReadStatusParameters", "Effect": "Allow", "Action": "ssm:GetParameters",
+         "Resource": list(parameter_arns)},
+        {"Sid": "ReadCheckpoints", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"{checkpoints_bucket_arn}/{env}/*"},
+        # A missing object answers 403 instead of NoSuchKey without ListBucket.
+        {"Sid": "TellMissingCheckpoints", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": checkpoints_bucket_arn,
+         "Condition": {"StringLike": {"s3:prefix": f"{env}/*"}}},
+        # Checkpoints are SSE-S3 (AES256); the key is for the bucket's default encryption.
+        _kms_via(key_arn, region, ("s3",), ("kms:Decrypt",)),
+        _logs([log_group_arn]),
+        _xray(),
+    )
+
+
+def start_validation_api_policy(*, state_machine_arn: str, parameter_arns: Sequence[str],
+                                log_group_arn: str) -> Doc:
+    """POST /migration/validation: read the machine's ARN from the contract, start it."""
+    return document(
+        {"Sid": "ReadMachineArn", "Effect": "Allow", "Action": "ssm:GetParameters",
+         "Resource": list(parameter_arns)},
+        {"Sid": "StartValidation", "Effect": "Allow", "Action": "states:StartExecution",
+         "Resource": state_machine_arn},
+        _logs([log_group_arn]),
         _xray(),
     )
 

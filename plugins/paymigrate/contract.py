@@ -178,6 +178,8 @@ _ALL = (
     _p("notifications/dms-alerts-topic-arn", "arn", "SNS topic: DMS alerts"),
     _p("workflows/migration-state-machine-arn", "arn", "Step Functions migration state machine"),
     _p("workflows/rollback-state-machine-arn", "arn", "Step Functions rollback state machine"),
+    _p("workflows/validation-state-machine-arn", "arn",
+       "Step Functions on-demand validation state machine (POST /migration/validation)"),
     _p("functions/validation-function-arn", "arn", "Data validation Lambda function"),
     _p("replication/initial-copy", "choice", "How postgres-logical copies the tables first: "
        "snapshot (the engine, under the slot's snapshot, keys built after: faster) or subscription "
@@ -278,6 +280,20 @@ def read(ssm_client: Any, env: str) -> Config:
         Path=f"{ROOT}/{check_env(env)}/", Recursive=True, WithDecryption=True
     ):
         items.extend((p["Name"], p["Value"]) for p in page["Parameters"])
+    return parse_stored(items, env)
+
+
+def read_keys(ssm_client: Any, env: str, keys: Iterable[str]) -> Config:
+    """Read and check only ``keys``: for a caller whose role may read those parameters and no
+    other (the API's functions never see the token). SecureStrings are never decrypted here."""
+    wanted = [parameter(k) for k in keys]
+    if any(p.secure for p in wanted):
+        raise ContractError("read_keys reads plain parameters only; use read for secure ones")
+    items: list[tuple[str, str]] = []
+    names = [p.path(env) for p in wanted]
+    for i in range(0, len(names), 10):  # GetParameters takes at most 10 names
+        items.extend((p["Name"], p["Value"])
+                     for p in ssm_client.get_parameters(Names=names[i:i + 10])["Parameters"])
     return parse_stored(items, env)
 
 

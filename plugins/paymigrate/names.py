@@ -18,7 +18,7 @@ _ENV = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 BUCKETS = ("checkpoints", "rollback", "dms-logs")
 TOPICS = ("migration-status", "error-alerts", "validation-alerts", "dms-alerts")
 SECRETS = ("source-db", "target-db", "app-db", "router-admin", "api-token")
-STATE_MACHINES = ("migration", "rollback")
+STATE_MACHINES = ("migration", "rollback", "validation")
 # Elastic Load Balancing caps load balancer and target group names at 32 characters.
 LOAD_BALANCERS = ("rtr", "rtr-6432")
 LOAD_BALANCER_NAME_MAX = 32

@@ -201,7 +201,11 @@ def _policy_documents(mocks) -> list[tuple[str, dict]]:
 def test_no_iam_statement_allows_everything_or_writes_everywhere(stack):
     mocks, _ = stack
     docs = _policy_documents(mocks)
-    assert len(docs) == 6
+    assert {name for name, _ in docs} == {
+        "replication-secrets-access-policy", "functions-validation-policy",
+        "functions-authorizer-policy", "workflows-migration-policy", "workflows-rollback-policy",
+        "workflows-validation-policy", "routers-policy", "api-functions-migration-status-api-policy",
+        "api-functions-start-validation-api-policy"}
     wildcard_writes_seen = set()
     for name, doc in docs:
         for st in doc["Statement"]:
@@ -339,8 +343,9 @@ def test_api_is_authorized_logged_traced_and_throttled(stack):
     assert authorizer.inputs["type"] == "TOKEN"
     assert authorizer.inputs["authorizerResultTtlInSeconds"] > 0
     methods = mocks.of("aws:apigateway/method:Method")
-    assert sorted(m.inputs["httpMethod"] for m in methods) == ["GET", "POST"]
-    assert all(m.inputs["authorization"] == "CUSTOM" for m in methods)
+    assert sorted(m.inputs["httpMethod"] for m in methods) == ["GET", "GET", "POST", "POST"]
+    assert all(m.inputs["authorization"] == "CUSTOM" and m.inputs["authorizerId"] == authorizer.id
+               for m in methods)
     (stage,) = mocks.of("aws:apigateway/stage:Stage")
     assert stage.inputs["xrayTracingEnabled"] is True
     assert stage.inputs["accessLogSettings"]["destinationArn"].startswith("arn:aws:logs:")
