@@ -138,15 +138,20 @@ def parameter_arns(*, partition: str, region: str, account_id: str, root: str) -
     return [base, f"{base}/*"]
 
 
+def _read_contract(*, partition: str, region: str, account_id: str, root: str) -> Doc:
+    return {"Sid": "ReadMigrationParameters", "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            "Resource": parameter_arns(partition=partition, region=region,
+                                       account_id=account_id, root=root)}
+
+
 def validator_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
                      secret_arns: Sequence[str], topic_arns: Sequence[str], log_group_arn: str,
                      key_arn: str) -> Doc:
     """The data validation Lambda: read the contract and two secrets, alert, publish metrics."""
     return document(
-        {"Sid": "ReadMigrationParameters", "Effect": "Allow",
-         "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-         "Resource": parameter_arns(partition=partition, region=region, account_id=account_id,
-                                    root=parameter_root)},
+        _read_contract(partition=partition, region=region, account_id=account_id,
+                       root=parameter_root),
         {"Sid": "ReadDatabaseCredentials", "Effect": "Allow",
          "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
          "Resource": list(secret_arns)},
@@ -185,10 +190,8 @@ def router_host_policy(*, partition: str, region: str, account_id: str, paramete
                        secret_arns: Sequence[str], key_arn: str, log_group_arn: str) -> Doc:
     """A router host: read the contract and its two secrets at boot, ship its logs."""
     return document(
-        {"Sid": "ReadMigrationParameters", "Effect": "Allow",
-         "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-         "Resource": parameter_arns(partition=partition, region=region, account_id=account_id,
-                                    root=parameter_root)},
+        _read_contract(partition=partition, region=region, account_id=account_id,
+                       root=parameter_root),
         {"Sid": "ReadRouterCredentials", "Effect": "Allow",
          "Action": "secretsmanager:GetSecretValue", "Resource": list(secret_arns)},
         _kms_via(key_arn, region, ("ssm", "secretsmanager"), ("kms:Decrypt",)),
