@@ -188,13 +188,14 @@ def authorizer_policy(*, token_parameter_arn: str, region: str, log_group_arn: s
 
 def router_host_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
                        secret_arns: Sequence[str], key_arn: str, log_group_arn: str) -> Doc:
-    """A router host: read the contract and its two secrets at boot, ship its logs."""
+    """A router host: read the contract's plain parameters (its key decrypts secrets only, so
+    never the API token) and its two secrets at boot, ship its logs."""
     return document(
         _read_contract(partition=partition, region=region, account_id=account_id,
                        root=parameter_root),
         {"Sid": "ReadRouterCredentials", "Effect": "Allow",
          "Action": "secretsmanager:GetSecretValue", "Resource": list(secret_arns)},
-        _kms_via(key_arn, region, ("ssm", "secretsmanager"), ("kms:Decrypt",)),
+        _kms_via(key_arn, region, ("secretsmanager",), ("kms:Decrypt",)),
         {"Sid": "ShipLogs", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
          "Resource": [log_group_arn, f"{log_group_arn}:*"]},

@@ -51,13 +51,15 @@ BOOT_SCRIPT = """\
 import json, os, sys, time
 import boto3
 from paymigrate import contract
-env, region, arns = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+env, region, arns, etc = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+KEYS = ("database/active-writer", "database/production/endpoint", "database/migration/endpoint",
+        "database/name", "router/database", "router/databases-file")
 sm = boto3.client("secretsmanager", region_name=region)
 users = {role: json.loads(sm.get_secret_value(SecretId=arn)["SecretString"]) for role, arn in arns.items()}
 ssm = boto3.client("ssm", region_name=region)
 for _ in range(60):  # the contract is written in the same deployment, after the tier
     try:
-        cfg = contract.read(ssm, env)
+        cfg = contract.read_keys(ssm, env, KEYS)
         writer = cfg["database/active-writer"]
         break
     except Exception as exc:
@@ -68,10 +70,10 @@ else:
 side = "production" if writer == "source" else "migration"
 host, port = cfg["database/%s/endpoint" % side].rsplit(":", 1)
 os.umask(0o077)
-with open("/etc/pgbouncer/userlist.txt", "w") as f:
+with open(os.path.join(etc, "userlist.txt"), "w") as f:
     for u in users.values():
         f.write('"%s" "%s"\\n' % (u["username"], u["password"]))
-with open("/etc/pgbouncer/admin_users", "w") as f:
+with open(os.path.join(etc, "admin_users"), "w") as f:
     f.write(users["router-admin"]["username"])
 routes = cfg["router/databases-file"]
 if not os.path.exists(routes):  # a reboot keeps the route the agent last wrote
@@ -150,7 +152,7 @@ python3 -m venv /opt/paymigrate
 /opt/paymigrate/bin/pip install boto3 psycopg2-binary
 install -d -o postgres -g postgres -m 0750 /var/log/paymigrate
 systemctl stop pgbouncer
-/opt/paymigrate/bin/python - {q(env)} {q(region)} {q(arns)} <<'PY'
+/opt/paymigrate/bin/python - {q(env)} {q(region)} {q(arns)} /etc/pgbouncer <<'PY'
 {BOOT_SCRIPT}PY
 cat > /etc/pgbouncer/pg_hba.conf <<'HBA'
 {HBA}HBA

@@ -118,6 +118,9 @@ def test_host_role_reads_only_the_contract_and_its_two_secrets(program_stack):
              if s.inputs["name"] == names.secret_name(role, ENV))
         for role in router_host.SECRETS]
     assert by_sid["ReadMigrationParameters"]["Resource"][1].endswith(f"parameter/migration/{ENV}/*")
+    # The key decrypts through Secrets Manager only: the SecureString API token stays unreadable.
+    assert by_sid["UseKeyThroughSecretsmanager"]["Condition"]["StringEquals"][
+        "kms:ViaService"] == ["secretsmanager.eu-west-1.amazonaws.com"]
     attachments = {a.inputs["policyArn"] for a in mocks.of("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
     assert "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" in attachments
 
@@ -144,3 +147,49 @@ def test_user_data_refuses_a_missing_secret_and_names_fit_any_env():
                               secret_arns={"router-admin": "arn:a"}, agent_port=6433)
     longest = "e" * 20
     assert max(len(names.load_balancer_name(r, longest)) for r in names.LOAD_BALANCERS) <= 32
+
+
+def _boot(tmp_path, monkeypatch, writer):
+    """Run the hosts' first-boot script in this process against moto: the secrets and the
+    contract as infra writes them."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    env, region = "boot", "eu-west-1"
+    with mock_aws():
+        sm, ssm = boto3.client("secretsmanager", region), boto3.client("ssm", region)
+        arns = {role: sm.create_secret(Name=names.secret_name(role, env), SecretString=json.dumps(
+            {"username": f"{role}-user", "password": f"{role}-pw"}))["ARN"]
+            for role in router_host.SECRETS}
+        routes = tmp_path / "databases.ini"
+        for key, value in {"database/active-writer": writer,
+                           "database/production/endpoint": "src.example:5432",
+                           "database/migration/endpoint": "tgt.example:5433",
+                           "database/name": "payments", "router/database": "payments",
+                           "router/databases-file": str(routes)}.items():
+            contract.write(ssm, key, value, env)
+        monkeypatch.setattr("sys.argv", ["-", env, region, json.dumps(arns), str(tmp_path)])
+        exec(compile(router_host.BOOT_SCRIPT, "boot", "exec"), {"__name__": "__main__"})
+    return routes
+
+
+@pytest.mark.parametrize(("writer", "host"), [("source", "host=src.example port=5432"),
+                                              ("target", "host=tgt.example port=5433")])
+def test_boot_writes_credentials_from_secrets_and_routes_to_the_current_writer(
+        tmp_path, monkeypatch, writer, host):
+    routes = _boot(tmp_path, monkeypatch, writer)
+    assert routes.read_text() == f"[databases]\npayments = {host} dbname=payments\n"
+    userlist = tmp_path / "userlist.txt"
+    assert userlist.read_text() == ('"router-admin-user" "router-admin-pw"\n'
+                                    '"app-db-user" "app-db-pw"\n')
+    assert userlist.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "admin_users").read_text() == "router-admin-user"
+
+
+def test_boot_after_a_reboot_keeps_the_route_the_agent_wrote(tmp_path, monkeypatch):
+    (tmp_path / "databases.ini").write_text("[databases]\npayments = host=tgt.example\n")
+    routes = _boot(tmp_path, monkeypatch, "source")
+    assert routes.read_text() == "[databases]\npayments = host=tgt.example\n"
