@@ -193,3 +193,18 @@ def test_boot_after_a_reboot_keeps_the_route_the_agent_wrote(tmp_path, monkeypat
     (tmp_path / "databases.ini").write_text("[databases]\npayments = host=tgt.example\n")
     routes = _boot(tmp_path, monkeypatch, "source")
     assert routes.read_text() == "[databases]\npayments = host=tgt.example\n"
+
+
+def test_example_stack_config_builds_the_tier():
+    """Pulumi.dev.yaml (what an operator copies) still runs the program: no removed key
+    (routerEndpoint, routerAdminEndpoint), the tier's own keys set."""
+    import yaml
+    from pulumi_harness import API_TOKEN, REPO
+
+    raw = yaml.safe_load((REPO / "infra" / "Pulumi.dev.yaml").read_text())["config"]
+    config = {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+    config["paymigrate:apiAuthToken"] = API_TOKEN
+    mocks, _ = run_program(config, stack="example")
+    (group,) = mocks.of("aws:autoscaling/group:Group")
+    assert group.inputs["desiredCapacity"] == raw["paymigrate:routerCount"]
+    assert not {"paymigrate:routerEndpoint", "paymigrate:routerAdminEndpoint"} & set(raw)
