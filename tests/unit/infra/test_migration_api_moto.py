@@ -122,6 +122,22 @@ def test_status_handler_reads_phase_lock_lag_validation_and_cutover_from_moto(aw
                                     "failed_step": None}
 
 
+def test_status_handler_shows_the_migration_s_validation_when_it_is_the_latest(aws):
+    _, store, _ = aws
+    store.acquire(run_id="run-1", dag_id="payment_migration")
+    store.put_doc(LAST_VALIDATION, {"run_id": "sched-1", "finished": "2000-01-01T00:00:00+00:00",
+                                    "tables": 7, "mismatches": 0, "mismatched": []})
+    store.save(migration_id="run-1", phase="validation", run_id="run-1", doc={
+        "validate": {"status": "mismatch", "tables": [{"table": "public.refunds",
+                                                        "status": "mismatch"}]},
+        "decide": {"lag": {"seconds": 1.5}}})
+    code, body = _status()
+    assert code == 200 and body["lock"]["state"] == "running" and body["last_cutover"] is None
+    assert body["last_validation"]["kind"] == "migration"
+    assert body["last_validation"]["mismatched_tables"] == ["public.refunds"]
+    assert (body["lag"]["seconds"], body["lag"]["measured_by"]) == (1.5, "validation decision")
+
+
 def test_status_handler_before_any_migration_says_so(aws):
     code, body = _status()
     assert code == 200
