@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 
 import pytest
 import router_host
@@ -56,6 +57,9 @@ def test_user_data_installs_pgbouncer_and_the_agent_with_credentials_from_secret
     mocks, _ = program_stack
     template = _one(mocks, "aws:ec2/launchTemplate:LaunchTemplate")
     script = base64.b64decode(template.inputs["userData"]).decode()
+    assert len(script.encode()) < 16 * 1024  # EC2's user data limit
+    parsed = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert parsed.returncode == 0, parsed.stderr
     assert "apt-get install -y pgbouncer" in script
     assert "pip install --no-deps https://artifacts.example.com/paymigrate-0.1.0" in script
     assert f"-m {router_host.AGENT_MODULE} --listen 0.0.0.0:{AGENT_PORT}" in script
