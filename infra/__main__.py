@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
+import router_host
 from components.api import Api, ApiArgs
+from components.api_functions import ApiFunctions, ApiFunctionsArgs
 from components.database import AuroraCluster, AuroraClusterArgs
 from components.functions import Functions, FunctionsArgs
 from components.keys import Keys, KeysArgs
@@ -13,6 +15,7 @@ from components.network import Network, NetworkArgs
 from components.notifications import Notifications, NotificationsArgs
 from components.parameters import Parameters, ParametersArgs
 from components.replication import Replication, ReplicationArgs
+from components.router_tier import RouterTier, RouterTierArgs
 from components.secrets import Secrets, SecretsArgs
 from components.storage import Storage, StorageArgs
 from components.workflows import Workflows, WorkflowsArgs
@@ -25,8 +28,9 @@ config = pulumi.Config()
 settings = StackSettings(
     env=config.require("env"),
     region=pulumi.Config("aws").require("region"),
-    router_endpoint=config.require("routerEndpoint"),
-    router_admin_endpoint=config.require("routerAdminEndpoint"),
+    router_package=config.require("routerPackage"),
+    router_count=config.get_int("routerCount") or 2,
+    router_instance_type=config.get("routerInstanceType") or "t3.medium",
     availability_zones=tuple(config.get_object("availabilityZones") or ()),
     production_cidr=config.get("productionCidr") or "10.0.0.0/16",
     migration_cidr=config.get("migrationCidr") or "10.1.0.0/16",
@@ -95,6 +99,20 @@ replication = Replication("replication", ReplicationArgs(
     create_service_roles=settings.manage_account_singletons,
     log_retention_days=settings.log_retention_days), opts=with_provider)
 
+# ---- the router tier the applications reach the writer through ----
+router_admin_endpoint = router_host.ADMIN_ENDPOINT
+router_agent_port = contract.PARAMETERS["router/agent-port"].default
+routers = RouterTier("routers", RouterTierArgs(
+    env=env, region=settings.region, partition=partition, account_id=account_id,
+    vpc_id=network.production.vpc_id, subnet_ids=network.production.private_subnet_ids,
+    source_db_sg_id=network.source_db_sg_id,
+    database_cidrs=[settings.production_cidr, settings.migration_cidr],
+    kms_key_arn=keys.key_arn,
+    secret_arns={role: secrets.arns[role] for role in router_host.SECRETS},
+    package=settings.router_package, host_count=settings.router_count,
+    instance_type=settings.router_instance_type, agent_port=router_agent_port,
+    log_retention_days=settings.log_retention_days), opts=with_provider)
+
 # ---- functions, API, workflows ----
 functions = Functions("functions", FunctionsArgs(
     env=env, region=settings.region, partition=partition, account_id=account_id,
@@ -104,14 +122,6 @@ functions = Functions("functions", FunctionsArgs(
     alert_topic_arns=[topics["validation-alerts"], topics["error-alerts"]],
     log_retention_days=settings.log_retention_days,
     validation_layer_arns=validation_layer_arns), opts=with_provider)
-
-api = Api("api", ApiArgs(
-    env=env, authorizer_function_name=functions.authorizer_function_name,
-    authorizer_invoke_arn=functions.authorizer_invoke_arn, kms_key_arn=keys.key_arn,
-    log_retention_days=settings.log_retention_days,
-    authorizer_cache_seconds=settings.authorizer_cache_seconds,
-    throttle_burst=settings.api_throttle_burst, throttle_rate=settings.api_throttle_rate,
-    manage_account_settings=settings.manage_account_singletons), opts=with_provider)
 
 workflows = Workflows("workflows", WorkflowsArgs(
     env=env, region=settings.region, kms_key_arn=keys.key_arn,
@@ -123,6 +133,22 @@ workflows = Workflows("workflows", WorkflowsArgs(
     dms_task_arn=replication.task_arn,
     validation_function_arn=functions.validation_function_arn,
     log_retention_days=settings.log_retention_days), opts=with_provider)
+
+api_functions = ApiFunctions("api-functions", ApiFunctionsArgs(
+    env=env, region=settings.region, partition=partition, account_id=account_id,
+    kms_key_arn=keys.key_arn, checkpoints_bucket_arn=storage.bucket_arns["checkpoints"],
+    validation_state_machine_arn=workflows.validation_arn,
+    log_retention_days=settings.log_retention_days), opts=with_provider)
+api = Api("api", ApiArgs(
+    env=env, authorizer_function_name=functions.authorizer_function_name,
+    authorizer_invoke_arn=functions.authorizer_invoke_arn, kms_key_arn=keys.key_arn,
+    log_retention_days=settings.log_retention_days,
+    authorizer_cache_seconds=settings.authorizer_cache_seconds,
+    throttle_burst=settings.api_throttle_burst, throttle_rate=settings.api_throttle_rate,
+    manage_account_settings=settings.manage_account_singletons,
+    route_function_names=api_functions.names, route_invoke_arns=api_functions.invoke_arns),
+    opts=with_provider)
+
 
 # ---- the contract the DAGs read ----
 def endpoint(cluster: AuroraCluster) -> pulumi.Output[str]:
@@ -140,8 +166,10 @@ contract_values = {
     "api/endpoint": api.invoke_url,
     "api/auth-token": api_token,
     "api/auth-token-secret-arn": secrets.arns["api-token"],
-    "router/endpoint": settings.router_endpoint,
-    "router/admin-endpoint": settings.router_admin_endpoint,
+    "router/endpoint": routers.endpoint,
+    "router/admin-endpoint": router_admin_endpoint,
+    "router/hosts-group": routers.hosts_group_name,
+    "router/agent-port": router_agent_port,
     "router/admin-secret-arn": secrets.arns["router-admin"],
     "storage/checkpoints-bucket": storage.bucket_names["checkpoints"],
     "storage/rollback-bucket": storage.bucket_names["rollback"],
@@ -152,6 +180,7 @@ contract_values = {
     "notifications/dms-alerts-topic-arn": topics["dms-alerts"],
     "workflows/migration-state-machine-arn": workflows.migration_arn,
     "workflows/rollback-state-machine-arn": workflows.rollback_arn,
+    "workflows/validation-state-machine-arn": workflows.validation_arn,
     "functions/validation-function-arn": functions.validation_function_arn,
     "replication/dms-task-arn": replication.task_arn,
     "replication/dms-instance-arn": replication.instance_arn,
@@ -186,3 +215,7 @@ pulumi.export("migration_state_machine_arn", workflows.migration_arn)
 pulumi.export("rollback_state_machine_arn", workflows.rollback_arn)
 pulumi.export("dashboard_name", monitoring.dashboard_name)
 pulumi.export("parameter_names", parameters.names)
+pulumi.export("router_endpoint", routers.endpoint)
+pulumi.export("router_hosts_group", routers.hosts_group_name)
+pulumi.export("router_clients_sg_id", routers.clients_sg_id)
+pulumi.export("router_operators_sg_id", routers.operators_sg_id)

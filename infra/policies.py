@@ -77,6 +77,8 @@ def kms_key_policy(*, partition: str, account_id: str, region: str) -> Doc:
     Logs for the encrypted log groups, and the services that publish to the encrypted topics.
     """
     root = f"arn:{partition}:iam::{account_id}:root"
+    autoscaling = (f"arn:{partition}:iam::{account_id}:role/aws-service-role/"
+                   "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling")
     return document(
         {"Sid": "AccountAdministersKeyThroughIam", "Effect": "Allow",
          "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
@@ -93,6 +95,15 @@ def kms_key_policy(*, partition: str, account_id: str, region: str) -> Doc:
                                    "events.amazonaws.com"]},
          "Action": ["kms:GenerateDataKey*", "kms:Decrypt"], "Resource": "*",
          "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        # The router hosts' EBS volumes are encrypted with this key: Auto Scaling launches them
+        # through its service-linked role, which needs the key and a grant for EC2.
+        {"Sid": "AutoScalingEncryptsRouterVolumes", "Effect": "Allow",
+         "Principal": {"AWS": autoscaling},
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*",
+                    "kms:DescribeKey"], "Resource": "*"},
+        {"Sid": "AutoScalingGrantsEc2TheKey", "Effect": "Allow",
+         "Principal": {"AWS": autoscaling}, "Action": "kms:CreateGrant", "Resource": "*",
+         "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}},
     )
 
 
@@ -127,15 +138,20 @@ def parameter_arns(*, partition: str, region: str, account_id: str, root: str) -
     return [base, f"{base}/*"]
 
 
+def _read_contract(*, partition: str, region: str, account_id: str, root: str) -> Doc:
+    return {"Sid": "ReadMigrationParameters", "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            "Resource": parameter_arns(partition=partition, region=region,
+                                       account_id=account_id, root=root)}
+
+
 def validator_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
                      secret_arns: Sequence[str], topic_arns: Sequence[str], log_group_arn: str,
                      key_arn: str) -> Doc:
     """The data validation Lambda: read the contract and two secrets, alert, publish metrics."""
     return document(
-        {"Sid": "ReadMigrationParameters", "Effect": "Allow",
-         "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-         "Resource": parameter_arns(partition=partition, region=region, account_id=account_id,
-                                    root=parameter_root)},
+        _read_contract(partition=partition, region=region, account_id=account_id,
+                       root=parameter_root),
         {"Sid": "ReadDatabaseCredentials", "Effect": "Allow",
          "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
          "Resource": list(secret_arns)},
@@ -167,6 +183,22 @@ def authorizer_policy(*, token_parameter_arn: str, region: str, log_group_arn: s
         _kms_via(key_arn, region, ("ssm",), ("kms:Decrypt",)),
         _logs([log_group_arn]),
         _xray(),
+    )
+
+
+def router_host_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
+                       secret_arns: Sequence[str], key_arn: str, log_group_arn: str) -> Doc:
+    """A router host: read the contract's plain parameters (its key decrypts secrets only, so
+    never the API token) and its two secrets at boot, ship its logs."""
+    return document(
+        _read_contract(partition=partition, region=region, account_id=account_id,
+                       root=parameter_root),
+        {"Sid": "ReadRouterCredentials", "Effect": "Allow",
+         "Action": "secretsmanager:GetSecretValue", "Resource": list(secret_arns)},
+        _kms_via(key_arn, region, ("secretsmanager",), ("kms:Decrypt",)),
+        {"Sid": "ShipLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+         "Resource": [log_group_arn, f"{log_group_arn}:*"]},
     )
 
 
@@ -212,9 +244,51 @@ def migration_workflow_policy(*, checkpoints_bucket_arn: str, topic_arns: Sequen
         {"Sid": "StartReplication", "Effect": "Allow", "Action": "dms:StartReplicationTask",
          "Resource": dms_task_arn},
         _describe_dms_tasks(),
-        {"Sid": "RunValidation", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-         "Resource": [function_arn, f"{function_arn}:*"]},
+        _invoke_validation(function_arn),
         _vended_logs(),
+        _xray(),
+    )
+
+
+def _invoke_validation(function_arn: str) -> Doc:
+    return {"Sid": "RunValidation", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+            "Resource": [function_arn, f"{function_arn}:*"]}
+
+
+def validation_workflow_policy(*, function_arn: str) -> Doc:
+    """The on-demand validation: invoke the validation function, log, trace; nothing else."""
+    return document(_invoke_validation(function_arn), _vended_logs(), _xray())
+
+
+def status_api_policy(*, parameter_arns: Sequence[str], checkpoints_bucket_arn: str, env: str,
+                      log_group_arn: str, key_arn: str, region: str) -> Doc:
+    """GET /migration/status: read a few plain contract parameters (never the token) and this
+    environment's checkpoints."""
+    return document(
+        {"Sid": "ReadStatusParameters", "Effect": "Allow", "Action": "ssm:GetParameters",
+         "Resource": list(parameter_arns)},
+        {"Sid": "ReadCheckpoints", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": f"{checkpoints_bucket_arn}/{env}/*"},
+        # A missing object answers 403 instead of NoSuchKey without ListBucket.
+        {"Sid": "TellMissingCheckpoints", "Effect": "Allow", "Action": "s3:ListBucket",
+         "Resource": checkpoints_bucket_arn,
+         "Condition": {"StringLike": {"s3:prefix": f"{env}/*"}}},
+        # Checkpoints are SSE-S3 (AES256); the key is for the bucket's default encryption.
+        _kms_via(key_arn, region, ("s3",), ("kms:Decrypt",)),
+        _logs([log_group_arn]),
+        _xray(),
+    )
+
+
+def start_validation_api_policy(*, state_machine_arn: str, parameter_arns: Sequence[str],
+                                log_group_arn: str) -> Doc:
+    """POST /migration/validation: read the machine's ARN from the contract, start it."""
+    return document(
+        {"Sid": "ReadMachineArn", "Effect": "Allow", "Action": "ssm:GetParameters",
+         "Resource": list(parameter_arns)},
+        {"Sid": "StartValidation", "Effect": "Allow", "Action": "states:StartExecution",
+         "Resource": state_machine_arn},
+        _logs([log_group_arn]),
         _xray(),
     )
 

@@ -27,11 +27,13 @@ INFRA_OWNED_KEYS = frozenset({
     "database/production/endpoint", "database/migration/endpoint", "database/name",
     "database/source-secret-arn", "database/target-secret-arn",
     "api/endpoint", "api/auth-token", "api/auth-token-secret-arn",
-    "router/endpoint", "router/admin-endpoint", "router/admin-secret-arn",
+    "router/endpoint", "router/admin-endpoint", "router/admin-secret-arn", "router/hosts-group",
+    "router/agent-port",
     "storage/checkpoints-bucket", "storage/rollback-bucket", "storage/dms-logs-bucket",
     "notifications/migration-status-topic-arn", "notifications/error-alerts-topic-arn",
     "notifications/validation-alerts-topic-arn", "notifications/dms-alerts-topic-arn",
     "workflows/migration-state-machine-arn", "workflows/rollback-state-machine-arn",
+    "workflows/validation-state-machine-arn",
     "functions/validation-function-arn", "replication/dms-task-arn",
     "replication/dms-instance-arn", "replication/dms-source-endpoint-arn",
     "replication/dms-target-endpoint-arn",
@@ -42,8 +44,9 @@ INFRA_OWNED_KEYS = frozenset({
 class StackSettings:
     env: str
     region: str
-    router_endpoint: str
-    router_admin_endpoint: str
+    router_package: str
+    router_count: int = 2
+    router_instance_type: str = "t3.medium"
     availability_zones: tuple[str, ...] = ()
     production_cidr: str = "10.0.0.0/16"
     migration_cidr: str = "10.1.0.0/16"
@@ -85,13 +88,11 @@ class StackSettings:
             raise ValueError(f"engineVersion: {self.engine_version!r} is not like 16.8")
         if int(self.engine_version.split(".")[0]) < 13:
             raise ValueError(f"engineVersion: {self.engine_version} is out of AWS support")
-        for key, value in (("routerEndpoint", self.router_endpoint),
-                           ("routerAdminEndpoint", self.router_admin_endpoint)):
-            contract_key = "router/endpoint" if key == "routerEndpoint" else "router/admin-endpoint"
-            try:
-                contract.parameter(contract_key).parse(value)
-            except contract.ContractError as exc:
-                raise ValueError(f"{key}: {exc}") from None
+        if not self.router_package.strip() or any(c.isspace() for c in self.router_package):
+            raise ValueError(f"routerPackage: {self.router_package!r} is not one pip requirement")
+        if self.router_count < 2:
+            raise ValueError(f"routerCount: {self.router_count}; at least 2 routers, one is a "
+                             "single point of failure")
         contract.parameter("database/name").parse(self.database_name)
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise ValueError(f"logRetentionDays: {self.log_retention_days} is not a CloudWatch "

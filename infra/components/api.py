@@ -1,26 +1,27 @@
-"""The payments REST API: /payments GET and POST behind the TOKEN authorizer.
+"""The payments REST API behind the TOKEN authorizer: the migration's routes and /payments.
 
-The integrations are MOCK: the API's role in the migration is to prove the authorizer path and
-carry the metrics the cutover's alarm gates watch; the payment backend is wired by the
-application team. Access logs, X-Ray tracing and throttling are on for every method.
+``GET /migration/status`` and ``POST /migration/validation`` are Lambda proxy integrations
+(``api_routes`` has the shape, ``ApiFunctions`` the functions). ``/payments`` GET and POST keep
+their MOCK integrations: the authorizer's smoke path, serving nothing; the payment backend is
+wired by the application team. Access logs, X-Ray tracing and throttling are on for every method.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+import api_routes
 import policies
 import pulumi
 import pulumi_aws as aws
 
 from paymigrate import names
 
-STAGE = "live"
-# API Gateway refuses a header that does not look like a bearer token before calling the
-# authorizer: malformed requests never cost a Lambda invocation.
-TOKEN_PATTERN = r"^Bearer [-0-9A-Za-z._~+/]+=*$"
+STAGE = api_routes.STAGE
+TOKEN_PATTERN = api_routes.TOKEN_PATTERN
 ACCESS_LOG_FORMAT = json.dumps({
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
@@ -47,6 +48,9 @@ class ApiArgs:
     throttle_burst: int = 100
     throttle_rate: float = 50.0
     manage_account_settings: bool = True
+    # By api_routes.Function.role: the functions behind the migration routes.
+    route_function_names: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    route_invoke_arns: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class Api(pulumi.ComponentResource):
@@ -85,8 +89,9 @@ class Api(pulumi.ComponentResource):
             opts=child)
         authorizer = aws.apigateway.Authorizer(
             f"{name}-authorizer", name=names.resource_name("token-authorizer", env),
-            rest_api=api.id, type="TOKEN", authorizer_uri=args.authorizer_invoke_arn,
-            identity_source="method.request.header.Authorization",
+            rest_api=api.id, type=api_routes.AUTHORIZER_TYPE,
+            authorizer_uri=args.authorizer_invoke_arn,
+            identity_source=api_routes.IDENTITY_SOURCE,
             identity_validation_expression=TOKEN_PATTERN,
             authorizer_result_ttl_in_seconds=args.authorizer_cache_seconds,
             opts=child)
@@ -96,11 +101,39 @@ class Api(pulumi.ComponentResource):
             source_arn=pulumi.Output.concat(api.execution_arn, "/authorizers/", authorizer.id),
             opts=child)
 
-        payments = aws.apigateway.Resource(f"{name}-payments", rest_api=api.id,
-                                           parent_id=api.root_resource_id, path_part="payments",
-                                           opts=child)
+        resources: dict[tuple[str, ...], aws.apigateway.Resource] = {}
+
+        def resource(path: tuple[str, ...]) -> aws.apigateway.Resource:
+            if path not in resources:
+                parent = resource(path[:-1]).id if len(path) > 1 else api.root_resource_id
+                resources[path] = aws.apigateway.Resource(
+                    f"{name}-{'-'.join(path)}", rest_api=api.id, parent_id=parent,
+                    path_part=path[-1], opts=child)
+            return resources[path]
+
         routes: list[pulumi.Resource] = []
-        for method_name in ("GET", "POST"):
+        for route in api_routes.ROUTES:
+            role = f"{'-'.join(route.path)}-{route.method.lower()}"
+            target = resource(route.path)
+            method = aws.apigateway.Method(
+                f"{name}-{role}", rest_api=api.id, resource_id=target.id,
+                http_method=route.method, authorization="CUSTOM", authorizer_id=authorizer.id,
+                opts=child)
+            integration = aws.apigateway.Integration(
+                f"{name}-{role}-integration", rest_api=api.id, resource_id=target.id,
+                http_method=method.http_method, type="AWS_PROXY", integration_http_method="POST",
+                uri=args.route_invoke_arns[route.function.role], opts=child)
+            aws.lambda_.Permission(
+                f"{name}-invoke-{role}", action="lambda:InvokeFunction",
+                function=args.route_function_names[route.function.role],
+                principal="apigateway.amazonaws.com",
+                source_arn=pulumi.Output.concat(api.execution_arn, f"/*/{route.method}",
+                                                route.resource_path),
+                opts=child)
+            routes += [method, integration]
+
+        payments = resource(api_routes.MOCK_PATH)
+        for method_name in api_routes.MOCK_METHODS:
             role = method_name.lower()
             method = aws.apigateway.Method(
                 f"{name}-payments-{role}", rest_api=api.id, resource_id=payments.id,
@@ -125,8 +158,7 @@ class Api(pulumi.ComponentResource):
         # A new deployment whenever the API's shape changes; otherwise the stage keeps serving
         # the old one.
         shape = hashlib.sha256(json.dumps({
-            "methods": ["GET", "POST"], "path": "payments", "pattern": TOKEN_PATTERN,
-            "ttl": args.authorizer_cache_seconds,
+            **api_routes.shape(), "ttl": args.authorizer_cache_seconds,
         }, sort_keys=True).encode()).hexdigest()
         deployment = aws.apigateway.Deployment(
             f"{name}-deployment", rest_api=api.id, triggers={"shape": shape},

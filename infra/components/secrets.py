@@ -23,7 +23,9 @@ OPERATOR_FILLED = {
                  "dbname",
     "target-db": "Replication user of the target database: username, password, host, port, "
                  "dbname",
-    "router-admin": "PgBouncer admin console user: username, password",
+    "router-admin": "PgBouncer admin console user: username, password, host, port (in AWS "
+                    "127.0.0.1 and 6432: each router host's own console)",
+    "app-db": "Application user the router hosts accept and pass on: username, password",
 }
 
 

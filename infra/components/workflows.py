@@ -1,4 +1,5 @@
-"""The migration and rollback state machines, from ``paymigrate.statemachines``.
+"""The migration, rollback and on-demand validation state machines, from
+``paymigrate.statemachines``.
 
 Each has its own role (the migration may start the task and invoke the validator, the rollback
 may only stop the task), logs every event to its log group and traces with X-Ray.
@@ -35,6 +36,7 @@ class WorkflowsArgs:
 class Workflows(pulumi.ComponentResource):
     migration_arn: pulumi.Output[str]
     rollback_arn: pulumi.Output[str]
+    validation_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: WorkflowsArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -68,9 +70,17 @@ class Workflows(pulumi.ComponentResource):
             rollback_bucket_arn=v[0], topic_arns=[v[1], v[2]], dms_task_arn=v[3],
             key_arn=v[4], region=a.region)))
 
+        validation_definition = pulumi.Output.from_input(a.validation_function_arn).apply(
+            lambda arn: json.dumps(statemachines.validation_definition(
+                validation_function_arn=arn)))
+        validation_policy = pulumi.Output.from_input(a.validation_function_arn).apply(
+            lambda arn: json.dumps(policies.validation_workflow_policy(function_arn=arn)))
+
         arns = {}
         for role, definition, policy in (("migration", migration_definition, migration_policy),
-                                         ("rollback", rollback_definition, rollback_policy)):
+                                         ("rollback", rollback_definition, rollback_policy),
+                                         ("validation", validation_definition,
+                                          validation_policy)):
             machine_name = names.state_machine_name(role, env)
             iam_role = aws.iam.Role(f"{name}-{role}-role", name=machine_name,
                                     assume_role_policy=trust, opts=child)
@@ -96,5 +106,7 @@ class Workflows(pulumi.ComponentResource):
 
         self.migration_arn = arns["migration"]
         self.rollback_arn = arns["rollback"]
+        self.validation_arn = arns["validation"]
         self.register_outputs({"migration_arn": self.migration_arn,
-                               "rollback_arn": self.rollback_arn})
+                               "rollback_arn": self.rollback_arn,
+                               "validation_arn": self.validation_arn})

@@ -31,6 +31,8 @@ from paymigrate.migration.lock import state as lock_state
 
 log = logging.getLogger(__name__)
 
+LAST_VALIDATION = "scheduled-validation/last.json"  # the scheduled validation's last summary
+
 _SECRETISH = re.compile(r"pass(word)?|secret|token|credential", re.IGNORECASE)
 
 

@@ -156,13 +156,18 @@ _ALL = (
        default=5.0, minimum=0, maximum=100),
     # Router (design): PgBouncer in front of the writer.
     _p("router/endpoint", "endpoint", "Application entry point (PgBouncer)"),
-    _p("router/admin-endpoint", "endpoint", "PgBouncer admin console endpoint"),
+    _p("router/admin-endpoint", "endpoint", "PgBouncer admin console endpoint (in AWS: loopback on "
+       "each router host, where only its route agent reaches it)"),
     _p("router/admin-secret-arn", "arn", "Secrets Manager secret of the PgBouncer admin user"),
     _p("router/database", "text", "Database name the applications use on the router",
        default="payments"),
     _p("router/databases-file", "text",
        "PgBouncer's [databases] include file the cutover rewrites (on the host the cutover runs on)",
        default="/etc/pgbouncer/databases.ini"),
+    _p("router/hosts-group", "text", "Auto Scaling group of the router hosts, whose route agents "
+       "change their routes; local when the routers are the local stand-ins", default="local"),
+    _p("router/agent-port", "int", "TCP port of the route agent on each router host", default=6433,
+       minimum=1024, maximum=65535),
     # Storage, notifications, workflows, functions, replication (design): names and ARNs.
     _p("storage/checkpoints-bucket", "text", "S3 bucket of the migration checkpoints"),
     _p("storage/rollback-bucket", "text", "S3 bucket of the saved rollback state"),
@@ -173,6 +178,8 @@ _ALL = (
     _p("notifications/dms-alerts-topic-arn", "arn", "SNS topic: DMS alerts"),
     _p("workflows/migration-state-machine-arn", "arn", "Step Functions migration state machine"),
     _p("workflows/rollback-state-machine-arn", "arn", "Step Functions rollback state machine"),
+    _p("workflows/validation-state-machine-arn", "arn",
+       "Step Functions on-demand validation state machine (POST /migration/validation)"),
     _p("functions/validation-function-arn", "arn", "Data validation Lambda function"),
     _p("replication/initial-copy", "choice", "How postgres-logical copies the tables first: "
        "snapshot (the engine, under the slot's snapshot, keys built after: faster) or subscription "
@@ -273,6 +280,20 @@ def read(ssm_client: Any, env: str) -> Config:
         Path=f"{ROOT}/{check_env(env)}/", Recursive=True, WithDecryption=True
     ):
         items.extend((p["Name"], p["Value"]) for p in page["Parameters"])
+    return parse_stored(items, env)
+
+
+def read_keys(ssm_client: Any, env: str, keys: Iterable[str]) -> Config:
+    """Read and check only ``keys``: for a caller whose role may read those parameters and no
+    other (the API's functions never see the token). SecureStrings are never decrypted here."""
+    wanted = [parameter(k) for k in keys]
+    if any(p.secure for p in wanted):
+        raise ContractError("read_keys reads plain parameters only; use read for secure ones")
+    items: list[tuple[str, str]] = []
+    names = [p.path(env) for p in wanted]
+    for i in range(0, len(names), 10):  # GetParameters takes at most 10 names
+        items.extend((p["Name"], p["Value"])
+                     for p in ssm_client.get_parameters(Names=names[i:i + 10])["Parameters"])
     return parse_stored(items, env)
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paymigrate.errors import BadInput
+from paymigrate.errors import BadInput, ValidationError
 
 # One part of a qualified name: plain, or double-quoted with "" for a quote.
 IDENTIFIER = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
@@ -241,3 +241,22 @@ def _reason(error: Any) -> str:
             shown = " or ".join(shown)
         return _REASONS[error.validator].format(shown)
     return " ".join(error.message.split())
+
+
+def validation_options(event: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Options a validation request may carry (the Lambda's event, the API's body): ``tables``,
+    ``schemas`` (lists of names), ``max_keys``. Light on imports: the API function has no driver."""
+    event = dict(event or {})
+    out: dict[str, Any] = {}
+    for name in ("tables", "schemas"):
+        value = event.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValidationError(f"event field {name} must be a list of names, not {value!r}")
+        out[name] = value
+    max_keys = event.get("max_keys", 100)
+    if not isinstance(max_keys, int) or isinstance(max_keys, bool) or not 0 <= max_keys <= 10_000:
+        raise ValidationError(f"event field max_keys must be an integer 0..10000, not {max_keys!r}")
+    out["max_keys"] = max_keys
+    return out

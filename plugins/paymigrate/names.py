@@ -18,7 +18,10 @@ _ENV = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 BUCKETS = ("checkpoints", "rollback", "dms-logs")
 TOPICS = ("migration-status", "error-alerts", "validation-alerts", "dms-alerts")
 SECRETS = ("source-db", "target-db", "app-db", "router-admin", "api-token")
-STATE_MACHINES = ("migration", "rollback")
+STATE_MACHINES = ("migration", "rollback", "validation")
+# Elastic Load Balancing caps load balancer and target group names at 32 characters.
+LOAD_BALANCERS = ("rtr", "rtr-6432")
+LOAD_BALANCER_NAME_MAX = 32
 
 
 def check_env(env: str) -> str:
@@ -58,6 +61,26 @@ def state_machine_name(role: str, env: str) -> str:
     if role not in STATE_MACHINES:
         raise ValueError(f"unknown state machine {role!r}; known: {', '.join(STATE_MACHINES)}")
     return resource_name(f"{role}-workflow", env)
+
+
+def load_balancer_name(role: str, env: str) -> str:
+    """Load balancer and target group names: a short prefix, so that any valid env fits in 32.
+
+    >>> load_balancer_name("rtr", "dev")
+    'pm-rtr-dev'
+    """
+    if role not in LOAD_BALANCERS:
+        raise ValueError(f"unknown load balancer role {role!r}; known: {', '.join(LOAD_BALANCERS)}")
+    name = f"pm-{role}-{check_env(env)}"
+    if len(name) > LOAD_BALANCER_NAME_MAX:
+        raise ValueError(f"{name!r} is longer than {LOAD_BALANCER_NAME_MAX} characters")
+    return name
+
+
+def router_hosts_name(env: str) -> str:
+    """The router tier's Auto Scaling group (and launch template, role, log group stem): the
+    route agents are found through it."""
+    return resource_name("router-hosts", env)
 
 
 def dms_identifier(role: str, env: str) -> str:

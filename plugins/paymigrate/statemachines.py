@@ -72,6 +72,11 @@ ROLLBACK_HELPER_STATES = (
     "record_stopped_state",
 )
 
+# The on-demand validation has no DAG of its own: the scheduled payment_validation DAG splits the
+# same work per table.
+VALIDATION_STATES = ("validate", "decide", "validation_mismatch", "validation_failed",
+                     "validation_done")
+
 # Which states have a DAG task of the same id. The Succeed/Fail terminals are not tasks: the DAG
 # run's own final state says the same thing. Helper states are the sensor's polling internals.
 MIRRORS_DAG_TASK: dict[str, dict[str, bool]] = {
@@ -191,6 +196,27 @@ def _describe(service: str, task_arn: str, next_state: str, failure: str) -> dic
         result_selector={"task.$": "States.ArrayGetItem($.ReplicationTasks, 0)"},
         result_path="$.replication",
     )
+
+
+def _invoke_validation(function_arn: str, payload: Any, *, failure: str) -> dict[str, Any]:
+    """The validation Lambda; its result lands in ``$.validation.report``. ``payload`` is the
+    event, or ``"$"`` for the state's input."""
+    parameters = ({"FunctionName": function_arn, "Payload.$": payload} if isinstance(payload, str)
+                  else {"FunctionName": function_arn, "Payload": payload})
+    return _task(_LAMBDA_INVOKE, parameters, "decide", failure=failure,
+                 result_selector={"report.$": "$.Payload"}, result_path="$.validation",
+                 retry=_LAMBDA_RETRY, timeout=900)
+
+
+def _verdict(ok: str, mismatch: str) -> dict[str, Any]:
+    """Go on to ``ok`` only when the validation's report says it is."""
+    field = f"$.validation.report.{VALIDATION_OK_FIELD}"
+    return {
+        "Type": "Choice",
+        "Choices": [{"And": [{"Variable": field, "IsPresent": True},
+                             {"Variable": field, "BooleanEquals": True}], "Next": ok}],
+        "Default": mismatch,
+    }
 
 
 def _status_in(statuses: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -313,30 +339,10 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
         "checkpoint_replication": _checkpoint(
             checkpoints_bucket, "migration", "replication", "validate", fail,
             detail="$.polls"),
-        "validate": _task(
-            _LAMBDA_INVOKE,
-            {
-                "FunctionName": validation_function_arn,
-                "Payload": {"execution.$": "$$.Execution.Name", "trigger": "stepfunctions"},
-            },
-            "decide",
-            failure=fail,
-            result_selector={"report.$": "$.Payload"},
-            result_path="$.validation",
-            retry=_LAMBDA_RETRY,
-            timeout=900,
-        ),
-        "decide": {
-            "Type": "Choice",
-            "Choices": [
-                {"And": [
-                    {"Variable": f"$.validation.report.{VALIDATION_OK_FIELD}", "IsPresent": True},
-                    {"Variable": f"$.validation.report.{VALIDATION_OK_FIELD}",
-                     "BooleanEquals": True},
-                ], "Next": "checkpoint_validation"},
-            ],
-            "Default": "validation_mismatch",
-        },
+        "validate": _invoke_validation(
+            validation_function_arn,
+            {"execution.$": "$$.Execution.Name", "trigger": "stepfunctions"}, failure=fail),
+        "decide": _verdict("checkpoint_validation", "validation_mismatch"),
         "validation_mismatch": _refuse(
             "ValidationMismatch", "source and target differ, or validation gave no verdict",
             fail),
@@ -433,6 +439,30 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
         "StartAt": "notify_rollback_start",
         "States": states,
     }
+
+
+def validation_definition(*, validation_function_arn: str) -> dict[str, Any]:
+    """On-demand validation (what ``POST /migration/validation`` starts): the validation Lambda,
+    which publishes the metrics and alerts on a discrepancy itself, then its verdict as the
+    execution's outcome. The execution input is the Lambda's event (tables, schemas, max_keys).
+
+    >>> d = validation_definition(validation_function_arn="arn:f")
+    >>> d["StartAt"], structural_problems(d), sorted(d["States"]) == sorted(VALIDATION_STATES)
+    ('validate', [], True)
+    """
+    states: dict[str, dict[str, Any]] = {
+        "validate": _invoke_validation(validation_function_arn, "$", failure="validation_failed"),
+        "decide": _verdict("validation_done", "validation_mismatch"),
+        "validation_mismatch": {"Type": "Fail", "Error": "ValidationMismatch",
+                                "Cause": "source and target differ; the validation-alerts topic "
+                                         "has the keys"},
+        "validation_failed": {"Type": "Fail", "Error": "ValidationFailed",
+                              "Cause": "the validation function failed; see the execution's "
+                                       "error"},
+        "validation_done": {"Type": "Succeed"},
+    }
+    return {"Comment": "Payment database validation, on demand", "StartAt": "validate",
+            "States": states}
 
 
 _FAILURE_TYPES = ("Fail",)

@@ -16,7 +16,7 @@ from airflow.sdk import Context
 from paymigrate import approval
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import summary
-from paymigrate.migration.service import LAST_VALIDATION as SCHEDULED_VALIDATION
+from paymigrate.checkpoints import LAST_VALIDATION as SCHEDULED_VALIDATION
 
 
 class CutoverApprovalOperator(ApprovalOperator):

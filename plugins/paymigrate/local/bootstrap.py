@@ -68,6 +68,7 @@ def bootstrap(stack: LocalStack) -> str:
         **{f"notifications/{role}-topic-arn": arn for role, arn in topics.items()},
         "workflows/migration-state-machine-arn": machines["migration"],
         "workflows/rollback-state-machine-arn": machines["rollback"],
+        "workflows/validation-state-machine-arn": machines["validation"],
         "functions/validation-function-arn": function_arn,
         "replication/dms-task-arn": dms["task"],
         "replication/dms-instance-arn": dms["instance"],
@@ -243,6 +244,7 @@ def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], 
         "migration": statemachines.migration_definition(
             checkpoints_bucket=buckets["checkpoints"], validation_function_arn=function_arn, **common),
         "rollback": statemachines.rollback_definition(rollback_bucket=buckets["rollback"], **common),
+        "validation": statemachines.validation_definition(validation_function_arn=function_arn),
     }
     arns = {}
     for role, definition in definitions.items():

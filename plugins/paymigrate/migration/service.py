@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from paymigrate import names, scope
-from paymigrate.checkpoints import CheckpointStore
+from paymigrate.checkpoints import LAST_VALIDATION, CheckpointStore
 from paymigrate.db import connection
 from paymigrate.errors import BadInput, Refused
 from paymigrate.inputs import check_source_tables
@@ -33,7 +33,6 @@ from paymigrate.replication.preflight import wal_retention
 log = logging.getLogger(__name__)
 
 PHASES = ("preparation", "replication", "validation")  # the migration's checkpoints, in order
-LAST_VALIDATION = "scheduled-validation/last.json"  # the scheduled validation's last summary
 
 
 class NewWriterMismatch(Refused):

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from paymigrate.errors import ValidationError
+from paymigrate.inputs import validation_options as parse_event
 from paymigrate.statemachines import VALIDATION_OK_FIELD
 from paymigrate.validation import metrics
 from paymigrate.validation.engine import validate
@@ -24,24 +24,6 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = metrics.NAMESPACE
 ALERT_KEYS = 20  # keys per kind and table in an alert or a Lambda result: enough to start from
-
-
-def parse_event(event: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Options an invocation may carry: ``tables``, ``schemas`` (lists of names), ``max_keys``."""
-    event = dict(event or {})
-    out: dict[str, Any] = {}
-    for name in ("tables", "schemas"):
-        value = event.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ValidationError(f"event field {name} must be a list of names, not {value!r}")
-        out[name] = value
-    max_keys = event.get("max_keys", 100)
-    if not isinstance(max_keys, int) or isinstance(max_keys, bool) or not 0 <= max_keys <= 10_000:
-        raise ValidationError(f"event field max_keys must be an integer 0..10000, not {max_keys!r}")
-    out["max_keys"] = max_keys
-    return out
 
 
 def run(*, env: str, ssm: Any, secrets: Any, cloudwatch: Any, sns: Any,

@@ -82,6 +82,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{physical}"
         elif typ == "aws:sns/topic:Topic":
             state["arn"] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            state["dnsName"] = f"internal-{physical}-0123456789.{REGION}.elb.amazonaws.com"
+            state["arn"] = (f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/net/"
+                            f"{physical}/0123456789abcdef")
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state["latestVersion"] = 1
         elif typ == "aws:sfn/stateMachine:StateMachine":
             state["arn"] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{physical}"
         self.resources.append(Recorded(typ, args.name, inputs, state, rid))
@@ -111,8 +117,7 @@ def base_config(env: str = "dev", **overrides: Any) -> dict[str, str]:
     config = {
         "aws:region": REGION,
         "paymigrate:env": env,
-        "paymigrate:routerEndpoint": "pgbouncer.payments.internal:6432",
-        "paymigrate:routerAdminEndpoint": "pgbouncer.payments.internal:6432",
+        "paymigrate:routerPackage": "https://artifacts.example.com/paymigrate-0.1.0-py3-none-any.whl",
         "paymigrate:apiAuthToken": API_TOKEN,
         "paymigrate:alertEmails": json.dumps(["oncall@example.com"]),
         "paymigrate:parameters": json.dumps({"workflow/mode": "replication",

@@ -42,9 +42,8 @@ NAME_KEYS = ("name", "bucket", "clusterIdentifier", "identifier", "replicationIn
 
 
 @pytest.fixture(scope="module")
-def stack():
-    mocks, exported = run_program(base_config(ENV, ephemeral=False))
-    return mocks, exported
+def stack(program_stack):
+    return program_stack
 
 
 def _as_list(value: Any) -> list:
@@ -103,14 +102,15 @@ def test_no_security_group_opens_postgres_or_ssh_to_the_internet(stack):
 
 def test_databases_accept_postgres_only_from_lambda_dms_and_peer_vpc(stack):
     mocks, _ = stack
-    rules = mocks.of("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    rules = [r for r in mocks.of("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+             if r.inputs["securityGroupId"].startswith("network-")]
     sources: dict[str, set[str]] = {}
     for rule in rules:
         assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (5432, 5432), rule.name
         origin = rule.inputs.get("cidrIpv4") or rule.inputs["referencedSecurityGroupId"]
         sources.setdefault(rule.inputs["securityGroupId"], set()).add(origin)
     assert sources == {
-        "network-source-db-sg-id": {"10.1.0.0/16"},
+        "network-source-db-sg-id": {"10.1.0.0/16", "routers-hosts-sg-id"},
         "network-target-db-sg-id": {"network-validation-lambda-sg-id", "network-dms-sg-id",
                                     "10.0.0.0/16"},
     }
@@ -201,7 +201,11 @@ def _policy_documents(mocks) -> list[tuple[str, dict]]:
 def test_no_iam_statement_allows_everything_or_writes_everywhere(stack):
     mocks, _ = stack
     docs = _policy_documents(mocks)
-    assert len(docs) == 5
+    assert {name for name, _ in docs} == {
+        "replication-secrets-access-policy", "functions-validation-policy",
+        "functions-authorizer-policy", "workflows-migration-policy", "workflows-rollback-policy",
+        "workflows-validation-policy", "routers-policy", "api-functions-migration-status-api-policy",
+        "api-functions-start-validation-api-policy"}
     wildcard_writes_seen = set()
     for name, doc in docs:
         for st in doc["Statement"]:
@@ -339,8 +343,9 @@ def test_api_is_authorized_logged_traced_and_throttled(stack):
     assert authorizer.inputs["type"] == "TOKEN"
     assert authorizer.inputs["authorizerResultTtlInSeconds"] > 0
     methods = mocks.of("aws:apigateway/method:Method")
-    assert sorted(m.inputs["httpMethod"] for m in methods) == ["GET", "POST"]
-    assert all(m.inputs["authorization"] == "CUSTOM" for m in methods)
+    assert sorted(m.inputs["httpMethod"] for m in methods) == ["GET", "GET", "POST", "POST"]
+    assert all(m.inputs["authorization"] == "CUSTOM" and m.inputs["authorizerId"] == authorizer.id
+               for m in methods)
     (stage,) = mocks.of("aws:apigateway/stage:Stage")
     assert stage.inputs["xrayTracingEnabled"] is True
     assert stage.inputs["accessLogSettings"]["destinationArn"].startswith("arn:aws:logs:")
@@ -398,9 +403,11 @@ def test_settings_refuse_infra_owned_contract_keys():
     from settings import StackSettings
 
     with pytest.raises(ValueError, match="database/production/endpoint"):
-        StackSettings(env="dev", region="eu-west-1", router_endpoint="r:6432",
-                      router_admin_endpoint="r:6432",
+        StackSettings(env="dev", region="eu-west-1", router_package="paymigrate==0.1.0",
                       contract_overrides={"database/production/endpoint": "x:1"})
     with pytest.raises(ValueError, match="engineVersion"):
-        StackSettings(env="dev", region="eu-west-1", router_endpoint="r:6432",
-                      router_admin_endpoint="r:6432", engine_version="12.4")
+        StackSettings(env="dev", region="eu-west-1", router_package="paymigrate==0.1.0",
+                      engine_version="12.4")
+    with pytest.raises(ValueError, match="routerCount"):
+        StackSettings(env="dev", region="eu-west-1", router_package="paymigrate==0.1.0",
+                      router_count=1)
