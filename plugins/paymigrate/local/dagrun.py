@@ -152,14 +152,20 @@ def _q(run_id: str) -> str:
     return urllib.parse.quote(run_id, safe="")
 
 
-def load_dag(dag_id: str) -> Any:
-    """The DAG ``dag_id`` parsed from the DAG folder (no metadata DB needed)."""
+def dag_bag() -> Any:
+    """Every DAG parsed from the DAG folder (no metadata DB needed); refuses import errors."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER",
                                            str(local_airflow.REPO / "dags")))
     if bag.import_errors:
         raise PaymigrateError(f"DAG import errors: {bag.import_errors}")
+    return bag
+
+
+def load_dag(dag_id: str) -> Any:
+    """The DAG ``dag_id`` parsed from the DAG folder (no metadata DB needed)."""
+    bag = dag_bag()
     dag = bag.dags.get(dag_id)  # get_dag() would ask the metadata DB first
     if dag is None:
         raise BadInput("DAG_ID", dag_id, f"no such DAG; known: {', '.join(sorted(bag.dag_ids))}")
