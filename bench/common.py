@@ -40,7 +40,9 @@ def reladiff(source_uri: str, target_uri: str, table: str, key: Sequence[str]
              ) -> tuple[float, set[tuple[str, ...]] | None, str]:
     """Seconds and the keys reladiff 0.6 reports (tuples of text), or None and its error.
 
-    Exact flags (FACTS.md): ``--skip-sort-results`` and ``COLUMNS=100000``. Its JSON lines are
+    Exact flags: ``--skip-sort-results`` (sorting, it crashes on a key that differs NULL against a
+    value, drops that segment's rows and still exits 0) and ``COLUMNS=100000`` (its output wraps
+    at the terminal's width, even into a file). Its JSON lines are
     ``["+" or "-", [key columns..., other columns...]]``.
     """
     exe = shutil.which("reladiff") or str(Path(sys.executable).with_name("reladiff"))

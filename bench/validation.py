@@ -12,7 +12,7 @@ this order:
 
 - lower bound: one full 32-bit hash-aggregate scan of each side, both at once;
 - this engine: ``paymigrate.validation.validate_table``;
-- reladiff 0.6 with exact flags (``--skip-sort-results``, ``COLUMNS=100000``, see FACTS.md).
+- reladiff 0.6 with exact flags (``--skip-sort-results``, ``COLUMNS=100000``: see ``bench.common.reladiff``).
 
 Prints seconds, rows/s, the ratios, and whether each tool found exactly the 10 keys.
 Run: ``.venv/bin/python -m bench.validation [--sizes N,M] [--case demo|single|both] [--tps N]

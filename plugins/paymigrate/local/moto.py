@@ -16,7 +16,7 @@ from paymigrate.errors import StackError
 from paymigrate.local import proc
 
 # Without this moto only records executions; with it Task states really call S3, SNS, SSM, DMS.
-# It is lost on every restart of the server (FACTS.md), so `start` sets it each time.
+# It is lost on every restart of the server, so `start` sets it each time.
 CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 
 

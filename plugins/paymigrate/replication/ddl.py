@@ -1,6 +1,6 @@
 """Schema drift during a live migration, found by comparing the two catalogs, and carried across.
 
-Logical replication carries no DDL (FACTS.md). What a schema change on the source does to it:
+Logical replication carries no DDL (PostgreSQL's documentation, "Restrictions"). What a schema change on the source does to it:
 
 * a column the target lacks stops the apply worker ("missing replicated column"): it retries for
   ever and the lag only grows;

@@ -3,7 +3,8 @@
 No Airflow here: the Airflow side passes ``DmsHook(aws_conn_id=...).conn`` and
 ``AwsBaseHook(client_type="cloudwatch").conn``; plain Python gets them from
 :func:`paymigrate.aws.client`. Never the provider's create/delete operators or boto waiters: they
-wait forever against moto (FACTS.md); every wait here polls with a deadline.
+wait forever against moto, whose tasks never reach the states they wait for; every wait here
+polls with a deadline.
 
 What DMS cannot say comes from the databases when ``source``/``target`` endpoints are given:
 positions (``pg_current_wal_lsn``), the drain (``confirmed_flush_lsn`` of DMS's slot on the source,
