@@ -114,7 +114,8 @@ def test_replication_and_validation_steps_act_on_the_plan(service, operator, met
     service.returns[method] = {"status": "match", "tables": []}
     op = operator(task_id=method, **({"max_keys": "7"} if extra else {}))
     assert _run(op)[0] == {"status": "match", "tables": []}
-    assert service.calls == [(method, {"plan": PLAN, **extra})]
+    run = {"run_id": "run-1", "dag_id": op.dag_id} if method == "validate" else {}  # its history line
+    assert service.calls == [(method, {"plan": PLAN, **extra, **run})]
 
 
 def test_decide_passes_the_validation_report_and_the_threshold_and_fails_a_refusal(service):

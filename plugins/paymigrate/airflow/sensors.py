@@ -19,6 +19,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import PREFLIGHT, summary
+from paymigrate.migration import history
 from paymigrate.migration.plan import lag_threshold
 from paymigrate.replication.ddl import raise_for_drift
 
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 
 def check(*, condition: str, engine: str | None, tables: list[str] | None, exclude: list[str] | None,
-          aws_conn_id: str, env: str, lag_threshold: float | None = None) -> tuple[bool, dict[str, Any]]:
-    """Whether the replication condition holds now, and what was seen (for the log)."""
+          aws_conn_id: str, env: str, lag_threshold: float | None = None,
+          migration_id: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether the replication condition holds now, and what was seen (for the log). Each poll
+    while replication runs adds a lag sample to the migration's history (the page's plot)."""
     hook = MigrationHook(aws_conn_id=aws_conn_id, env=env)
     retained = retained_wal(hook)
     eng = hook.engine(name=engine, tables=tables, exclude=exclude)
@@ -36,8 +39,10 @@ def check(*, condition: str, engine: str | None, tables: list[str] | None, exclu
         # A schema change replication cannot carry fails the wait now, naming it, rather than
         # after the timeout (a stalled apply worker only shows as growing lag).
         raise_for_drift(eng)
-    if condition == "lag_below":
         lag = summary(eng.lag())
+        if migration_id:
+            history.record_lag(hook.checkpoints(), migration_id, lag, where=condition)
+    if condition == "lag_below":
         seconds = lag.get("seconds")
         return seconds is not None and seconds <= float(lag_threshold or 0), {
             "lag": lag, "retained_wal_bytes": retained}
@@ -63,11 +68,12 @@ def retained_wal(hook: MigrationHook) -> int | None:
 class ReplicationTrigger(BaseTrigger):
     def __init__(self, *, condition: str, engine: str | None, tables: list[str] | None,
                  exclude: list[str] | None, aws_conn_id: str, env: str, poll_interval: float,
-                 lag_threshold: float | None = None):
+                 lag_threshold: float | None = None, migration_id: str | None = None):
         super().__init__()
         self.kwargs: dict[str, Any] = {
             "condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
-            "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
+            "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold,
+            "migration_id": migration_id}
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -116,7 +122,7 @@ class ReplicationSensor(BaseSensorOperator):
         threshold = lag_threshold(self.lag_threshold, hook.config) if self.condition == "lag_below" else None
         return {"condition": self.condition, "engine": plan.get("engine"), "tables": plan.get("tables"),
                 "exclude": plan.get("exclude"), "aws_conn_id": self.aws_conn_id, "env": hook.env,
-                "lag_threshold": threshold}
+                "lag_threshold": threshold, "migration_id": plan.get("migration_id")}
 
     def poke(self, context: Context) -> bool:
         ok, seen = check(**self._kwargs(context))

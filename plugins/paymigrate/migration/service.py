@@ -24,6 +24,7 @@ from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import connection
 from paymigrate.errors import BadInput, Refused
 from paymigrate.inputs import check_source_tables
+from paymigrate.migration import history
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan, lag_threshold, summary
 from paymigrate.migration.platform import Platform
@@ -151,16 +152,20 @@ class MigrationService:
         result["source_position"] = engine.position(side="source")
         return result
 
-    def validate(self, plan: Mapping[str, Any], *, max_keys: int) -> dict[str, Any]:
-        """Compare source and target (count, checksum, exact keys), re-checking after catch-up."""
+    def validate(self, plan: Mapping[str, Any], *, max_keys: int, run_id: str = "",
+                 dag_id: str = "payment_migration") -> dict[str, Any]:
+        """Compare source and target (count, checksum, exact keys), re-checking after catch-up;
+        the report goes into the validation history."""
         from paymigrate.validation import validate
 
         p = Plan.of(plan)
         engine = self.engine(p)
-        report = validate(source=self.platform.endpoint("source"),
-                          target=self.platform.endpoint("target"), tables=self.tables_in_scope(p),
-                          max_keys=max_keys, catch_up=engine.catch_up)
-        return summary(report)
+        report = summary(validate(source=self.platform.endpoint("source"),
+                                  target=self.platform.endpoint("target"), tables=self.tables_in_scope(p),
+                                  max_keys=max_keys, catch_up=engine.catch_up))
+        history.record_validation(self.platform.checkpoints(), report, where="migration",
+                                  run_id=run_id, dag_id=dag_id)
+        return report
 
     def decide(self, plan: Mapping[str, Any], *, report: Mapping[str, Any],
                lag_threshold: Any = None) -> dict[str, Any]:
@@ -171,6 +176,7 @@ class MigrationService:
                           f"{', '.join(bad[:20])}{' ...' if len(bad) > 20 else ''}")
         threshold = self.lag_threshold(lag_threshold)
         lag = summary(self.engine(Plan.of(plan)).lag())
+        history.record_lag(self.platform.checkpoints(), Plan.of(plan).migration_id, lag, where="decide")
         if lag.get("seconds") is not None and lag["seconds"] > threshold:
             raise Refused(f"replication lag {lag['seconds']:.1f}s is above the threshold "
                           f"{threshold}s: not ready for cutover")
@@ -314,6 +320,8 @@ class MigrationService:
                 AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM").get("MetricAlarms", [])
                 if a["AlarmName"].endswith(f"-{self.platform.env}")]
             lag = summary(engine.lag())
+            history.record_lag(self.platform.checkpoints(), Plan.of(plan).migration_id, lag,
+                               where=f"canary {pct}%")
             seen.append({"percent": pct, "alarms": alarms, "lag": lag})
             if alarms or (lag.get("seconds") is not None and lag["seconds"] > threshold):
                 self.platform.set("workflow/traffic-split-percentage", 0)
@@ -366,6 +374,8 @@ class MigrationService:
         report = summary(validate_new_writer(
             new_writer=self.platform.endpoint("target"), old_writer=self.platform.endpoint("source"),
             engine=self.engine(p), tables=self.tables_in_scope(p), max_keys=max_keys))
+        history.record_validation(self.platform.checkpoints(), report, where="new writer",
+                                  run_id=run_id, dag_id="payment_cutover")
         if report["status"] != "match":
             subject, message = mismatch_alert(report, env=self.platform.env, run_id=run_id)
             self.platform.publish("error-alerts", subject=subject, message=message)
@@ -454,7 +464,12 @@ class MigrationService:
                   "mismatched": [{k: r.get(k) for k in ("table", "missing", "extra", "different",
                                                         "source_surplus", "target_surplus")}
                                  for r in results if r["status"] != "match"]}
-        self.platform.checkpoints().put_doc(LAST_VALIDATION, result)
+        store = self.platform.checkpoints()
+        store.put_doc(LAST_VALIDATION, result)
+        # The tables ran as mapped tasks, maybe in parallel: "seconds" is their work, summed.
+        history.record_validation(store, {**result, "seconds": round(sum(t.seconds for t in tables), 3),
+                                          "tables_checked": len(results), "results": list(results)},
+                                  where="scheduled", run_id=run_id, dag_id="payment_validation")
         return result
 
     def alert_validation(self, result: Mapping[str, Any]) -> str:
