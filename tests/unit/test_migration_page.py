@@ -40,6 +40,8 @@ def _migrated(store: CheckpointStore) -> str:
         store.save(migration_id=mid, phase=phase, run_id="manual__m1", doc={"plan": {"engine": "x"}})
     report = {"status": "match", "tables_checked": 7, "rows_checked": 4000, "mismatches": 0,
               "seconds": 1.25, "finished": "2026-12-04T10:05:00+00:00", "tables": []}
+    history.record_validation(store, report, where="new writer", run_id="manual__c0",
+                              dag_id="payment_cutover")
     history.record_validation(store, report, where="migration", run_id="manual__m1",
                               dag_id="payment_migration")
     store.save(migration_id=mid, phase="validation", run_id="manual__m1", doc={"validate": report})
@@ -79,10 +81,12 @@ def test_a_cut_over_migration_reads_as_typed_values(store):
     assert o.phases_done == ("preparation", "replication", "validation", "cutover")
     assert [s.bytes for s in o.lag] == [90000, 40000, 3000, 0]
     assert o.lag[0].seconds is None and o.lag[1].seconds == 0.8
-    v, = o.validations
+    v, first = o.validations
+    assert first.where == "new writer" and history.REPORT_KEY.match(first.report), first.report
     assert (v.status, v.tables, v.rows, v.mismatches, v.seconds, v.where) == ("match", 7, 4000, 0, 1.25,
                                                                               "migration")
     assert json.loads(store.s3.get_object(Bucket=BUCKET, Key=f"unit/{v.report}")["Body"].read())["rows_checked"] == 4000
+    assert history.REPORT_KEY.match(v.report), v.report
     c = o.cutover
     assert [s.name for s in c.steps] == ["prepare", "pause", "freeze_source", "drain", "check_tables",
                                          "sync_sequences", "capture_reverse", "repoint", "resume"]

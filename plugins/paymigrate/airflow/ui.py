@@ -12,7 +12,6 @@ what it shows is gathered in :mod:`paymigrate.migration.overview` and drawn in
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -30,7 +29,6 @@ from paymigrate.migration import history, overview, page
 log = logging.getLogger(__name__)
 
 PREFIX = "/paymigrate"
-REPORT_KEY = re.compile(rf"^{re.escape(history.REPORTS)}[A-Za-z0-9-]+\.json$")
 _allowed = [Depends(requires_access_view(AccessView.PLUGINS))]
 
 
@@ -75,7 +73,7 @@ def make_app() -> FastAPI:
 
     @app.get("/report", dependencies=_allowed)
     def report(key: str) -> JSONResponse:
-        if not REPORT_KEY.match(key):
+        if not history.REPORT_KEY.match(key):
             raise HTTPException(400, f"report key {key!r} is not a validation report's key")
         doc = MigrationHook().checkpoints().get_doc(key)
         if doc is None:

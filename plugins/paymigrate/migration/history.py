@@ -31,6 +31,7 @@ REPORTS = "validation-reports/"
 MAX_SAMPLES = 400
 KEEP_VALIDATIONS = 50
 _STAMP = re.compile(r"[^0-9A-Za-z]+")
+REPORT_KEY = re.compile(rf"^{re.escape(REPORTS)}[A-Za-z0-9-]+\.json$")  # what the page serves
 
 
 def thinned(samples: list[Any], limit: int | None = None) -> list[Any]:
@@ -80,7 +81,7 @@ def record_validation(store: CheckpointStore, report: Mapping[str, Any], *, wher
     """Keep ``report`` (a report's ``to_dict()``, or the scheduled validation's summary) and add
     a line to the environment's validation history; returns the report's key."""
     finished = str(report.get("finished") or now())
-    key = f"{REPORTS}{_STAMP.sub('-', finished).strip('-')}-{where}.json"
+    key = f"{REPORTS}{_STAMP.sub('-', f'{finished}-{where}').strip('-')}.json"
     line = {"finished": finished, "where": where, "run_id": run_id, "dag_id": dag_id,
             "status": report.get("status") or ("mismatch" if report.get("mismatches") else "match"),
             "tables": report.get("tables_checked", report.get("tables")),
