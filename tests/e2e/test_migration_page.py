@@ -72,6 +72,9 @@ def test_the_migration_page_in_chromium_after_a_cutover(cut_over, answerer, stac
     from playwright.sync_api import sync_playwright
 
     assert cut_over["migrated"].ok and cut_over["cut"].ok, (cut_over["migrated"].tasks, cut_over["cut"].tasks)
+    copy = cut_over["migrated"].xcom["start_replication"]["copy"]  # the same figures in XCom
+    assert len(copy["tables"]) == 7 and all(t["done"] for t in copy["tables"]), copy
+    assert copy["overall"]["rows_done"] > 2000 and copy["overall"]["eta_seconds"] == 0
     pause_ms = cut_over["cut"].xcom["write_switch"]["write_pause_seconds"] * 1000
     base = answerer.api.base
     password = local_airflow.admin_password(local_airflow.environment(stack, home=airflow))
@@ -92,6 +95,8 @@ def test_the_migration_page_in_chromium_after_a_cutover(cut_over, answerer, stac
             assert tab.locator("#lag-seconds circle, #lag-bytes circle").count() >= 2
             history = tab.inner_text("#validations")
             assert "migration" in history and "new writer" in history and "match" in history, history
+            copied = tab.inner_text("#copy")
+            assert "public.payments" in copied and copied.count("done") == 7, copied
             assert tab.locator("#cutover-timeline rect").count() == 9
             assert f"{pause_ms:.1f} ms" in tab.inner_text("#cutover")
             tab.screenshot(path=str(tmp_path / "migration-page.png"), full_page=True)

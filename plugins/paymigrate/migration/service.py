@@ -143,12 +143,15 @@ class MigrationService:
 
     def start_replication(self, plan: Mapping[str, Any]) -> dict[str, Any]:
         """Start (or resume) replication; the engine never makes a second slot, subscription or
-        task. The result carries the source's WAL position once replication ran."""
+        task. The result carries the source's WAL position once replication ran; an initial
+        copy's progress per table goes to the checkpoints as it runs (the Migration page)."""
         p = Plan.of(plan)
         engine = self.engine(p)
         if "replication" in plan.get("done_phases", []):
             log.info("migration %s started replication in an earlier run; resuming it", p.migration_id)
-        result = summary(engine.start())
+        store = self.platform.checkpoints()
+        result = summary(engine.start(
+            on_progress=lambda figures: history.record_copy(store, p.migration_id, figures)))
         result["source_position"] = engine.position(side="source")
         return result
 
