@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import PREFLIGHT, summary
 from paymigrate.migration import history
 from paymigrate.migration.plan import lag_threshold
+from paymigrate.progress import Figures
 from paymigrate.replication.ddl import raise_for_drift
 
 CONDITIONS = ("full_load_done", "stopped", "lag_below")
@@ -81,7 +83,7 @@ class ReplicationTrigger(BaseTrigger):
                 {**self.kwargs, "poll_interval": self.poll_interval})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        polls = 0
+        polls, first = 0, None
         while True:
             try:
                 ok, seen = await asyncio.to_thread(check, **self.kwargs)
@@ -92,7 +94,15 @@ class ReplicationTrigger(BaseTrigger):
             if ok:
                 yield TriggerEvent({"status": "done", "seen": seen, "polls": polls})
                 return
-            self.log.info("waiting for %s: %s", self.kwargs["condition"], seen)
+            lag_bytes = (seen.get("lag") or {}).get("bytes")
+            if lag_bytes is not None:  # waiting for lag to drain: how fast, and how long left
+                first = first or (time.monotonic(), lag_bytes)
+                drained = Figures(time.monotonic() - first[0], bytes_done=max(first[1] - lag_bytes, 0),
+                                  bytes_total=first[1])
+                self.log.info("waiting for %s: WAL drained %s; %s", self.kwargs["condition"],
+                              drained.line(), seen)
+            else:
+                self.log.info("waiting for %s: %s", self.kwargs["condition"], seen)
             await asyncio.sleep(self.poll_interval)
 
 
