@@ -59,7 +59,11 @@ def _migrated(store: CheckpointStore) -> str:
         {"table": "public.payments", "rows": 1000, "bytes": 4_000_000, "rows_total": 2000,
          "bytes_total": 8_000_000, "seconds": 2.0, "done": False},
         {"table": "public.<x>", "rows": 10, "bytes": 8192, "rows_total": 10, "bytes_total": 8192,
-         "seconds": 0.1, "done": True}]})
+         "seconds": 0.1, "done": True},
+        {"table": "public.later", "rows": 0, "bytes": 0, "rows_total": 5, "bytes_total": 100,
+         "seconds": 0.0, "done": False}],
+        "overall": {"seconds": 2.0, "rows_done": 1010, "rows_total": 2015, "bytes_done": 4_008_192,
+                    "bytes_total": 8_008_292}})
     return mid
 
 
@@ -96,6 +100,7 @@ def test_a_cut_over_migration_reads_as_typed_values(store):
     payments = o.copy[0]
     assert payments.rows_per_second == 500 and payments.eta_seconds == pytest.approx(2.0)
     assert o.copy[1].eta_seconds == 0
+    assert o.copy_overall.eta_seconds == pytest.approx(2.0, abs=0.01)
     assert {(r.dag_id, r.run_id) for r in o.runs} == {("payment_migration", "manual__m1"),
                                                       ("payment_cutover", "manual__c1")}
     assert mid == "manual__m1" and o.lock_dag_id == "payment_cutover"
@@ -115,6 +120,9 @@ def test_the_page_draws_plots_timeline_and_links_with_values_escaped(store):
     assert 'href="report?key=validation-reports%2F2026-12-04T10-05-00-00-00-migration.json"' in html
     assert "public.&lt;x&gt;" in html and "ops &lt;lead&gt;" in html and "<x>" not in html
     assert "Cut over: the target is the writer" in html
+    copy = re.search(r'<table id="copy">.*?</table>', html).group(0)
+    assert "<td>waiting</td>" in copy and "–/s" not in copy
+    assert "<td><b>all tables</b></td><td>1,010 / 2,015</td>" in copy and "<b>2.0 s</b>" in copy
     assert "http" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
 
 

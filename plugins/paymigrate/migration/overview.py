@@ -17,6 +17,7 @@ from paymigrate.checkpoints import CheckpointStore, Lock
 from paymigrate.cutover import SWITCH_STEPS
 from paymigrate.migration import history
 from paymigrate.migration.lock import LockState
+from paymigrate.progress import Figures
 
 PHASES = ("preparation", "replication", "validation", "cutover")  # the checkpoints, in order
 DAG_OF_PHASE = {"preparation": "payment_migration", "replication": "payment_migration",
@@ -136,6 +137,7 @@ class Overview:
     phases_done: tuple[str, ...]
     copy: tuple[TableCopy, ...] = ()
     copy_updated: datetime | None = None
+    copy_overall: Figures | None = None  # every table together, as the copy measured it
     lag: tuple[LagSample, ...] = ()
     validations: tuple[ValidationRun, ...] = ()
     cutover: Cutover | None = None
@@ -168,6 +170,15 @@ def copy_tables(doc: Mapping[str, Any] | None) -> tuple[TableCopy, ...]:
                            rows_total=t.get("rows_total"), bytes_total=t.get("bytes_total"),
                            seconds=float(t.get("seconds") or 0), done=bool(t.get("done")))
                  for t in (doc or {}).get("tables", []))
+
+
+def copy_overall(doc: Mapping[str, Any] | None) -> Figures | None:
+    o = (doc or {}).get("overall")
+    if not o:
+        return None
+    return Figures(seconds=float(o.get("seconds") or 0), rows_done=o.get("rows_done"),
+                   rows_total=o.get("rows_total"), bytes_done=o.get("bytes_done"),
+                   bytes_total=o.get("bytes_total"))
 
 
 def lag_samples(doc: Mapping[str, Any] | None) -> tuple[LagSample, ...]:
@@ -258,6 +269,7 @@ def read(store: CheckpointStore, config: Mapping[str, Any] | None, *, now: datet
         mode=(config or {}).get("workflow/mode"), active_writer=(config or {}).get("database/active-writer"),
         phases_done=tuple(p for p in PHASES if p in phases),
         copy=copy_tables(copy_doc), copy_updated=_when((copy_doc or {}).get("updated")),
+        copy_overall=copy_overall(copy_doc),
         lag=lag_samples(lag_doc),
         validations=validation_runs(attempt("the validation history", lambda: store.get_doc(history.VALIDATIONS))),
         cutover=cutover(phases.get("cutover")), runs=run_links(lock, phases),

@@ -14,6 +14,7 @@ from html import escape
 from urllib.parse import quote
 
 from paymigrate.migration.overview import Cutover, LagSample, Overview, TableCopy, ValidationRun
+from paymigrate.progress import Figures
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:16px;color:#1a202c;background:#fff}
@@ -168,16 +169,27 @@ def head(o: Overview, ui_base: str) -> str:
             + (f"<ul>{problems}</ul>" if problems else ""))
 
 
-def copy_section(tables: Sequence[TableCopy], updated: datetime | None) -> str:
+def _copy_row(name: str, rows: int | None, rows_total: int | None, nbytes: int | None,
+              bytes_total: int | None, rows_rate: float | None, bytes_rate: float | None,
+              left: str) -> str:
+    return (f"<tr><td>{name}</td><td>{number(rows)} / {number(rows_total)}</td>"
+            f"<td>{size(nbytes)} / {size(bytes_total)}</td>"
+            f"<td>{number(round(rows_rate) if rows_rate else None)}</td>"
+            f"<td>{size(bytes_rate) + '/s' if bytes_rate else '–'}</td><td>{left}</td></tr>")
+
+
+def copy_section(tables: Sequence[TableCopy], updated: datetime | None, overall: Figures | None) -> str:
     if not tables:
         return ('<p class="muted" id="copy">No copy progress recorded (none started yet, or the '
                 'engine copies on its own: PostgreSQL table sync, DMS).</p>')
     rows = "".join(
-        f"<tr><td>{_e(t.table)}</td><td>{number(t.rows)} / {number(t.rows_total)}</td>"
-        f"<td>{size(t.bytes)} / {size(t.bytes_total)}</td>"
-        f"<td>{number(round(t.rows_per_second) if t.rows_per_second else None)}</td>"
-        f"<td>{size(t.bytes_per_second)}/s</td><td>{'done' if t.done else duration(t.eta_seconds)}</td></tr>"
+        _copy_row(_e(t.table), t.rows, t.rows_total, t.bytes, t.bytes_total, t.rows_per_second,
+                  t.bytes_per_second, "done" if t.done else duration(t.eta_seconds) if t.seconds else "waiting")
         for t in tables)
+    if overall is not None:
+        rows += _copy_row("<b>all tables</b>", overall.rows_done, overall.rows_total, overall.bytes_done,
+                          overall.bytes_total, overall.rows_per_second, overall.bytes_per_second,
+                          f"<b>{duration(overall.eta_seconds)}</b>")
     return (f'<table id="copy"><tr><th>table</th><th>rows</th><th>bytes</th><th>rows/s</th>'
             f'<th>bytes/s</th><th>ETA</th></tr>{rows}</table>'
             f'<p class="muted">Updated {_stamp(updated)}. Totals are the source planner\'s estimates.</p>')
@@ -220,7 +232,7 @@ def render(o: Overview, *, ui_base: str = "") -> str:
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><base target="_top">'
         f'<title>Migration {_e(o.env)}</title><style>{CSS}</style></head><body>'
         f"<h1>Migration: environment {_e(o.env)}</h1>{head(o, ui_base)}"
-        f"<h2>Initial copy</h2>{copy_section(o.copy, o.copy_updated)}"
+        f"<h2>Initial copy</h2>{copy_section(o.copy, o.copy_updated, o.copy_overall)}"
         f"<h2>Replication lag</h2>{lag_section(o.lag)}"
         f"<h2>Validation history</h2>{validation_section(o.validations, ui_base)}"
         f"<h2>Last cutover</h2>{cutover_section(o.cutover)}"
