@@ -12,7 +12,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 demo: prereqs
 	$(VENV)/bin/paymigrate demo
 
+# The Migration page's browser test drives Debian's chromium (only the tests need it).
 test: prereqs
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory apt PKGS=chromium
 	$(VENV)/bin/pytest
 
 up: prereqs

@@ -5,6 +5,7 @@ pushes what it must, and turns the service's refusals into a failure without ret
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any
 
 import pytest
@@ -114,7 +115,8 @@ def test_replication_and_validation_steps_act_on_the_plan(service, operator, met
     service.returns[method] = {"status": "match", "tables": []}
     op = operator(task_id=method, **({"max_keys": "7"} if extra else {}))
     assert _run(op)[0] == {"status": "match", "tables": []}
-    assert service.calls == [(method, {"plan": PLAN, **extra})]
+    run = {"run_id": "run-1", "dag_id": op.dag_id} if method == "validate" else {}  # its history line
+    assert service.calls == [(method, {"plan": PLAN, **extra, **run})]
 
 
 def test_decide_passes_the_validation_report_and_the_threshold_and_fails_a_refusal(service):
@@ -245,3 +247,31 @@ def test_the_fake_refuses_a_method_or_an_argument_the_service_lacks():
         fake.no_such_step()
     with pytest.raises(TypeError):
         fake.validate(PLAN, max_key=3)
+
+
+def test_the_lag_wait_logs_the_wal_drained_with_an_eta(monkeypatch, capfd):
+    import asyncio
+
+    from paymigrate.airflow import sensors
+
+    polls = iter([(False, 40_000_000), (False, 30_000_000), (True, 100)])
+
+    def check(**kw):
+        ok, lag = next(polls)
+        return ok, {"lag": {"bytes": lag, "seconds": 2.0}}
+
+    monkeypatch.setattr(sensors, "check", check)
+    trigger = sensors.ReplicationTrigger(condition="lag_below", engine="x", tables=None, exclude=None,
+                                         aws_conn_id="aws", env="unit", poll_interval=0.05,
+                                         lag_threshold=1.0, migration_id="m")
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    assert asyncio.run(first_event()).payload["status"] == "done"
+    out = capfd.readouterr()
+    drained = [line for line in (out.out + out.err).splitlines() if "WAL drained" in line]
+    assert len(drained) == 2, drained
+    assert "WAL drained 0.0 of ~40.0 MB" in drained[0] and "ETA unknown" in drained[0]
+    assert "WAL drained 10.0 of ~40.0 MB" in drained[1] and re.search(r"ETA \d+ s", drained[1]), drained

@@ -118,7 +118,8 @@ class ValidateOperator(MigrationOperator):
         self.max_keys = max_keys
 
     def execute(self, context: Context) -> dict[str, Any]:
-        result = self.service().validate(self.plan(context), max_keys=int(self.max_keys))
+        result = self.service().validate(self.plan(context), max_keys=int(self.max_keys),
+                                         run_id=context["run_id"], dag_id=self.dag_id)
         self.log.info("validation: %s, %s mismatching table(s)", result["status"],
                       sum(t["status"] != "match" for t in result["tables"]))
         return result

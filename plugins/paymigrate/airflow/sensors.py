@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
 from paymigrate.airflow.operators import PREFLIGHT, summary
+from paymigrate.migration import history
 from paymigrate.migration.plan import lag_threshold
+from paymigrate.progress import Figures
 from paymigrate.replication.ddl import raise_for_drift
 
 CONDITIONS = ("full_load_done", "stopped", "lag_below")
@@ -27,8 +30,10 @@ log = logging.getLogger(__name__)
 
 
 def check(*, condition: str, engine: str | None, tables: list[str] | None, exclude: list[str] | None,
-          aws_conn_id: str, env: str, lag_threshold: float | None = None) -> tuple[bool, dict[str, Any]]:
-    """Whether the replication condition holds now, and what was seen (for the log)."""
+          aws_conn_id: str, env: str, lag_threshold: float | None = None,
+          migration_id: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """Whether the replication condition holds now, and what was seen (for the log). Each poll
+    while replication runs adds a lag sample to the migration's history (the page's plot)."""
     hook = MigrationHook(aws_conn_id=aws_conn_id, env=env)
     retained = retained_wal(hook)
     eng = hook.engine(name=engine, tables=tables, exclude=exclude)
@@ -36,8 +41,10 @@ def check(*, condition: str, engine: str | None, tables: list[str] | None, exclu
         # A schema change replication cannot carry fails the wait now, naming it, rather than
         # after the timeout (a stalled apply worker only shows as growing lag).
         raise_for_drift(eng)
-    if condition == "lag_below":
         lag = summary(eng.lag())
+        if migration_id:
+            history.record_lag(hook.checkpoints(), migration_id, lag, where=condition)
+    if condition == "lag_below":
         seconds = lag.get("seconds")
         return seconds is not None and seconds <= float(lag_threshold or 0), {
             "lag": lag, "retained_wal_bytes": retained}
@@ -63,11 +70,12 @@ def retained_wal(hook: MigrationHook) -> int | None:
 class ReplicationTrigger(BaseTrigger):
     def __init__(self, *, condition: str, engine: str | None, tables: list[str] | None,
                  exclude: list[str] | None, aws_conn_id: str, env: str, poll_interval: float,
-                 lag_threshold: float | None = None):
+                 lag_threshold: float | None = None, migration_id: str | None = None):
         super().__init__()
         self.kwargs: dict[str, Any] = {
             "condition": condition, "engine": engine, "tables": tables, "exclude": exclude,
-            "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold}
+            "aws_conn_id": aws_conn_id, "env": env, "lag_threshold": lag_threshold,
+            "migration_id": migration_id}
         self.poll_interval = poll_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -75,7 +83,7 @@ class ReplicationTrigger(BaseTrigger):
                 {**self.kwargs, "poll_interval": self.poll_interval})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        polls = 0
+        polls, first = 0, None
         while True:
             try:
                 ok, seen = await asyncio.to_thread(check, **self.kwargs)
@@ -86,7 +94,15 @@ class ReplicationTrigger(BaseTrigger):
             if ok:
                 yield TriggerEvent({"status": "done", "seen": seen, "polls": polls})
                 return
-            self.log.info("waiting for %s: %s", self.kwargs["condition"], seen)
+            lag_bytes = (seen.get("lag") or {}).get("bytes")
+            if lag_bytes is not None:  # waiting for lag to drain: how fast, and how long left
+                first = first or (time.monotonic(), lag_bytes)
+                drained = Figures(time.monotonic() - first[0], bytes_done=max(first[1] - lag_bytes, 0),
+                                  bytes_total=first[1])
+                self.log.info("waiting for %s: WAL drained %s; %s", self.kwargs["condition"],
+                              drained.line(), seen)
+            else:
+                self.log.info("waiting for %s: %s", self.kwargs["condition"], seen)
             await asyncio.sleep(self.poll_interval)
 
 
@@ -116,7 +132,7 @@ class ReplicationSensor(BaseSensorOperator):
         threshold = lag_threshold(self.lag_threshold, hook.config) if self.condition == "lag_below" else None
         return {"condition": self.condition, "engine": plan.get("engine"), "tables": plan.get("tables"),
                 "exclude": plan.get("exclude"), "aws_conn_id": self.aws_conn_id, "env": hook.env,
-                "lag_threshold": threshold}
+                "lag_threshold": threshold, "migration_id": plan.get("migration_id")}
 
     def poke(self, context: Context) -> bool:
         ok, seen = check(**self._kwargs(context))

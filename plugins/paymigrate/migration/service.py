@@ -24,6 +24,7 @@ from paymigrate.checkpoints import LAST_VALIDATION, CheckpointStore
 from paymigrate.db import connection
 from paymigrate.errors import BadInput, Refused
 from paymigrate.inputs import check_source_tables
+from paymigrate.migration import history
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan, lag_threshold, summary
 from paymigrate.migration.platform import Platform
@@ -141,25 +142,32 @@ class MigrationService:
 
     def start_replication(self, plan: Mapping[str, Any]) -> dict[str, Any]:
         """Start (or resume) replication; the engine never makes a second slot, subscription or
-        task. The result carries the source's WAL position once replication ran."""
+        task. The result carries the source's WAL position once replication ran; an initial
+        copy's progress per table goes to the checkpoints as it runs (the Migration page)."""
         p = Plan.of(plan)
         engine = self.engine(p)
         if "replication" in plan.get("done_phases", []):
             log.info("migration %s started replication in an earlier run; resuming it", p.migration_id)
-        result = summary(engine.start())
+        store = self.platform.checkpoints()
+        result = summary(engine.start(
+            on_progress=lambda figures: history.record_copy(store, p.migration_id, figures)))
         result["source_position"] = engine.position(side="source")
         return result
 
-    def validate(self, plan: Mapping[str, Any], *, max_keys: int) -> dict[str, Any]:
-        """Compare source and target (count, checksum, exact keys), re-checking after catch-up."""
+    def validate(self, plan: Mapping[str, Any], *, max_keys: int, run_id: str = "",
+                 dag_id: str = "payment_migration") -> dict[str, Any]:
+        """Compare source and target (count, checksum, exact keys), re-checking after catch-up;
+        the report goes into the validation history."""
         from paymigrate.validation import validate
 
         p = Plan.of(plan)
         engine = self.engine(p)
-        report = validate(source=self.platform.endpoint("source"),
-                          target=self.platform.endpoint("target"), tables=self.tables_in_scope(p),
-                          max_keys=max_keys, catch_up=engine.catch_up)
-        return summary(report)
+        report = summary(validate(source=self.platform.endpoint("source"),
+                                  target=self.platform.endpoint("target"), tables=self.tables_in_scope(p),
+                                  max_keys=max_keys, catch_up=engine.catch_up))
+        history.record_validation(self.platform.checkpoints(), report, where="migration",
+                                  run_id=run_id, dag_id=dag_id)
+        return report
 
     def decide(self, plan: Mapping[str, Any], *, report: Mapping[str, Any],
                lag_threshold: Any = None) -> dict[str, Any]:
@@ -170,6 +178,7 @@ class MigrationService:
                           f"{', '.join(bad[:20])}{' ...' if len(bad) > 20 else ''}")
         threshold = self.lag_threshold(lag_threshold)
         lag = summary(self.engine(Plan.of(plan)).lag())
+        history.record_lag(self.platform.checkpoints(), Plan.of(plan).migration_id, lag, where="decide")
         if lag.get("seconds") is not None and lag["seconds"] > threshold:
             raise Refused(f"replication lag {lag['seconds']:.1f}s is above the threshold "
                           f"{threshold}s: not ready for cutover")
@@ -313,6 +322,8 @@ class MigrationService:
                 AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM").get("MetricAlarms", [])
                 if a["AlarmName"].endswith(f"-{self.platform.env}")]
             lag = summary(engine.lag())
+            history.record_lag(self.platform.checkpoints(), Plan.of(plan).migration_id, lag,
+                               where=f"canary {pct}%")
             seen.append({"percent": pct, "alarms": alarms, "lag": lag})
             if alarms or (lag.get("seconds") is not None and lag["seconds"] > threshold):
                 self.platform.set("workflow/traffic-split-percentage", 0)
@@ -365,6 +376,8 @@ class MigrationService:
         report = summary(validate_new_writer(
             new_writer=self.platform.endpoint("target"), old_writer=self.platform.endpoint("source"),
             engine=self.engine(p), tables=self.tables_in_scope(p), max_keys=max_keys))
+        history.record_validation(self.platform.checkpoints(), report, where="new writer",
+                                  run_id=run_id, dag_id="payment_cutover")
         if report["status"] != "match":
             subject, message = mismatch_alert(report, env=self.platform.env, run_id=run_id)
             self.platform.publish("error-alerts", subject=subject, message=message)
@@ -453,7 +466,12 @@ class MigrationService:
                   "mismatched": [{k: r.get(k) for k in ("table", "missing", "extra", "different",
                                                         "source_surplus", "target_surplus")}
                                  for r in results if r["status"] != "match"]}
-        self.platform.checkpoints().put_doc(LAST_VALIDATION, result)
+        store = self.platform.checkpoints()
+        store.put_doc(LAST_VALIDATION, result)
+        # The tables ran as mapped tasks, maybe in parallel: "seconds" is their work, summed.
+        history.record_validation(store, {**result, "seconds": round(sum(t.seconds for t in tables), 3),
+                                          "tables_checked": len(results), "results": list(results)},
+                                  where="scheduled", run_id=run_id, dag_id="payment_validation")
         return result
 
     def alert_validation(self, result: Mapping[str, Any]) -> str:

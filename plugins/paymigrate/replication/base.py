@@ -21,9 +21,9 @@ Every call inside the pause costs the same whatever the size of the data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from paymigrate.errors import PreflightError
 
@@ -88,13 +88,19 @@ def raise_for_problems(problems: Iterable[Problem], *, engine: str = "replicatio
         raise PreflightError(f"{engine} preflight refused, {len(found)} problem(s):\n{lines}")
 
 
+# Receives an initial copy's figures (per table and overall) while it runs.
+ProgressSink = Callable[[Mapping[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class StartResult:
-    """What ``start`` did: ``created`` | ``resumed`` | ``already-running`` (idempotent reruns)."""
+    """What ``start`` did: ``created`` | ``resumed`` | ``already-running`` (idempotent reruns).
+    ``copy``: the initial copy's figures when ``start`` copied the tables itself."""
 
     engine: str
     action: str
     detail: str = ""
+    copy: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.action not in {"created", "resumed", "already-running"}:
@@ -189,8 +195,9 @@ class Engine(Protocol):
         """Every reason to refuse the migration, each naming its table: nothing is changed."""
         ...
 
-    def start(self) -> StartResult:
-        """Start (or on a rerun resume) forward replication, full load included: idempotent."""
+    def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
+        """Start (or on a rerun resume) forward replication, full load included: idempotent.
+        An engine that copies the tables itself reports its progress to ``on_progress``."""
         ...
 
     def status(self, *, direction: Direction = "forward") -> ReplicationStatus: ...

@@ -36,6 +36,7 @@ from paymigrate.replication.base import (
     FullLoad,
     Lag,
     Problem,
+    ProgressSink,
     ReplicationStatus,
     Side,
     StartResult,
@@ -165,7 +166,8 @@ class DmsEngine:
         log.info("DMS preflight of %s: %d problem(s)", self.task_arn, len(problems))
         return problems
 
-    def start(self) -> StartResult:
+    def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
+        # DMS copies on its own: its table statistics are its progress (status()).
         return self._start("forward")
 
     def _start(self, direction: Direction, *, cdc_start_position: str | None = None) -> StartResult:

@@ -41,11 +41,13 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
+from paymigrate import progress
 from paymigrate.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
@@ -57,6 +59,7 @@ from paymigrate.replication.base import (
     FullLoad,
     Lag,
     Problem,
+    ProgressSink,
     ReplicationStatus,
     Side,
     StartResult,
@@ -78,7 +81,7 @@ POST_DATA_MARK = "paymigrate: post-data built"
 # deferred index build starts this soon after the last copy, not a whole progress interval later.
 SYNC_CHECK = 0.1
 # Seconds between progress lines of a copy under a snapshot.
-COPY_PROGRESS = 10.0
+COPY_PROGRESS = progress.EVERY
 # While catching up, seconds between progress lines.
 CATCH_UP_PROGRESS = 5.0
 
@@ -154,9 +157,10 @@ class LogicalEngine:
         return problems
 
     # ---- start -------------------------------------------------------------------------------
-    def start(self) -> StartResult:
+    def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
         """Create schema, publication and subscription, copying the tables as ``initial_copy``
-        says (see the module docstring); on a rerun resume what exists."""
+        says (see the module docstring); on a rerun resume what exists. ``on_progress`` gets the
+        snapshot copy's figures per table every few seconds (for the checkpoints)."""
         found = self._resume(self.forward)
         if found:
             return found
@@ -176,8 +180,9 @@ class LogicalEngine:
                         self._set_identity_full(cur, oids)
                 self._ensure_schema(oids, names)
                 self._ensure_publication(self.forward, names)
+                copied = None
                 if self.initial_copy == "snapshot":
-                    detail = self._copy_under_snapshot(oids, names)
+                    detail, copied = self._copy_under_snapshot(oids, names, on_progress)
                     self._create_subscription(self.forward, copy_data=False, slot_is_ours=True)
                 else:
                     self._create_subscription(self.forward, copy_data=True)
@@ -185,7 +190,7 @@ class LogicalEngine:
             except psycopg2.Error as exc:
                 raise _err(f"starting {self.forward}", exc) from None
         log.info("replication %s created: %d table(s), %s", self.forward, len(names), detail)
-        return StartResult(self.engine, "created", f"{len(names)} table(s), {detail}")
+        return StartResult(self.engine, "created", f"{len(names)} table(s), {detail}", copy=copied)
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -199,7 +204,8 @@ class LogicalEngine:
                                        "copy's progress) before starting again")
             yield
 
-    def _copy_under_snapshot(self, oids: list[int], names: list[str]) -> str:
+    def _copy_under_snapshot(self, oids: list[int], names: list[str],
+                             on_progress: ProgressSink | None) -> tuple[str, dict[str, Any] | None]:
         """Slot with exported snapshot, every table copied under it, keys built; the caller
         then subscribes on the slot."""
         self._refuse_target_checks(names)
@@ -213,11 +219,16 @@ class LogicalEngine:
                 cur.execute("SELECT pg_drop_replication_slot(%s)", (self.name,))
         with connection(self.source) as conn, conn.cursor() as cur:
             tables = snapshot.tables_to_copy(cur, oids)
-        self._rate_sample = None
+
+        def report_progress(p: snapshot.CopyProgress) -> None:
+            log.info("initial copy %s: %s", self.name, p.line())
+            if on_progress:
+                on_progress(p.to_dict())
+
         with snapshot.ExportedSnapshot(self.source, self.name) as snap:
             report = snapshot.copy_tables(tables, source=self.source, target=self.target,
                                           snapshot=snap, binary=self.binary, jobs=self.copy_jobs,
-                                          progress=COPY_PROGRESS, on_progress=self._copy_progress)
+                                          progress=COPY_PROGRESS, on_progress=report_progress)
         log.info("initial copy %s: %d table(s), %s row(s) in %.1fs (%s rows/s), consistent at %s",
                  self.name, report.tables, f"{report.rows:,}", report.seconds,
                  f"{report.rows_per_second:,.0f}", report.consistent_lsn)
@@ -227,7 +238,8 @@ class LogicalEngine:
         log.info("%d primary key(s) and replica identity index(es) built in %.1fs", keys,
                  time.monotonic() - started)
         return (f"{report.rows:,} row(s) copied under the slot's snapshot in "
-                f"{report.seconds:.1f}s, keys built after")
+                f"{report.seconds:.1f}s, keys built after",
+                report.progress.to_dict() if report.progress else None)
 
     def _refuse_target_checks(self, names: list[str]) -> None:
         """Foreign keys and triggers are built after the copy; ones already on the target (a
@@ -249,11 +261,6 @@ class LogicalEngine:
                 "builds foreign keys and triggers after it (it loads tables in any order, and a "
                 "trigger would fire for every copied row); drop them, or set "
                 "replication/initial-copy to subscription")
-
-    def _copy_progress(self, done: int, total: int) -> None:
-        rate = self._rows_per_second()
-        log.info("initial copy %s: tables copied %d/%d, %s rows/s", self.name, done, total,
-                 "?" if rate is None else f"{rate:,.0f}")
 
     def _resume(self, link: Link) -> StartResult | None:
         sub = self._subscription(link)
@@ -452,6 +459,9 @@ class LogicalEngine:
         link = self._link(direction)
         deadline = time.monotonic() + timeout
         next_log = time.monotonic() + CATCH_UP_PROGRESS
+        # The WAL left at the first progress line is the drain's total (none is measured before:
+        # inside a write pause every query counts).
+        first: tuple[float, int] | None = None
         try:
             with self._sides(link, application_name="paymigrate-catch-up") as (scur, pcur):
                 while True:
@@ -466,8 +476,12 @@ class LogicalEngine:
                                     position, timeout, self._lag(pcur, link))
                         return False
                     if now >= next_log:
-                        log.info("waiting for %s to reach %s: lag %s", link, position,
-                                 self._lag(pcur, link))
+                        lag = self._lag(pcur, link)
+                        first = first or (now, lag.bytes or 0)
+                        drained = progress.Figures(now - first[0], bytes_done=max(first[1] - (lag.bytes or 0), 0),
+                                                   bytes_total=first[1])
+                        log.info("waiting for %s to reach %s: WAL drained %s; lag %s", link, position,
+                                 drained.line(), lag)
                         next_log = now + CATCH_UP_PROGRESS
                     time.sleep(min(interval, max(deadline - now, 0.001)))
         except psycopg2.Error as exc:

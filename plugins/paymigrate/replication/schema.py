@@ -29,7 +29,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.freeze import FENCE_SCHEMA, FENCE_TRIGGER
 from paymigrate.pgbin import program, schema_tools_major
+from paymigrate.progress import Figures, Ticker
 from paymigrate.replication.versions import major, server_version_num
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,9 @@ def build_keys(*, source: Endpoint, target: Endpoint, oids: list[int],
                 todo.append(line)
         if todo:
             _restore_parallel(target, dump, todo, what=f"{len(todo)} primary key(s) and replica "
-                                                       "identity index(es)")
+                                                       "identity index(es)",
+                              names=[keep[(int(m.group(2)), int(m.group(3)))]
+                                     for m in map(_TOC.match, todo) if m])
     log.info("keys built on %s: %d (%d already there)", target.safe(), len(todo), len(built))
     return len(todo)
 
@@ -260,7 +263,8 @@ def complete_schema(*, source: Endpoint, target: Endpoint, oids: list[int],
             log.info("%d index(es) already on %s from an earlier run, not built again: %s",
                      len(built), target.safe(), ", ".join(sorted(built)))
         if todo:
-            _restore_parallel(target, dump, todo, what=f"{len(todo)} secondary index(es)")
+            _restore_parallel(target, dump, todo, what=f"{len(todo)} secondary index(es)",
+                              names=[names[oid] for oid, line in indexes.items() if line in todo])
         _execute(target, dump.script(rest), major=dump.major, what="post-data constraints and triggers (the "
                  "secondary indexes before them stay built)", marker_sql=marker_sql)
     log.info("post-data built on %s: %d index(es) (%d at a time), %d other object(s)",
@@ -292,16 +296,50 @@ def _conninfo_dbname(dbname: str) -> str:
     return "dbname='" + dbname.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _restore_parallel(target: Endpoint, dump: SchemaDump, entries: list[str], *, what: str) -> None:
+_BUILDING = """
+SELECT coalesce(sum(tuples_done), 0)::bigint,
+       (coalesce(sum(blocks_done), 0) * current_setting('block_size')::bigint)::bigint, count(*)
+FROM pg_stat_progress_create_index WHERE datname = current_database()
+"""
+
+
+def build_progress(source: Endpoint, target: Endpoint,
+                   names: list[str]) -> Callable[[float], tuple[Figures, str]]:
+    """A progress sampler for building the indexes ``names``: their tables' rows and sizes on
+    the source are the totals; an index counts whole once it is on the target, and the builds
+    running there count with the tuples and blocks they report."""
+    with connection(source) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT i.n, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid)
+                       FROM unnest(%s::text[]) i(n) JOIN pg_index x ON x.indexrelid = to_regclass(i.n)
+                       JOIN pg_class c ON c.oid = x.indrelid""", (names,))
+        totals = {n: (int(rows), int(size)) for n, rows, size in cur.fetchall()}
+
+    def sample(seconds: float) -> tuple[Figures, str]:
+        built = _existing(target, names)
+        with connection(target, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(_BUILDING)
+            rows, nbytes, running = cur.fetchone()
+        done = [totals.get(n, (0, 0)) for n in built]
+        figures = Figures(seconds, sum(r for r, _ in done) + rows,
+                          sum(r for r, _ in totals.values()), sum(b for _, b in done) + nbytes,
+                          sum(b for _, b in totals.values()))
+        return figures, f"{len(built)}/{len(names)} index(es) built, {running} building"
+
+    return sample
+
+
+def _restore_parallel(target: Endpoint, dump: SchemaDump, entries: list[str], *, what: str,
+                      names: list[str]) -> None:
     # Each entry commits on its own: a failure keeps the indexes built so far, and the next run
-    # skips them by name (see complete_schema).
+    # skips them by name (see complete_schema). ``names``: the indexes, for the progress lines.
     listing = dump.listing(entries, "indexes.list")
     argv = [tool("pg_restore", dump.major), "--no-owner", "--exit-on-error", f"--jobs={INDEX_JOBS}",
             f"--use-list={listing}", f"--dbname={_conninfo_dbname(target.dbname)}", str(dump.path)]
     env = libpq_env(target)
     env["PGOPTIONS"] = f"-c maintenance_work_mem={MAINTENANCE_WORK_MEM}"
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=6 * 3600)
+        with Ticker(build_progress(dump.source, target, names), what=f"building {what}", logger=log):
+            res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=6 * 3600)
     except subprocess.TimeoutExpired:
         raise ReplicationError(f"building {what} on {target.safe()} took over 6 hours") from None
     if res.returncode != 0:

@@ -30,12 +30,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import psycopg2
 
 from paymigrate.db import Endpoint, connect, connection, redact
 from paymigrate.errors import ReplicationError
+from paymigrate.progress import Figures
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ _TABLES = """
 SELECT format('%%I.%%I', n.nspname, c.relname),
        coalesce(array_agg(quote_ident(a.attname) ORDER BY a.attnum)
                 FILTER (WHERE a.attname IS NOT NULL), '{}'),
-       pg_table_size(c.oid)
+       pg_table_size(c.oid), c.reltuples::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
      AND a.attgenerated = ''
@@ -64,6 +66,7 @@ class Table:
     name: str  # format('%I.%I')
     columns: tuple[str, ...]  # quoted; generated columns left out (the target computes them)
     size: int  # bytes on the source, for the largest-first order
+    rows_estimate: int | None = None  # the source planner's; None before its first ANALYZE
 
     def copy_sql(self, direction: str, fmt: str) -> str:
         cols = f" ({', '.join(self.columns)})" if self.columns else ""
@@ -75,7 +78,85 @@ class Table:
 def tables_to_copy(cur, oids: list[int]) -> list[Table]:
     """The tables of ``oids`` with their copied columns, largest first."""
     cur.execute(_TABLES, (oids,))
-    return [Table(name, tuple(cols), int(size)) for name, cols, size in cur.fetchall()]
+    return [Table(name, tuple(cols), int(size), int(rows) if rows >= 0 else None)
+            for name, cols, size, rows in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class TableProgress:
+    """One table's copy so far: rows and bytes done of the source's estimates. A running
+    table's rows are the target's ``pg_stat_progress_copy``; its bytes are its size times the
+    share of rows done (the COPY stream's bytes are not the table's)."""
+
+    table: str
+    rows: int
+    bytes: int
+    rows_total: int | None
+    bytes_total: int
+    seconds: float
+    done: bool
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    tables: tuple[TableProgress, ...]
+    seconds: float
+
+    def figures(self) -> Figures:
+        totals = [t.rows_total if not t.done else t.rows for t in self.tables]
+        return Figures(self.seconds, sum(t.rows for t in self.tables),
+                       None if None in totals else sum(r or 0 for r in totals),
+                       sum(t.bytes for t in self.tables), sum(t.bytes_total for t in self.tables))
+
+    def line(self) -> str:
+        done = sum(t.done for t in self.tables)
+        running = [t.table for t in self.tables if not t.done and t.seconds > 0]
+        return (f"{done}/{len(self.tables)} tables, {self.figures().line()}"
+                + (f"; copying {', '.join(running)}" if running else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tables": [asdict(t) for t in self.tables], "overall": self.figures().to_dict()}
+
+
+_COPYING = """
+SELECT format('%I.%I', n.nspname, c.relname), p.tuples_processed
+FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE p.datname = current_database() AND p.command = 'COPY FROM'
+"""
+
+
+class _Watch:
+    """What the copy's workers did so far, for :func:`copy_tables`'s progress samples."""
+
+    def __init__(self, tables: list[Table], target: Endpoint):
+        self.tables, self.target = tables, target
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, tuple[int, float]] = {}  # rows, seconds
+        self.clock = time.monotonic()
+
+    def running_rows(self) -> dict[str, int]:
+        try:
+            with connection(self.target, autocommit=True) as conn, conn.cursor() as cur:
+                cur.execute(_COPYING)
+                return {name: int(rows) for name, rows in cur.fetchall()}
+        except psycopg2.OperationalError:
+            return {}  # the target restarting: the next sample sees it again
+
+    def sample(self) -> CopyProgress:
+        now, running = time.monotonic(), self.running_rows() if len(self.finished) < len(self.tables) else {}
+        out = []
+        for t in self.tables:
+            if t.name in self.finished:
+                rows, secs = self.finished[t.name]
+                out.append(TableProgress(t.name, rows, t.size, rows, t.size, round(secs, 3), True))
+                continue
+            rows = running.get(t.name, 0)
+            share = min(rows / t.rows_estimate, 1.0) if t.rows_estimate else 0.0
+            began = self.started.get(t.name)
+            out.append(TableProgress(t.name, rows, int(t.size * share), t.rows_estimate, t.size,
+                                     round(now - began, 3) if began else 0.0, False))
+        return CopyProgress(tuple(out), now - self.clock)
 
 
 @dataclass(frozen=True)
@@ -84,6 +165,7 @@ class CopyReport:
     rows: int
     seconds: float
     consistent_lsn: str  # the slot streams what committed after this position
+    progress: CopyProgress | None = None  # every table's figures at the end
 
     @property
     def rows_per_second(self) -> float:
@@ -250,9 +332,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _copy_with_retries(table: Table, *, conns: _Connections, attempts: int, reconnect: float,
-                       **kw) -> int:
+                       watch: _Watch, **kw) -> int:
     for attempt in range(1, attempts + 1):
-        started = time.monotonic()
+        started = watch.started[table.name] = time.monotonic()
         try:
             rows = copy_table(table, conns=conns, **kw)
         except (psycopg2.OperationalError, psycopg2.InterfaceError, BrokenPipeError) as exc:
@@ -267,6 +349,7 @@ def _copy_with_retries(table: Table, *, conns: _Connections, attempts: int, reco
                                            f"copying {table.name}") from None
             continue
         seconds = time.monotonic() - started
+        watch.finished[table.name] = (rows, seconds)
         log.info("copied %s: %s row(s) in %.1fs", table.name, f"{rows:,}", seconds)
         return rows
     raise AssertionError("unreachable")
@@ -274,11 +357,12 @@ def _copy_with_retries(table: Table, *, conns: _Connections, attempts: int, reco
 
 def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snapshot: ExportedSnapshot,
                 binary: bool = True, jobs: int = 2, progress: float = 10.0,
-                on_progress: Callable[[int, int], None] | None = None,
+                on_progress: Callable[[CopyProgress], None] | None = None,
                 attempts: int = ATTEMPTS, reconnect: float = RECONNECT_SECONDS) -> CopyReport:
-    """Copy ``tables`` as of ``snapshot``, ``jobs`` at a time; calls ``on_progress(done, total)``
-    every ``progress`` seconds while it runs. On a failure every other copy is cancelled and
-    the first error raised (the log says how many tables had committed)."""
+    """Copy ``tables`` as of ``snapshot``, ``jobs`` at a time; calls ``on_progress`` with every
+    table's figures every ``progress`` seconds while it runs, and once at the end. On a failure
+    every other copy is cancelled and the first error raised (the log says how many tables had
+    committed)."""
     if jobs < 1:
         raise ValueError(f"copy jobs {jobs!r} must be at least 1")
     name, lsn = snapshot.name, snapshot.lsn
@@ -286,10 +370,10 @@ def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snap
         raise ValueError(f"the snapshot of slot {snapshot.slot} is not taken: copy inside "
                          "`with ExportedSnapshot(...)`")
     conns = _Connections()
-    started = time.monotonic()
+    watch = _Watch(tables, target)
     done: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="copy") as pool:
-        futures = {pool.submit(_copy_with_retries, t, conns=conns, attempts=attempts,
+        futures = {pool.submit(_copy_with_retries, t, conns=conns, attempts=attempts, watch=watch,
                                reconnect=reconnect, source=source, target=target,
                                snapshot=name, binary=binary): t for t in tables}
         pending = set(futures)
@@ -313,5 +397,8 @@ def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snap
                                            f"{redact(str(exc)).strip()}") from None
                 raise exc
             if pending and on_progress:
-                on_progress(len(done), len(tables))
-    return CopyReport(len(tables), sum(done.values()), time.monotonic() - started, lsn)
+                on_progress(watch.sample())
+    final = watch.sample()
+    if on_progress:
+        on_progress(final)
+    return CopyReport(len(tables), sum(done.values()), final.seconds, lsn, final)

@@ -4,7 +4,7 @@ Tables are compared in one scan each, so progress moves a table at a time; the e
 rows and bytes is the planner's (``reltuples``, relation size) read from the source at the
 start, and the rate and the time left are by bytes (a table's cost follows its size, not its
 row count). While a big table is being compared the samples name it, so a log that stops
-moving still says what it waits on.
+moving still says what it waits on. The line and the timer are :mod:`paymigrate.progress`'s.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from paymigrate.progress import Figures, Ticker
 from paymigrate.validation.report import ProgressSample
 
 log = logging.getLogger(__name__)
@@ -28,26 +29,21 @@ class Progress:
 
     def __init__(self, estimates: Mapping[str, tuple[int, int]], *, every: float):
         """``estimates``: ``{table: (rows, bytes)}`` of every table to compare."""
-        if every <= 0:
-            raise ValueError(f"progress interval {every} must be positive")
         self._estimates = dict(estimates)
-        self._every = every
         self._lock = threading.Lock()
         self._running: list[str] = []
         self._done: dict[str, int] = {}
         self._clock = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, name="validate-progress", daemon=True)
+        self._ticker = Ticker(self._tick, what="validation", every=every, logger=log)
         self.samples: list[ProgressSample] = []
 
     def __enter__(self) -> Progress:
         self._clock = time.monotonic()
-        self._thread.start()
+        self._ticker.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._ticker.__exit__(*exc)
         self.samples.append(self.sample())
 
     def started(self, table: str) -> None:
@@ -69,15 +65,10 @@ class Progress:
             bytes_done=sum(self._estimates.get(t, (0, 0))[1] for t in done),
             bytes_estimated=sum(b for _, b in self._estimates.values()), running=running)
 
-    def _tick(self) -> None:
-        while not self._stop.wait(self._every):
-            s = self.sample()
-            self.samples.append(s)
-            if len(self.samples) > MAX_SAMPLES:
-                self.samples = self.samples[1::2]
-            eta = s.eta_seconds
-            log.info("validation: %d/%d tables, %d of ~%d rows, %.0f of ~%.0f MB, %.1f MB/s, "
-                     "ETA %s; comparing %s", s.tables_done, s.tables, s.rows_done,
-                     s.rows_estimated, s.bytes_done / 1e6, s.bytes_estimated / 1e6,
-                     s.bytes_per_second / 1e6, "unknown" if eta is None else f"{eta:.0f}s",
-                     ", ".join(s.running) or "nothing")
+    def _tick(self, _seconds: float) -> tuple[Figures, str]:
+        s = self.sample()
+        self.samples.append(s)
+        if len(self.samples) > MAX_SAMPLES:
+            self.samples = self.samples[1::2]
+        return s.figures(), (f"{s.tables_done}/{s.tables} tables; comparing "
+                             f"{', '.join(s.running) or 'nothing'}")

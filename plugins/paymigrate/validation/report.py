@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from paymigrate.progress import Figures, eta
+
 MATCH = "match"
 MISMATCH = "mismatch"
 
@@ -102,16 +104,18 @@ class ProgressSample:
         if self.tables_done > self.tables:
             raise ValueError(f"progress: {self.tables_done} tables done of {self.tables}")
 
+    def figures(self) -> Figures:
+        return Figures(self.seconds, self.rows_done, self.rows_estimated, self.bytes_done,
+                       self.bytes_estimated)
+
     @property
     def bytes_per_second(self) -> float:
-        return self.bytes_done / self.seconds if self.seconds > 0 else 0.0
+        return self.figures().bytes_per_second or 0.0
 
     @property
     def eta_seconds(self) -> float | None:
-        """Seconds left at the rate so far; None before anything is done."""
-        if not self.bytes_done:
-            return None
-        return max(self.bytes_estimated - self.bytes_done, 0) / self.bytes_per_second
+        """Seconds left at the rate so far (by bytes); None before anything is done."""
+        return eta(self.bytes_done, self.bytes_estimated, self.seconds)
 
     def to_dict(self) -> dict[str, Any]:
         eta = self.eta_seconds
