@@ -93,7 +93,8 @@ replication = Replication("replication", ReplicationArgs(
     instance_class=settings.dms_instance_class, multi_az=settings.dms_multi_az,
     allocated_storage_gb=settings.dms_allocated_storage_gb,
     create_service_roles=settings.manage_account_singletons,
-    log_retention_days=settings.log_retention_days), opts=with_provider)
+    log_retention_days=settings.log_retention_days,
+    lob_max_size_kb=settings.contract_value("replication/dms-lob-max-size-kb")), opts=with_provider)
 
 # ---- functions, API, workflows ----
 functions = Functions("functions", FunctionsArgs(

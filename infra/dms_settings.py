@@ -11,8 +11,10 @@ import json
 from typing import Any
 
 from paymigrate import scope
+from paymigrate.replication.dms_task import SOURCE_POSTGRES_SETTINGS
 
 CONTROL_SCHEMA = scope.DMS_CONTROL_SCHEMA
+__all__ = ["SOURCE_POSTGRES_SETTINGS", "table_mappings", "task_settings", "to_json"]
 
 
 def table_mappings(schema: str = "public") -> dict[str, Any]:
@@ -28,8 +30,10 @@ def table_mappings(schema: str = "public") -> dict[str, Any]:
 def task_settings(*, lob_max_size_kb: int = 32, validation_threads: int = 5) -> dict[str, Any]:
     """ReplicationTaskSettings of the full-load-and-cdc task.
 
-    ``lob_max_size_kb`` bounds LOB columns in limited LOB mode; the preflight refuses a table
-    whose values exceed it, because DMS would truncate them.
+    ``lob_max_size_kb`` bounds LOB columns in limited LOB mode: the contract's
+    ``replication/dms-lob-max-size-kb``, which the DMS preflight also reads and refuses a value
+    above (DMS would truncate it; the source endpoint's ``FailTasksOnLobTruncation`` makes the
+    task fail instead, should one appear later).
     """
     if not 1 <= lob_max_size_kb <= 102400:
         raise ValueError(f"lob_max_size_kb: {lob_max_size_kb} is outside 1..102400")

@@ -39,6 +39,7 @@ class ReplicationArgs:
     create_service_roles: bool = True
     log_retention_days: int = 90
     schema: str = "public"
+    lob_max_size_kb: int = 32  # the contract's replication/dms-lob-max-size-kb
 
 
 class Replication(pulumi.ComponentResource):
@@ -126,6 +127,9 @@ class Replication(pulumi.ComponentResource):
                 secrets_manager_arn=secret_arn,
                 secrets_manager_access_role_arn=access_role.arn,
                 kms_key_arn=args.kms_key_arn,
+                postgres_settings=aws.dms.EndpointPostgresSettingsArgs(
+                    fail_tasks_on_lob_truncation=dms_settings.SOURCE_POSTGRES_SETTINGS[
+                        "FailTasksOnLobTruncation"]) if kind == "source" else None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[access_policy]))
 
         source = endpoint("source", args.source_secret_arn)
@@ -142,7 +146,8 @@ class Replication(pulumi.ComponentResource):
             source_endpoint_arn=source.endpoint_arn,
             target_endpoint_arn=target.endpoint_arn,
             table_mappings=dms_settings.to_json(dms_settings.table_mappings(args.schema)),
-            replication_task_settings=dms_settings.to_json(dms_settings.task_settings()),
+            replication_task_settings=dms_settings.to_json(dms_settings.task_settings(
+                lob_max_size_kb=args.lob_max_size_kb)),
             start_replication_task=False,
             opts=child)
 

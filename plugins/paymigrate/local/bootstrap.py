@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from paymigrate import contract, names, scope, statemachines
+from paymigrate.replication.dms_task import SOURCE_POSTGRES_SETTINGS
 
 if TYPE_CHECKING:
     from paymigrate.local.stack import LocalStack
@@ -214,7 +215,8 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
         endpoints[role] = dms.create_endpoint(
             EndpointIdentifier=ep_id, EndpointType=kind, EngineName="postgres",
             ServerName="127.0.0.1", Port=stack.port(role), DatabaseName=DATABASE, SslMode="none",
-            PostgreSQLSettings={"SecretsManagerSecretId": secret_arns[side]},
+            PostgreSQLSettings={"SecretsManagerSecretId": secret_arns[side],
+                                **(SOURCE_POSTGRES_SETTINGS if kind == "source" else {})},
         )["Endpoint"]["EndpointArn"]
         created.append(f"dms endpoint {ep_id}")
     task_id = names.dms_identifier("task", env)

@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2.extensions import cursor as Cursor
 
+from paymigrate import contract
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import dms_status
@@ -84,7 +85,8 @@ class DmsEngine:
     def __init__(self, *, task_arn: str, dms_client: Any = None, cloudwatch_client: Any = None,
                  source: Endpoint | None = None, target: Endpoint | None = None,
                  reverse_task_arn: str | None = None, slot_name: str | None = None,
-                 poll: float = 5.0, reload: bool = False):
+                 poll: float = 5.0, reload: bool = False, tables: list[str] | None = None,
+                 exclude: list[str] | None = None, lob_max_size_kb: int | None = None):
         for label, arn in (("task_arn", task_arn), ("reverse_task_arn", reverse_task_arn)):
             if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")
                                         and ":task:" in arn):
@@ -94,6 +96,11 @@ class DmsEngine:
         self.task_arn, self.reverse_task_arn = task_arn, reverse_task_arn
         self.source, self.target, self.slot_name = source, target, slot_name
         self.poll, self.reload = poll, reload
+        # The migration's scope (as validation and the cutover read it) and the task's LobMaxSize
+        # (the contract's value, which infra deployed): what preflight and start act on.
+        self.tables, self.exclude = list(tables or []), list(exclude or [])
+        self.lob_max_size_kb = int(lob_max_size_kb if lob_max_size_kb is not None else
+                                   contract.PARAMETERS["replication/dms-lob-max-size-kb"].default)
         self._dms, self._cw = dms_client, cloudwatch_client
 
     def __repr__(self) -> str:
@@ -153,8 +160,12 @@ class DmsEngine:
                                           f"{task['Status']}: {task.get('LastFailureMessage', '')}"))
         if self.source is not None:
             with connection(self.source) as conn, conn.cursor() as cur:
-                oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
+                oids, unknown = pf.scope_oids(cur, tables=self.tables or None,
+                                              exclude=self.exclude or None)
+                problems += [Problem(name, "not found on the source") for name in unknown]
                 problems += pf.evaluate_source(*pf.gather_source(cur, oids))
+                problems += pf.evaluate_lobs(pf.measure_lobs(cur, oids),
+                                             lob_max_size_kb=self.lob_max_size_kb)
         else:
             log.warning("DMS preflight without the source endpoint: table checks skipped")
         log.info("DMS preflight of %s: %d problem(s)", self.task_arn, len(problems))

@@ -318,12 +318,16 @@ def test_replication_uses_tls_secrets_and_validates(stack):
         assert e.inputs["secretsManagerAccessRoleArn"].endswith(":role/paymigrate-dms-secrets-"
                                                                  "access-dev")
         assert "password" not in e.inputs
+    (source,) = [e for e in endpoints if e.inputs["endpointType"] == "source"]
+    # Limited LOB mode fails the task on a value above LobMaxSize instead of truncating it.
+    assert source.inputs["postgresSettings"]["failTasksOnLobTruncation"] is True
     (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
     assert task.inputs["migrationType"] == "full-load-and-cdc"
     assert task.inputs["startReplicationTask"] is False
     settings = json.loads(task.inputs["replicationTaskSettings"])
     assert settings["ValidationSettings"]["EnableValidation"] is True
     assert settings["Logging"]["EnableLogging"] is True
+    assert settings["TargetMetadata"]["LobMaxSize"] == 32  # the contract's default
     rule = json.loads(task.inputs["tableMappings"])["rules"][0]
     assert rule["object-locator"] == {"schema-name": "public", "table-name": "%"}
     (instance,) = mocks.of("aws:dms/replicationInstance:ReplicationInstance")
@@ -404,3 +408,13 @@ def test_settings_refuse_infra_owned_contract_keys():
     with pytest.raises(ValueError, match="engineVersion"):
         StackSettings(env="dev", region="eu-west-1", router_endpoint="r:6432",
                       router_admin_endpoint="r:6432", engine_version="12.4")
+
+
+def test_lob_max_size_is_the_contract_value_the_preflight_reads():
+    overrides = {"workflow/mode": "replication", "replication/dms-lob-max-size-kb": 64}
+    mocks, _ = run_program(base_config("ci", ephemeral=True, parameters=overrides), stack="ci")
+    (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
+    assert json.loads(task.inputs["replicationTaskSettings"])["TargetMetadata"]["LobMaxSize"] == 64
+    (written,) = [p for p in mocks.of("aws:ssm/parameter:Parameter")
+                  if p.inputs["name"] == "/migration/ci/replication/dms-lob-max-size-kb"]
+    assert written.inputs["insecureValue"] == "64"

@@ -1,0 +1,71 @@
+"""The DMS engine's preflight on real PostgreSQL: what DMS would truncate or cannot carry is
+refused by the migration service, naming the table and the reason (the task itself in moto)."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from psycopg2.extensions import parse_dsn
+
+from paymigrate import aws, contract
+from paymigrate.errors import Refused
+from paymigrate.migration.platform import ClientPlatform
+from paymigrate.migration.service import MigrationService
+
+pytestmark = pytest.mark.integration
+
+
+def run(dsn: str, *statements: str) -> None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    conn.close()
+
+
+def preflight(stack, dsn: str, *, tables=(), exclude=()):
+    service = MigrationService(ClientPlatform(env=stack.env, dbname=parse_dsn(dsn)["dbname"]))
+    return service.preflight(engine="dms", tables=list(tables), exclude=list(exclude),
+                             dry_run=True, takeover=False, run_id="test-dms-preflight",
+                             dag_id="payment_migration")
+
+
+def test_a_value_above_lob_max_size_is_refused_naming_table_column_and_setting(stack, databases):
+    source, _ = databases
+    config = contract.read(aws.client("ssm"), stack.env)
+    assert config["replication/dms-lob-max-size-kb"] == 32
+    run(source,
+        'CREATE TABLE public."Notes" (id int PRIMARY KEY, "Body" text, doc jsonb, blob bytea, '
+        "short varchar(10), free varchar)",
+        # 40 kB of one letter: compressed in TOAST to a few hundred bytes, 40960 as DMS reads it.
+        """INSERT INTO public."Notes" VALUES (1, repeat('x', 40960), '{"a": 1}', 'ab', 'ok', 'f')""")
+    with pytest.raises(Refused) as refused:
+        preflight(stack, source)
+    message = str(refused.value)
+    assert ('public."Notes": column Body (text) holds a value of 40960 bytes (40.0 kB), above '
+            "LobMaxSize 32 kB") in message
+    assert "replication/dms-lob-max-size-kb" in message and "at least 40" in message
+    assert "full LOB mode" in message
+    assert "refused 1 problem(s)" in message  # doc, blob and free are small: not named
+
+    # Under the limit: every LOB-like type measured, none refused.
+    run(source, """UPDATE public."Notes" SET "Body" = repeat('x', 31 * 1024),
+                   doc = jsonb_build_object('k', repeat('y', 30000)),
+                   blob = decode(repeat('ab', 30000), 'hex'), free = repeat('z', 32768)""")
+    assert preflight(stack, source) is None
+
+
+def test_json_xml_and_varchar_without_length_are_measured_as_text(stack, databases):
+    source, _ = databases
+    run(source,
+        "CREATE SCHEMA billing",
+        "CREATE DOMAIN billing.memo AS varchar",
+        "CREATE TABLE billing.docs (id int PRIMARY KEY, j json, x xml, m billing.memo, b bytea)",
+        "INSERT INTO billing.docs VALUES (1, json_build_object('k', repeat('a', 33000)), "
+        "xmlelement(name r, repeat('b', 34000)), repeat('c', 35000), "
+        "decode(repeat('ff', 36000), 'hex'))")
+    message = str(pytest.raises(Refused, preflight, stack, source).value)
+    for column, size in (("j", 33010), ("x", 34007), ("m", 35000), ("b", 36000)):
+        assert f"billing.docs: column {column} " in message
+        assert f"holds a value of {size} bytes" in message
+    # The migration's scope decides what is measured: excluded, it is not refused.
+    assert preflight(stack, source, exclude=["billing.docs"]) is None
