@@ -11,20 +11,22 @@ import json
 from typing import Any
 
 from paymigrate import scope
+from paymigrate.replication import dms_task
 from paymigrate.replication.dms_task import SOURCE_POSTGRES_SETTINGS
 
 CONTROL_SCHEMA = scope.DMS_CONTROL_SCHEMA
 __all__ = ["SOURCE_POSTGRES_SETTINGS", "table_mappings", "task_settings", "to_json"]
 
 
-def table_mappings(schema: str = "public") -> dict[str, Any]:
-    """Every table of ``schema`` in the migration's scope: tables are discovered, never listed
-    in code. The local stand-ins' task has the same mappings (:mod:`paymigrate.scope`).
+def table_mappings() -> dict[str, Any]:
+    """Every table of every schema in the migration's scope, as :func:`paymigrate.scope.read`
+    has it: tables are discovered, never listed in code. The local stand-ins' task has the same
+    mappings, and ``DmsEngine.start`` narrows them to a run's ``tables``/``exclude``.
 
     >>> table_mappings()["rules"][0]["object-locator"]
-    {'schema-name': 'public', 'table-name': '%'}
+    {'schema-name': '%', 'table-name': '%'}
     """
-    return scope.dms_table_mappings(schema)
+    return dms_task.table_mappings()
 
 
 def task_settings(*, lob_max_size_kb: int = 32, validation_threads: int = 5) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """AWS DMS: replication instance, TLS endpoints reading credentials from Secrets Manager, and
-the full-load-and-cdc task over every table of the schema. The workflow starts the task; the
+the full-load-and-cdc task over every table in the migration's scope. The workflow starts the task; the
 stack never does.
 """
 
@@ -38,7 +38,6 @@ class ReplicationArgs:
     allocated_storage_gb: int = 100
     create_service_roles: bool = True
     log_retention_days: int = 90
-    schema: str = "public"
     lob_max_size_kb: int = 32  # the contract's replication/dms-lob-max-size-kb
 
 
@@ -145,7 +144,7 @@ class Replication(pulumi.ComponentResource):
             replication_instance_arn=instance.replication_instance_arn,
             source_endpoint_arn=source.endpoint_arn,
             target_endpoint_arn=target.endpoint_arn,
-            table_mappings=dms_settings.to_json(dms_settings.table_mappings(args.schema)),
+            table_mappings=dms_settings.to_json(dms_settings.table_mappings()),
             replication_task_settings=dms_settings.to_json(dms_settings.task_settings(
                 lob_max_size_kb=args.lob_max_size_kb)),
             start_replication_task=False,

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from paymigrate import contract, names, scope, statemachines
+from paymigrate import contract, names, statemachines
+from paymigrate.replication import dms_task
 from paymigrate.replication.dms_task import SOURCE_POSTGRES_SETTINGS
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
         task = dms.create_replication_task(
             ReplicationTaskIdentifier=task_id, SourceEndpointArn=endpoints["source"],
             TargetEndpointArn=endpoints["target"], ReplicationInstanceArn=instance,
-            MigrationType="full-load-and-cdc", TableMappings=json.dumps(scope.dms_table_mappings()),
+            MigrationType="full-load-and-cdc", TableMappings=json.dumps(dms_task.table_mappings()),
         )["ReplicationTask"]["ReplicationTaskArn"]
         created.append(f"dms task {task_id}")
     return {"instance": instance, "task": task, **endpoints}

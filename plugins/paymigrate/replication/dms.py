@@ -14,6 +14,7 @@ carry either.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from psycopg2.extensions import cursor as Cursor
 from paymigrate import contract
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
-from paymigrate.replication import dms_status
+from paymigrate.replication import dms_status, dms_task
 from paymigrate.replication import preflight as pf
 from paymigrate.replication import sequences as seqs
 from paymigrate.replication.base import (
@@ -172,7 +173,47 @@ class DmsEngine:
         return problems
 
     def start(self) -> StartResult:
+        self.apply_scope()
         return self._start("forward")
+
+    def table_mappings(self) -> dict[str, Any]:
+        """The mappings of the migration's scope (``tables``/``exclude`` resolved on the source),
+        the same scope validation compares and the cutover checks."""
+        if not self.tables and not self.exclude:
+            return dms_task.table_mappings()
+        with connection(self._endpoint("source")) as conn, conn.cursor() as cur:
+            return dms_task.scope_mappings(cur, tables=self.tables, exclude=self.exclude)
+
+    def apply_scope(self, *, timeout: float = 300) -> bool:
+        """Give the forward task the scope's mappings when they differ from what it has (what
+        infra deployed, or an earlier run's); True when it was modified. A running task is never
+        changed under its load: that is refused, naming the task."""
+        wanted = self.table_mappings()
+        task = self.task()
+        try:
+            deployed = json.loads(task.get("TableMappings") or "{}")
+        except ValueError:
+            deployed = None
+        if deployed == wanted:
+            return False
+        name = task["ReplicationTaskIdentifier"]
+        if task["Status"] in RUNNING | BUSY:
+            raise ReplicationError(f"DMS task {name} is {task['Status']} with other table mappings "
+                                   "than the migration's scope: stop it before a run with this scope")
+        try:
+            self.dms.modify_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
+                                             TableMappings=json.dumps(wanted))
+        except ClientError as exc:
+            raise ReplicationError(f"modify_replication_task of DMS task {name} (table mappings "
+                                   f"of the migration's scope) refused: {exc}") from None
+        log.info("DMS task %s: table mappings set to the migration's scope (%d rule(s))", name,
+                 len(wanted["rules"]))
+        deadline = time.monotonic() + timeout
+        while (status := self.task()["Status"]) in BUSY:
+            if time.monotonic() >= deadline:
+                raise ReplicationError(f"DMS task {name} still {status} after {timeout:.0f}s")
+            time.sleep(self.poll)
+        return True
 
     def _start(self, direction: Direction, *, cdc_start_position: str | None = None) -> StartResult:
         task = self.task(direction=direction)

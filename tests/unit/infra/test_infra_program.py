@@ -329,7 +329,8 @@ def test_replication_uses_tls_secrets_and_validates(stack):
     assert settings["Logging"]["EnableLogging"] is True
     assert settings["TargetMetadata"]["LobMaxSize"] == 32  # the contract's default
     rule = json.loads(task.inputs["tableMappings"])["rules"][0]
-    assert rule["object-locator"] == {"schema-name": "public", "table-name": "%"}
+    # Every schema of the scope, not only public (validation compares every schema).
+    assert rule["object-locator"] == {"schema-name": "%", "table-name": "%"}
     (instance,) = mocks.of("aws:dms/replicationInstance:ReplicationInstance")
     assert instance.inputs["publiclyAccessible"] is False
     assert instance.inputs["multiAz"] is True
