@@ -3,6 +3,9 @@ refused by the migration service, naming the table and the reason (the task itse
 
 from __future__ import annotations
 
+import logging
+import time
+
 import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
@@ -69,3 +72,40 @@ def test_json_xml_and_varchar_without_length_are_measured_as_text(stack, databas
         assert f"holds a value of {size} bytes" in message
     # The migration's scope decides what is measured: excluded, it is not refused.
     assert preflight(stack, source, exclude=["billing.docs"]) is None
+
+
+def test_what_dms_cannot_carry_is_refused_naming_table_and_reason(stack, databases):
+    source, _ = databases
+    run(source,
+        "CREATE TABLE public.fees (id int PRIMARY KEY, rate numeric, fixed numeric(12, 2))",
+        "CREATE TABLE public.audit (at timestamptz, what text)",  # no key
+        "CREATE TABLE public.log (at timestamptz, what text)",  # no key, insert-only
+        "CREATE TABLE public.scans (id int PRIMARY KEY, image oid)",
+        "CREATE TABLE public.paid (id bigserial PRIMARY KEY)",
+        "INSERT INTO public.audit VALUES (now(), 'a'), (now(), 'b')",
+        "INSERT INTO public.log VALUES (now(), 'a')",
+        "UPDATE public.audit SET what = 'c'",
+        "DELETE FROM public.audit WHERE what = 'c'",
+        "SELECT lo_create(0)")
+    time.sleep(1.2)  # table statistics reach the shared view at most once a second
+    message = str(pytest.raises(Refused, preflight, stack, source).value)
+    assert "refused 4 problem(s)" in message
+    assert "public.fees: column rate is NUMERIC without precision: DMS maps it to NUMERIC(28,6)" in message
+    assert "fixed" not in message
+    assert ("public.audit: no primary key or replica identity and 2 update(s), 2 delete(s) seen: "
+            "CDC cannot apply them") in message
+    assert "public.log" not in message  # insert-only: nothing for CDC to find by key
+    assert "public.scans: column image (oid) references large objects" in message
+    assert "pg_largeobject: 1 large object(s): DMS does not carry large objects" in message
+    assert "paid" not in message  # a sequence is synced at cutover, not refused
+
+
+def test_sequences_are_a_note_and_a_clean_source_passes(stack, databases, caplog):
+    source, _ = databases
+    run(source, "CREATE SCHEMA billing",
+        "CREATE TABLE billing.invoices (id bigserial PRIMARY KEY, amount numeric(12, 2), body text)",
+        "INSERT INTO billing.invoices (amount, body) VALUES (1.5, 'x')")
+    with caplog.at_level(logging.INFO, logger="paymigrate.replication.dms"):
+        assert preflight(stack, source) is None
+    assert ("DMS does not carry sequence values: 1 sequence(s) (billing.invoices_id_seq) are "
+            "synced at cutover") in caplog.text

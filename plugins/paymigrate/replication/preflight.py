@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,20 +280,37 @@ def set_identity_index(cur, oids: list[int]) -> list[str]:
     return done
 
 
-def gather_source(scur, oids: list[int]) -> tuple[tuple[TableFacts, ...], int, list[tuple[str, str]]]:
+# Columns that point at large objects (oid, or a domain over it such as the lo extension's):
+# DMS would move the number, not the object it names.
+_OID_COLUMNS = """
+SELECT format('%%I.%%I', n.nspname, c.relname), a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE c.oid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  AND (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END) = 'oid'::regtype
+ORDER BY 1, 2
+"""
+
+
+def gather_source(scur, oids: list[int]) -> tuple[tuple[TableFacts, ...], int,
+                                                  list[tuple[str, str]], list[tuple[str, str, str]]]:
     """Source-only facts for engines that own their target (DMS): tables, large objects,
-    unconstrained numeric columns."""
+    unconstrained numeric columns, columns that reference large objects."""
     scur.execute(_TABLE_FACTS, (oids,))
     tables = tuple(TableFacts(*r) for r in scur.fetchall())
     scur.execute("SELECT count(*) FROM pg_largeobject_metadata")
     large_objects = scur.fetchone()[0]
     scur.execute(_UNCONSTRAINED_NUMERIC, (oids,))
-    return tables, large_objects, [(t, c) for t, c in scur.fetchall()]
+    numeric = [(t, c) for t, c in scur.fetchall()]
+    scur.execute(_OID_COLUMNS, (oids,))
+    return tables, large_objects, numeric, [(t, c, k) for t, c, k in scur.fetchall()]
 
 
 def evaluate_source(tables: tuple[TableFacts, ...], large_objects: int,
-                    numeric_columns: list[tuple[str, str]]) -> list[Problem]:
-    """The refusals DMS shares with native replication, plus its NUMERIC truncation."""
+                    numeric_columns: list[tuple[str, str]],
+                    oid_columns: Sequence[tuple[str, str, str]] = ()) -> list[Problem]:
+    """The refusals DMS shares with native replication, plus its NUMERIC truncation and the
+    columns that reference large objects."""
     problems = []
     for t in tables:
         if t.persistence == "u":
@@ -302,11 +320,17 @@ def evaluate_source(tables: tuple[TableFacts, ...], large_objects: int,
                 f"no primary key or replica identity and {t.updates} update(s), {t.deletes} "
                 "delete(s) seen: CDC cannot apply them")))
     if large_objects:
-        problems.append(Problem("pg_largeobject", f"{large_objects} large object(s): not migrated"))
+        problems.append(Problem("pg_largeobject", (
+            f"{large_objects} large object(s): DMS does not carry large objects; move their data "
+            "into bytea columns (or drop them) before the migration")))
     for table, column in numeric_columns:
         problems.append(Problem(table, (
             f"column {column} is NUMERIC without precision: DMS maps it to NUMERIC(28,6) and "
             "drops digits; give it a precision and scale")))
+    for table, column, kind in oid_columns:
+        problems.append(Problem(table, (
+            f"column {column} ({kind}) references large objects: DMS carries the number, not "
+            "the object, which would not exist on the target; store the data in a bytea column")))
     return problems
 
 
