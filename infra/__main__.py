@@ -94,7 +94,8 @@ replication = Replication("replication", ReplicationArgs(
     allocated_storage_gb=settings.dms_allocated_storage_gb,
     create_service_roles=settings.manage_account_singletons,
     log_retention_days=settings.log_retention_days,
-    lob_max_size_kb=settings.contract_value("replication/dms-lob-max-size-kb")), opts=with_provider)
+    lob_max_size_kb=settings.contract_value("replication/dms-lob-max-size-kb"),
+    validation=settings.contract_value("replication/dms-validation")), opts=with_provider)
 
 # ---- functions, API, workflows ----
 functions = Functions("functions", FunctionsArgs(

@@ -29,13 +29,16 @@ def table_mappings() -> dict[str, Any]:
     return dms_task.table_mappings()
 
 
-def task_settings(*, lob_max_size_kb: int = 32, validation_threads: int = 5) -> dict[str, Any]:
+def task_settings(*, lob_max_size_kb: int = 32, validation: bool = True,
+                  validation_threads: int = 5) -> dict[str, Any]:
     """ReplicationTaskSettings of the full-load-and-cdc task.
 
     ``lob_max_size_kb`` bounds LOB columns in limited LOB mode: the contract's
     ``replication/dms-lob-max-size-kb``, which the DMS preflight also reads and refuses a value
     above (DMS would truncate it; the source endpoint's ``FailTasksOnLobTruncation`` makes the
-    task fail instead, should one appear later).
+    task fail instead, should one appear later). ``validation`` is the contract's
+    ``replication/dms-validation``: DMS's own row validation, whose table states the migration's
+    validation report shows beside paymigrate's.
     """
     if not 1 <= lob_max_size_kb <= 102400:
         raise ValueError(f"lob_max_size_kb: {lob_max_size_kb} is outside 1..102400")
@@ -114,7 +117,7 @@ def task_settings(*, lob_max_size_kb: int = 32, validation_threads: int = 5) -> 
             "RecoverableErrorThrottlingMax": 1800,
         },
         "ValidationSettings": {
-            "EnableValidation": True,
+            "EnableValidation": validation,
             "ValidationMode": "ROW_LEVEL",
             "ThreadCount": validation_threads,
             "FailureMaxCount": 10000,

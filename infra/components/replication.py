@@ -39,6 +39,7 @@ class ReplicationArgs:
     create_service_roles: bool = True
     log_retention_days: int = 90
     lob_max_size_kb: int = 32  # the contract's replication/dms-lob-max-size-kb
+    validation: bool = True  # the contract's replication/dms-validation
 
 
 class Replication(pulumi.ComponentResource):
@@ -146,7 +147,7 @@ class Replication(pulumi.ComponentResource):
             target_endpoint_arn=target.endpoint_arn,
             table_mappings=dms_settings.to_json(dms_settings.table_mappings()),
             replication_task_settings=dms_settings.to_json(dms_settings.task_settings(
-                lob_max_size_kb=args.lob_max_size_kb)),
+                lob_max_size_kb=args.lob_max_size_kb, validation=args.validation)),
             start_replication_task=False,
             opts=child)
 

@@ -184,6 +184,9 @@ _ALL = (
     _p("replication/dms-lob-max-size-kb", "int", "LobMaxSize of the DMS task (limited LOB mode), "
        "in kB: the largest text/jsonb/bytea/xml value it moves whole", default=32, minimum=1,
        maximum=102400),
+    _p("replication/dms-validation", "bool", "DMS's own row validation (the task's "
+       "ValidationSettings.EnableValidation); its table states go into the validation report "
+       "beside paymigrate's", default=True),
     _p("replication/dms-instance-arn", "arn", "DMS replication instance"),
     _p("replication/dms-source-endpoint-arn", "arn", "DMS source endpoint"),
     _p("replication/dms-target-endpoint-arn", "arn", "DMS target endpoint"),

@@ -123,3 +123,10 @@ def test_positions_need_the_endpoints(shared_task_arn):
         e.catch_up("0/16B3748", timeout=1)
     with pytest.raises(ReplicationError, match="no reverse DMS task"):
         e.prepare_reverse()
+
+
+def test_dms_validation_without_table_statistics_says_why(own_task):
+    # moto's server has no describe_table_statistics (FACTS.md): the report says so, labelled.
+    own = engine(own_task["ReplicationTaskArn"]).own_validation()
+    assert own["label"] == "AWS DMS row validation (describe_table_statistics)"
+    assert own["tables"] == [] and "describe_table_statistics" in own["note"]

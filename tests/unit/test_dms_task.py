@@ -120,3 +120,40 @@ def test_a_running_task_with_another_scope_is_refused_not_changed(dms):
         engine(client, arn).start()
     assert calls == []
     assert mappings_of(client, arn)["rules"][0]["object-locator"]["table-name"] == "x"
+
+
+def test_start_switches_dms_validation_to_the_contracts_flag_keeping_the_other_settings(dms):
+    client, task, calls = dms
+    arn = task(table_mappings())
+    settings = {"TargetMetadata": {"LobMaxSize": 32},
+                "ValidationSettings": {"EnableValidation": True, "ThreadCount": 5}}
+    client.modify_replication_task(ReplicationTaskArn=arn, ReplicationTaskSettings=json.dumps(settings))
+    calls.clear()
+    e = engine_for("dms", task_arn=arn, dms_client=client, poll=0.01, validation=False)
+    e.start()
+    assert [json.loads(c["ReplicationTaskSettings"]) for _, c in calls] == [
+        {"TargetMetadata": {"LobMaxSize": 32},
+         "ValidationSettings": {"EnableValidation": False, "ThreadCount": 5}}]
+    assert "TableMappings" not in calls[0][1]  # the scope was already the task's
+    assert e.own_validation()["enabled"] is False
+
+
+def test_dms_validation_states_are_reported_per_table_and_labelled(dms):
+    client, task, _ = dms
+    arn = task(table_mappings())
+    client.modify_replication_task(ReplicationTaskArn=arn, ReplicationTaskSettings=json.dumps(
+        {"ValidationSettings": {"EnableValidation": True}}))
+    # What DMS's data plane would have measured (cannot run here): the double's answer.
+    moto_dms_double.TABLE_STATISTICS[arn] = [
+        {"SchemaName": "public", "TableName": "payments", "TableState": "Table completed",
+         "ValidationState": "Mismatched records", "ValidationFailedRecords": 2,
+         "ValidationPendingRecords": 0, "ValidationSuspendedRecords": 0},
+        {"SchemaName": "billing", "TableName": "invoices", "TableState": "Table completed",
+         "ValidationState": "Validated", "ValidationFailedRecords": 0,
+         "ValidationPendingRecords": 0, "ValidationSuspendedRecords": 0}]
+    own = engine(client, arn).own_validation()
+    assert own["label"] == "AWS DMS row validation (describe_table_statistics)"
+    assert own["enabled"] is True and own["note"] == ""
+    assert [(t["table"], t["ValidationState"], t["ValidationFailedRecords"]) for t in own["tables"]] == [
+        ("billing.invoices", "Validated", 0), ("public.payments", "Mismatched records", 2)]
+

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from paymigrate.errors import PreflightError
 
@@ -231,6 +231,11 @@ class Engine(Protocol):
 
     def check_tables(self, tables: list[str]) -> None:
         """Raise naming each of ``tables`` not fully replicated; cheap (inside the pause)."""
+        ...
+
+    def own_validation(self) -> dict[str, Any] | None:
+        """The engine's own verdict on the rows it moved, labelled, for the validation report
+        beside paymigrate's; None when the engine has none."""
         ...
 
     def prepare_reverse(self) -> None: ...

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 # The status words and what they mean are defined once, beside the state machines' use of them.
 RUNNING, BUSY, STATE = dms_status.WORKING, dms_status.BUSY, dms_status.ENGINE_STATE
 LATENCY_WINDOW = dt.timedelta(minutes=10)
+# What describe_table_statistics says about DMS's own row validation of a table.
+VALIDATION_FIELDS = ("ValidationState", "ValidationStateDetails", "ValidationPendingRecords",
+                     "ValidationFailedRecords", "ValidationSuspendedRecords")
 
 
 def start_type(task: dict[str, Any], *, reload: bool = False) -> str | None:
@@ -70,6 +73,14 @@ def start_type(task: dict[str, Any], *, reload: bool = False) -> str | None:
     return "resume-processing" if started and status in {"stopped", "failed"} else "start-replication"
 
 
+def _document(text: str | None) -> Any:
+    """A task's JSON document (mappings, settings) as data; None when absent or unreadable."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 def full_load_done(task: dict[str, Any]) -> bool:
     """Every table loaded: 100 percent, none loading, queued or errored."""
     st = task.get("ReplicationTaskStats") or {}
@@ -87,7 +98,8 @@ class DmsEngine:
                  source: Endpoint | None = None, target: Endpoint | None = None,
                  reverse_task_arn: str | None = None, slot_name: str | None = None,
                  poll: float = 5.0, reload: bool = False, tables: list[str] | None = None,
-                 exclude: list[str] | None = None, lob_max_size_kb: int | None = None):
+                 exclude: list[str] | None = None, lob_max_size_kb: int | None = None,
+                 validation: bool | None = None):
         for label, arn in (("task_arn", task_arn), ("reverse_task_arn", reverse_task_arn)):
             if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")
                                         and ":task:" in arn):
@@ -102,6 +114,8 @@ class DmsEngine:
         self.tables, self.exclude = list(tables or []), list(exclude or [])
         self.lob_max_size_kb = int(lob_max_size_kb if lob_max_size_kb is not None else
                                    contract.PARAMETERS["replication/dms-lob-max-size-kb"].default)
+        # The contract's replication/dms-validation; None leaves the task's setting as it is.
+        self.validation = validation
         self._dms, self._cw = dms_client, cloudwatch_client
 
     def __repr__(self) -> str:
@@ -190,29 +204,35 @@ class DmsEngine:
             return dms_task.scope_mappings(cur, tables=self.tables, exclude=self.exclude)
 
     def apply_scope(self, *, timeout: float = 300) -> bool:
-        """Give the forward task the scope's mappings when they differ from what it has (what
-        infra deployed, or an earlier run's); True when it was modified. A running task is never
-        changed under its load: that is refused, naming the task."""
-        wanted = self.table_mappings()
+        """Give the forward task what the migration asks of it when it differs from what the task
+        has (what infra deployed, or an earlier run's): the scope's table mappings and, when the
+        engine has a ``validation`` setting, DMS's own row validation on or off. True when the
+        task was modified. A running task is never changed under its load: that is refused."""
         task = self.task()
-        try:
-            deployed = json.loads(task.get("TableMappings") or "{}")
-        except ValueError:
-            deployed = None
-        if deployed == wanted:
-            return False
         name = task["ReplicationTaskIdentifier"]
+        changes: dict[str, str] = {}
+        wanted = self.table_mappings()
+        if _document(task.get("TableMappings")) != wanted:
+            changes["TableMappings"] = json.dumps(wanted)
+        settings = _document(task.get("ReplicationTaskSettings")) or {}
+        validation = settings.get("ValidationSettings") or {}
+        if self.validation is not None and bool(validation.get("EnableValidation")) != self.validation:
+            # The task's own document with one field changed: the rest stays as infra set it.
+            settings["ValidationSettings"] = {**validation, "EnableValidation": self.validation}
+            changes["ReplicationTaskSettings"] = json.dumps(settings)
+        if not changes:
+            return False
+        what = " and ".join({"TableMappings": "table mappings", "ReplicationTaskSettings":
+                             "validation setting"}[k] for k in changes)
         if task["Status"] in RUNNING | BUSY:
-            raise ReplicationError(f"DMS task {name} is {task['Status']} with other table mappings "
-                                   "than the migration's scope: stop it before a run with this scope")
+            raise ReplicationError(f"DMS task {name} is {task['Status']} with other {what} than "
+                                   "the migration asks: stop it before a run with these")
         try:
-            self.dms.modify_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
-                                             TableMappings=json.dumps(wanted))
+            self.dms.modify_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"], **changes)
         except ClientError as exc:
-            raise ReplicationError(f"modify_replication_task of DMS task {name} (table mappings "
-                                   f"of the migration's scope) refused: {exc}") from None
-        log.info("DMS task %s: table mappings set to the migration's scope (%d rule(s))", name,
-                 len(wanted["rules"]))
+            raise ReplicationError(f"modify_replication_task of DMS task {name} ({what} of the "
+                                   f"migration) refused: {exc}") from None
+        log.info("DMS task %s: %s set from the migration's scope and contract", name, what)
         deadline = time.monotonic() + timeout
         while (status := self.task()["Status"]) in BUSY:
             if time.monotonic() >= deadline:
@@ -251,6 +271,28 @@ class DmsEngine:
         except (ClientError, BotoCoreError) as exc:
             return {}, f"per-table statistics unavailable (describe_table_statistics: {exc})"
         return tables, ""
+
+    def own_validation(self) -> dict[str, Any]:
+        """DMS's row validation of the forward task, per table (``describe_table_statistics``:
+        ValidationState and its record counts), labelled for the report beside paymigrate's.
+        Reported, not judged: the decision stays with paymigrate's exact comparison."""
+        settings = _document(self.task().get("ReplicationTaskSettings")) or {}
+        enabled = bool((settings.get("ValidationSettings") or {}).get("EnableValidation"))
+        out: dict[str, Any] = {"label": "AWS DMS row validation (describe_table_statistics)",
+                               "task": self.task_arn, "enabled": enabled, "tables": [], "note": ""}
+        try:
+            for page in self.dms.get_paginator("describe_table_statistics").paginate(
+                    ReplicationTaskArn=self.task_arn):
+                out["tables"] += [{"table": f"{t['SchemaName']}.{t['TableName']}",
+                                   **{k: t[k] for k in VALIDATION_FIELDS if k in t}}
+                                  for t in page.get("TableStatistics", [])]
+        except (ClientError, BotoCoreError) as exc:
+            out["note"] = f"DMS table statistics unavailable (describe_table_statistics: {exc})"
+        if not enabled and not out["note"]:
+            out["note"] = ("DMS validation is off on the task (contract replication/dms-validation "
+                           "false): its states read Not enabled")
+        out["tables"].sort(key=lambda t: t["table"])
+        return out
 
     def status(self, *, direction: Direction = "forward") -> ReplicationStatus:
         task = self.task(direction=direction)

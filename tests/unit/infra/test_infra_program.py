@@ -411,11 +411,14 @@ def test_settings_refuse_infra_owned_contract_keys():
                       router_admin_endpoint="r:6432", engine_version="12.4")
 
 
-def test_lob_max_size_is_the_contract_value_the_preflight_reads():
-    overrides = {"workflow/mode": "replication", "replication/dms-lob-max-size-kb": 64}
+def test_lob_max_size_and_dms_validation_are_the_contract_values_the_engine_reads():
+    overrides = {"workflow/mode": "replication", "replication/dms-lob-max-size-kb": 64,
+                 "replication/dms-validation": False}
     mocks, _ = run_program(base_config("ci", ephemeral=True, parameters=overrides), stack="ci")
     (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
-    assert json.loads(task.inputs["replicationTaskSettings"])["TargetMetadata"]["LobMaxSize"] == 64
+    settings = json.loads(task.inputs["replicationTaskSettings"])
+    assert settings["TargetMetadata"]["LobMaxSize"] == 64
+    assert settings["ValidationSettings"]["EnableValidation"] is False  # the contract's flag
     (written,) = [p for p in mocks.of("aws:ssm/parameter:Parameter")
                   if p.inputs["name"] == "/migration/ci/replication/dms-lob-max-size-kb"]
     assert written.inputs["insecureValue"] == "64"
