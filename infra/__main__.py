@@ -105,7 +105,9 @@ functions = Functions("functions", FunctionsArgs(
     target_secret_arn=secrets.arns["target-db"],
     alert_topic_arns=[topics["validation-alerts"], topics["error-alerts"]],
     log_retention_days=settings.log_retention_days,
-    validation_layer_arns=validation_layer_arns), opts=with_provider)
+    validation_layer_arns=validation_layer_arns,
+    state_bucket_arns=[storage.bucket_arns["checkpoints"], storage.bucket_arns["rollback"]],
+    dms_task_arn=replication.task_arn), opts=with_provider)
 
 api = Api("api", ApiArgs(
     env=env, authorizer_function_name=functions.authorizer_function_name,
@@ -124,6 +126,8 @@ workflows = Workflows("workflows", WorkflowsArgs(
     status_topic_arn=topics["migration-status"], error_topic_arn=topics["error-alerts"],
     dms_task_arn=replication.task_arn,
     validation_function_arn=functions.validation_function_arn,
+    rollback_steps_function_arn=functions.rollback_steps_function_arn,
+    account_id=account_id, partition=partition,
     log_retention_days=settings.log_retention_days), opts=with_provider)
 
 # ---- the contract the DAGs read ----

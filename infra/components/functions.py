@@ -67,6 +67,10 @@ class FunctionsArgs:
     log_retention_days: int = 90
     # Layers with the native dependencies of the validation engine (psycopg2 for Lambda).
     validation_layer_arns: Sequence[str] = field(default_factory=tuple)
+    # What the rollback-steps function switches back: the lock's and rollback state's buckets
+    # and the DMS task.
+    state_bucket_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
+    dms_task_arn: pulumi.Input[str] = ""
 
 
 class Functions(pulumi.ComponentResource):
@@ -76,6 +80,7 @@ class Functions(pulumi.ComponentResource):
     authorizer_function_name: pulumi.Output[str]
     authorizer_invoke_arn: pulumi.Output[str]
     validation_log_group_name: pulumi.Output[str]
+    rollback_steps_function_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: FunctionsArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -130,6 +135,48 @@ class Functions(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self,
                                         depends_on=[validation_policy, validation_logs]))
 
+        # Rollback steps: the rollback state machine's switch back, route and unfreeze, in the
+        # same VPC as the validator (they reach both databases and the routers).
+        steps_name = names.resource_name("rollback-steps", env)
+        steps_logs = log_group(steps_name, "rollback-steps")
+        steps_role = aws.iam.Role(f"{name}-rollback-steps-role", name=steps_name,
+                                  assume_role_policy=lambda_trust, opts=child)
+        steps_policy = aws.iam.RolePolicy(
+            f"{name}-rollback-steps-policy", role=steps_role.id,
+            policy=pulumi.Output.all(
+                args.partition, args.account_id, args.kms_key_arn, steps_logs.arn,
+                args.source_secret_arn, args.target_secret_arn, args.dms_task_arn,
+                *args.state_bucket_arns, *args.alert_topic_arns,
+            ).apply(lambda a: json.dumps(policies.rollback_steps_policy(
+                partition=a[0], region=args.region, account_id=a[1],
+                parameter_root=f"{contract.ROOT}/{env}", secret_arns=a[4:6], dms_task_arn=a[6],
+                bucket_arns=a[7:7 + len(args.state_bucket_arns)],
+                topic_arns=a[7 + len(args.state_bucket_arns):], log_group_arn=a[3],
+                key_arn=a[2]))),
+            opts=child)
+        steps = aws.lambda_.Function(
+            f"{name}-rollback-steps",
+            name=steps_name,
+            description="Rollback state machine steps: switch writes back, route, unfreeze",
+            runtime=RUNTIME,
+            handler="rollback_steps.handler",
+            code=archive,
+            role=steps_role.arn,
+            timeout=900,
+            memory_size=512,
+            # One at a time: two switch backs at once would fight over the routers.
+            reserved_concurrent_executions=1,
+            layers=list(args.validation_layer_arns),
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=list(args.private_subnet_ids),
+                security_group_ids=[args.lambda_security_group_id]),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables={"PAYMIGRATE_ENV": env}),
+            kms_key_arn=args.kms_key_arn,
+            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON", log_group=steps_logs.name),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[steps_policy, steps_logs]))
+
         # API authorizer.
         authorizer_name = names.resource_name("api-authorizer", env)
         authorizer_logs = log_group(authorizer_name, "authorizer")
@@ -166,10 +213,12 @@ class Functions(pulumi.ComponentResource):
         self.validation_function_arn = validation.arn
         self.validation_function_name = validation.name
         self.validation_log_group_name = validation_logs.name
+        self.rollback_steps_function_arn = steps.arn
         self.authorizer_function_arn = authorizer.arn
         self.authorizer_function_name = authorizer.name
         self.authorizer_invoke_arn = authorizer.invoke_arn
         self.register_outputs({
             "validation_function_arn": self.validation_function_arn,
             "authorizer_function_arn": self.authorizer_function_arn,
+            "rollback_steps_function_arn": self.rollback_steps_function_arn,
         })

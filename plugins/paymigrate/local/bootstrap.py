@@ -47,9 +47,11 @@ def bootstrap(stack: LocalStack) -> str:
     secret_arns = _secrets(c("secretsmanager"), stack, created)
     role_arn = _role(c("iam"), names.resource_name("local-service-role", env), created)
     function_arn = _function(c("lambda"), names.resource_name("data-validation", env), role_arn, created)
+    steps_arn = _function(c("lambda"), names.resource_name("rollback-steps", env), role_arn, created,
+                          handler="rollback_steps.handler")
     dms = _dms(c("dms"), stack, secret_arns, created)
     machines = _state_machines(c("stepfunctions"), env, role_arn, buckets, topics, dms, function_arn,
-                               created)
+                               created, steps_arn=steps_arn)
     src, tgt, rtr = stack.port("source"), stack.port("target"), stack.port("router")
     values = {
         "database/production/endpoint": f"127.0.0.1:{src}",
@@ -182,13 +184,14 @@ def lambda_bundle() -> bytes:
     return buf.getvalue()
 
 
-def _function(lam: Any, name: str, role_arn: str, created: list[str]) -> str:
+def _function(lam: Any, name: str, role_arn: str, created: list[str], *,
+              handler: str = "data_validation.handler") -> str:
     try:
         return lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
     except lam.exceptions.ResourceNotFoundException:
         created.append(f"function {name}")
         return lam.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn,
-                                   Handler="data_validation.handler", Code={"ZipFile": lambda_bundle()},
+                                   Handler=handler, Code={"ZipFile": lambda_bundle()},
                                    Timeout=900, MemorySize=1024)["FunctionArn"]
 
 
@@ -236,7 +239,8 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
 
 
 def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], topics: dict[str, str],
-                    dms: dict[str, str], function_arn: str, created: list[str]) -> dict[str, str]:
+                    dms: dict[str, str], function_arn: str, created: list[str], *,
+                    steps_arn: str) -> dict[str, str]:
     existing = {m["name"]: m["stateMachineArn"] for page in sfn.get_paginator("list_state_machines").paginate()
                 for m in page["stateMachines"]}
     common: dict[str, Any] = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
@@ -245,7 +249,9 @@ def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], 
     definitions = {
         "migration": statemachines.migration_definition(
             checkpoints_bucket=buckets["checkpoints"], validation_function_arn=function_arn, **common),
-        "rollback": statemachines.rollback_definition(rollback_bucket=buckets["rollback"], **common),
+        "rollback": statemachines.rollback_definition(
+            rollback_bucket=buckets["rollback"], steps_function_arn=steps_arn,
+            active_writer_parameter=contract.path("database/active-writer", env), **common),
     }
     arns = {}
     for role, definition in definitions.items():

@@ -201,7 +201,7 @@ def _policy_documents(mocks) -> list[tuple[str, dict]]:
 def test_no_iam_statement_allows_everything_or_writes_everywhere(stack):
     mocks, _ = stack
     docs = _policy_documents(mocks)
-    assert len(docs) == 5
+    assert len(docs) == 6
     wildcard_writes_seen = set()
     for name, doc in docs:
         for st in doc["Statement"]:
@@ -302,6 +302,17 @@ def test_state_machines_are_sound_logged_and_traced(stack):
         exported["task_arn"])
     assert migration["States"]["validate"]["Parameters"]["FunctionName"] == (
         exported["validation_arn"])
+    # The rollback's switch back, route and unfreeze run in the rollback-steps function.
+    (steps,) = [f for f in mocks.of("aws:lambda/function:Function")
+                if f.inputs["name"] == "paymigrate-rollback-steps-dev"]
+    assert steps.inputs["handler"] == "rollback_steps.handler"
+    assert steps.inputs["vpcConfig"]["subnetIds"]
+    for state in statemachines.ROLLBACK_LAMBDA_STEPS:
+        params = rollback["States"][state]["Parameters"]
+        assert params["FunctionName"].endswith(":function:paymigrate-rollback-steps-dev")
+        assert params["Payload"]["step"] == state
+    assert rollback["States"]["read_active_writer"]["Parameters"]["Name"] == (
+        "/migration/dev/database/active-writer")
     for inputs in machines.values():
         assert inputs["loggingConfiguration"]["level"] == "ALL"
         assert inputs["loggingConfiguration"]["logDestination"].endswith(":*")
