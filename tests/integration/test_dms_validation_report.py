@@ -7,12 +7,12 @@ none, and the states are what DMS's data plane would have measured)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import boto3
+import dms_objects
 import moto_dms_double
 import psycopg2
 import pytest
@@ -67,22 +67,13 @@ def test_dms_states_sit_beside_paymigrates_report_each_labelled(stack, databases
         # session's moto server.
         dms = boto3.client("dms", region_name=region,
                            endpoint_url=f"https://dms.{region}.amazonaws.com")
-        instance = dms.create_replication_instance(
-            ReplicationInstanceIdentifier="ri", ReplicationInstanceClass="dms.t3.micro",
-        )["ReplicationInstance"]["ReplicationInstanceArn"]
-        endpoints = [dms.create_endpoint(EndpointIdentifier=k, EndpointType=k,
-                                         EngineName="postgres")["Endpoint"]["EndpointArn"]
-                     for k in ("source", "target")]
-        task = dms.create_replication_task(
-            ReplicationTaskIdentifier=config["replication/dms-task-arn"].rsplit(":", 1)[1],
-            SourceEndpointArn=endpoints[0], TargetEndpointArn=endpoints[1],
-            ReplicationInstanceArn=instance, MigrationType="full-load-and-cdc",
-            TableMappings="{}", ReplicationTaskSettings=json.dumps(
-                {"ValidationSettings": {"EnableValidation": True}}))["ReplicationTask"]
-        assert task["ReplicationTaskArn"] == config["replication/dms-task-arn"]
-        dms.start_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
+        arn = dms_objects.replication_task(
+            dms, config["replication/dms-task-arn"].rsplit(":", 1)[1], mappings={},
+            settings={"ValidationSettings": {"EnableValidation": True}})
+        assert arn == config["replication/dms-task-arn"]
+        dms.start_replication_task(ReplicationTaskArn=arn,
                                    StartReplicationTaskType="start-replication")
-        moto_dms_double.TABLE_STATISTICS[task["ReplicationTaskArn"]] = [
+        moto_dms_double.TABLE_STATISTICS[arn] = [
             {"SchemaName": "public", "TableName": "payments", "TableState": "Table completed",
              "ValidationState": "Pending records", "ValidationPendingRecords": 12,
              "ValidationFailedRecords": 0, "ValidationSuspendedRecords": 0}]

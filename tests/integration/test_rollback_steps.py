@@ -3,9 +3,7 @@ real servers: what moto's Step Functions cannot run (FACTS.md: no Lambda code wi
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import handlers
 import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
@@ -19,18 +17,9 @@ from paymigrate.migration.service import MigrationService
 pytestmark = pytest.mark.integration
 
 
-def _handler_module():
-    # Loaded from its file: in the Lambda runtime lambdas/ is the code root, not a package.
-    path = Path(__file__).resolve().parents[2] / "lambdas" / "rollback_steps.py"
-    spec = importlib.util.spec_from_file_location("rollback_steps", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_handler_refuses_an_unknown_step_by_name_before_any_call(monkeypatch):
     monkeypatch.setenv("PAYMIGRATE_ENV", "nowhere")
-    handler = _handler_module().handler
+    handler = handlers.load("rollback_steps").handler
     with pytest.raises(BadInput, match="step='drop_everything'"):
         handler({"step": "drop_everything", "run_id": "x", "input": {}}, None)
     with pytest.raises(BadInput, match="event"):

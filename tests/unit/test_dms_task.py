@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import dms_objects
 import moto_dms_double
 import pytest
 from moto import mock_aws
@@ -62,19 +63,10 @@ def dms(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # mock_aws intercepts AWS's own hosts
     with mock_aws(), moto_dms_double.installed(monkeypatch) as calls:
         client = boto3.client("dms", region_name=REGION)
-        instance = client.create_replication_instance(
-            ReplicationInstanceIdentifier="ri", ReplicationInstanceClass="dms.t3.micro",
-        )["ReplicationInstance"]["ReplicationInstanceArn"]
-        endpoints = [client.create_endpoint(EndpointIdentifier=k, EndpointType=k,
-                                            EngineName="postgres")["Endpoint"]["EndpointArn"]
-                     for k in ("source", "target")]
 
         def task(mappings) -> str:
-            return client.create_replication_task(
-                ReplicationTaskIdentifier=f"task-{len(client.describe_replication_tasks()['ReplicationTasks'])}",
-                SourceEndpointArn=endpoints[0], TargetEndpointArn=endpoints[1],
-                ReplicationInstanceArn=instance, MigrationType="full-load-and-cdc",
-                TableMappings=json.dumps(mappings))["ReplicationTask"]["ReplicationTaskArn"]
+            number = len(client.describe_replication_tasks()["ReplicationTasks"])
+            return dms_objects.replication_task(client, f"task-{number}", mappings=mappings)
 
         yield client, task, calls
 

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import boto3
+import dms_objects
 import pytest
 import requests
 
@@ -142,17 +143,7 @@ def aws(moto_server):
                                 Handler="rollback_steps.handler",
                                 Code={"ZipFile": b"not run by moto without docker"})["FunctionArn"]
     client("ssm").put_parameter(Name=ACTIVE_WRITER, Value="source", Type="String")
-    instance = dms.create_replication_instance(
-        ReplicationInstanceIdentifier="ri", ReplicationInstanceClass="dms.t3.micro",
-    )["ReplicationInstance"]["ReplicationInstanceArn"]
-    endpoints = [dms.create_endpoint(EndpointIdentifier=k, EndpointType=k,
-                                     EngineName="aurora-postgresql")["Endpoint"]["EndpointArn"]
-                 for k in ("source", "target")]
-    task = dms.create_replication_task(
-        ReplicationTaskIdentifier="task", SourceEndpointArn=endpoints[0],
-        TargetEndpointArn=endpoints[1], ReplicationInstanceArn=instance,
-        MigrationType="full-load-and-cdc", TableMappings=json.dumps({"rules": []}),
-    )["ReplicationTask"]["ReplicationTaskArn"]
+    task = dms_objects.replication_task(dms, "task", mappings={"rules": []})
     return {"url": moto_server, "sfn": client("stepfunctions"), "s3": s3, "dms": dms,
             "role": role, "fn": fn, "steps": steps, "task": task, "topics": topics,
             "ssm": client("ssm")}
