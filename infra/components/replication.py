@@ -38,8 +38,10 @@ class ReplicationArgs:
     allocated_storage_gb: int = 100
     create_service_roles: bool = True
     log_retention_days: int = 90
-    lob_max_size_kb: int = 32  # the contract's replication/dms-lob-max-size-kb
-    validation: bool = True  # the contract's replication/dms-validation
+    # The contract's replication/dms-lob-max-size-kb and replication/dms-validation (None: its
+    # defaults).
+    lob_max_size_kb: int | None = None
+    validation: bool | None = None
 
 
 class Replication(pulumi.ComponentResource):

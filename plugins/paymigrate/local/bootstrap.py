@@ -233,6 +233,8 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
             ReplicationTaskIdentifier=task_id, SourceEndpointArn=endpoints["source"],
             TargetEndpointArn=endpoints["target"], ReplicationInstanceArn=instance,
             MigrationType="full-load-and-cdc", TableMappings=json.dumps(dms_task.table_mappings()),
+            # infra's settings: LobMaxSize and DMS validation as the contract's defaults say.
+            ReplicationTaskSettings=json.dumps(dms_task.task_settings()),
         )["ReplicationTask"]["ReplicationTaskArn"]
         created.append(f"dms task {task_id}")
     return {"instance": instance, "task": task, **endpoints}
