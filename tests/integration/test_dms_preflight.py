@@ -14,6 +14,7 @@ from paymigrate import aws, contract
 from paymigrate.errors import Refused
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
+from paymigrate.replication import engine_for
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +110,18 @@ def test_sequences_are_a_note_and_a_clean_source_passes(stack, databases, caplog
         assert preflight(stack, source) is None
     assert ("DMS does not carry sequence values: 1 sequence(s) (billing.invoices_id_seq) are "
             "synced at cutover") in caplog.text
+
+
+def test_the_cutover_checks_the_tables_of_the_runs_scope(stack, databases):
+    source, _ = databases
+    run(source, "CREATE TABLE public.a (id int PRIMARY KEY)", "CREATE TABLE public.b (id int PRIMARY KEY)",
+        'CREATE TABLE public."C c" (id int PRIMARY KEY)')
+    ep = stack.endpoint("source", dbname=parse_dsn(source)["dbname"])
+    arn = contract.read(aws.client("ssm"), stack.env)["replication/dms-task-arn"]
+
+    def tables(**scope):
+        return engine_for("dms", task_arn=arn, source=ep, **scope).scope_tables()
+
+    assert tables() == ['public."C c"', "public.a", "public.b"]
+    assert tables(tables=["public.a", 'public."C c"']) == ['public."C c"', "public.a"]
+    assert tables(exclude=["public.a"]) == ['public."C c"', "public.b"]

@@ -101,7 +101,7 @@ class MigrationService:
         lock = store.lock()
         resuming = bool(lock and lock.state in (LockState.RUNNING, LockState.FAILED)
                         and lock.run_id != run_id)
-        try:  # every engine: DMS's preflight reads its task's table mappings, not these names
+        try:  # every engine: both read the same scope (DMS's task mappings are made from it)
             check_source_tables(self.platform.endpoint("source"), tables=tables, exclude=exclude)
         except BadInput as exc:
             raise Refused(f"preflight refused: {exc}") from None

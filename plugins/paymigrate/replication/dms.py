@@ -442,10 +442,10 @@ class DmsEngine:
         log.info("DMS task %s is %s", task["ReplicationTaskIdentifier"], status)
 
     def scope_tables(self) -> list[str]:
-        """Every table on the source in scope of the migration (DMS's own mapping decides what it
-        carries; the switch fences and checks these)."""
+        """Every table on the source in scope of the migration (its ``tables``/``exclude``, the
+        scope the task's mappings are made from); the switch fences and checks these."""
         with connection(self._endpoint("source")) as conn, conn.cursor() as cur:
-            oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
+            oids, _ = pf.scope_oids(cur, tables=self.tables or None, exclude=self.exclude or None)
             return pf.table_names(cur, oids)
 
     def prepare_reverse(self) -> None:
