@@ -97,7 +97,9 @@ replication = Replication("replication", ReplicationArgs(
     instance_class=settings.dms_instance_class, multi_az=settings.dms_multi_az,
     allocated_storage_gb=settings.dms_allocated_storage_gb,
     create_service_roles=settings.manage_account_singletons,
-    log_retention_days=settings.log_retention_days), opts=with_provider)
+    log_retention_days=settings.log_retention_days,
+    lob_max_size_kb=settings.contract_value("replication/dms-lob-max-size-kb"),
+    validation=settings.contract_value("replication/dms-validation")), opts=with_provider)
 
 # ---- the router tier the applications reach the writer through ----
 router_admin_endpoint = router_host.ADMIN_ENDPOINT
@@ -121,7 +123,9 @@ functions = Functions("functions", FunctionsArgs(
     target_secret_arn=secrets.arns["target-db"],
     alert_topic_arns=[topics["validation-alerts"], topics["error-alerts"]],
     log_retention_days=settings.log_retention_days,
-    validation_layer_arns=validation_layer_arns), opts=with_provider)
+    validation_layer_arns=validation_layer_arns,
+    state_bucket_arns=[storage.bucket_arns["checkpoints"], storage.bucket_arns["rollback"]],
+    dms_task_arn=replication.task_arn), opts=with_provider)
 
 workflows = Workflows("workflows", WorkflowsArgs(
     env=env, region=settings.region, kms_key_arn=keys.key_arn,
@@ -132,6 +136,8 @@ workflows = Workflows("workflows", WorkflowsArgs(
     status_topic_arn=topics["migration-status"], error_topic_arn=topics["error-alerts"],
     dms_task_arn=replication.task_arn,
     validation_function_arn=functions.validation_function_arn,
+    rollback_steps_function_arn=functions.rollback_steps_function_arn,
+    account_id=account_id, partition=partition,
     log_retention_days=settings.log_retention_days), opts=with_provider)
 
 api_functions = ApiFunctions("api-functions", ApiFunctionsArgs(

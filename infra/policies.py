@@ -174,6 +174,32 @@ def validator_policy(*, partition: str, region: str, account_id: str, parameter_
     )
 
 
+def rollback_steps_policy(*, partition: str, region: str, account_id: str, parameter_root: str,
+                          secret_arns: Sequence[str], topic_arns: Sequence[str],
+                          log_group_arn: str, key_arn: str, bucket_arns: Sequence[str],
+                          dms_task_arn: str) -> Doc:
+    """The rollback-steps Lambda: what the validator may, plus switching back: write the
+    contract's parameters (active writer, split, mode), read and write the checkpoints and
+    rollback buckets (the lock), and drive the DMS task."""
+    doc = validator_policy(partition=partition, region=region, account_id=account_id,
+                           parameter_root=parameter_root, secret_arns=secret_arns,
+                           topic_arns=topic_arns, log_group_arn=log_group_arn, key_arn=key_arn)
+    doc["Statement"] += [
+        {"Sid": "WriteMigrationParameters", "Effect": "Allow", "Action": "ssm:PutParameter",
+         "Resource": parameter_arns(partition=partition, region=region, account_id=account_id,
+                                    root=parameter_root)},
+        {"Sid": "MigrationState", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+         "Resource": [a for b in bucket_arns for a in (b, f"{b}/*")]},
+        {"Sid": "DriveReplication", "Effect": "Allow",
+         "Action": ["dms:StartReplicationTask", "dms:StopReplicationTask",
+                    "dms:DescribeTableStatistics"], "Resource": dms_task_arn},
+        _describe_dms_tasks(),
+        _kms_via(key_arn, region, ("s3",), ("kms:Decrypt", "kms:GenerateDataKey")),
+    ]
+    return doc
+
+
 def authorizer_policy(*, token_parameter_arn: str, region: str, log_group_arn: str,
                       key_arn: str) -> Doc:
     """The API authorizer: read the one token parameter, nothing else."""
@@ -294,8 +320,13 @@ def start_validation_api_policy(*, state_machine_arn: str, parameter_arns: Seque
 
 
 def rollback_workflow_policy(*, rollback_bucket_arn: str, topic_arns: Sequence[str],
-                             dms_task_arn: str, key_arn: str, region: str) -> Doc:
+                             dms_task_arn: str, key_arn: str, region: str, function_arn: str,
+                             active_writer_parameter_arn: str) -> Doc:
     return document(
+        {"Sid": "ReadActiveWriter", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": active_writer_parameter_arn},
+        {"Sid": "RunRollbackSteps", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+         "Resource": [function_arn, f"{function_arn}:*"]},
         {"Sid": "SaveRollbackState", "Effect": "Allow", "Action": "s3:PutObject",
          "Resource": f"{rollback_bucket_arn}/rollback/*"},
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish",

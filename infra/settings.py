@@ -108,6 +108,12 @@ class StackSettings:
         for key, value in self.contract_overrides.items():
             contract.parameter(key).parse(value)
 
+    def contract_value(self, key: str) -> Any:
+        """A contract parameter's value for this stack: config's ``parameters`` override, else
+        the contract's default (one definition for infra and the DAGs that read it back)."""
+        p = contract.parameter(key)
+        return p.parse(self.contract_overrides.get(key, p.default))
+
     @property
     def engine_family(self) -> str:
         """Parameter group family of the engine version: 16.8 -> aurora-postgresql16."""

@@ -8,7 +8,7 @@ and stays out of the VPC. Each has its own role, reading only what it needs.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +67,10 @@ class FunctionsArgs:
     log_retention_days: int = 90
     # Layers with the native dependencies of the validation engine (psycopg2 for Lambda).
     validation_layer_arns: Sequence[str] = field(default_factory=tuple)
+    # What the rollback-steps function switches back: the lock's and rollback state's buckets
+    # and the DMS task.
+    state_bucket_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
+    dms_task_arn: pulumi.Input[str] = ""
 
 
 class Functions(pulumi.ComponentResource):
@@ -76,6 +80,7 @@ class Functions(pulumi.ComponentResource):
     authorizer_function_name: pulumi.Output[str]
     authorizer_invoke_arn: pulumi.Output[str]
     validation_log_group_name: pulumi.Output[str]
+    rollback_steps_function_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: FunctionsArgs,
                  opts: pulumi.ResourceOptions | None = None):
@@ -91,44 +96,71 @@ class Functions(pulumi.ComponentResource):
                 retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn,
                 opts=child)
 
-        # Validation function.
-        validation_name = names.resource_name("data-validation", env)
-        validation_logs = log_group(validation_name, "validation")
-        validation_role = aws.iam.Role(f"{name}-validation-role", name=validation_name,
-                                       assume_role_policy=lambda_trust, opts=child)
-        validation_policy = aws.iam.RolePolicy(
-            f"{name}-validation-policy", role=validation_role.id,
-            policy=pulumi.Output.all(
-                args.partition, args.account_id, args.kms_key_arn, validation_logs.arn,
+        def vpc_function(role: str, fn_name: str, *, description: str, handler: str,
+                         memory_size: int, concurrency: int,
+                         policy: Callable[[pulumi.Output[str]], pulumi.Output[str]],
+                         ) -> tuple[aws.lambda_.Function, aws.cloudwatch.LogGroup]:
+            """A function in the migration VPC's private subnets (it reaches both databases),
+            with its own log group, and a role holding ``policy(log group ARN)``."""
+            logs = log_group(fn_name, role)
+            iam_role = aws.iam.Role(f"{name}-{role}-role", name=fn_name,
+                                    assume_role_policy=lambda_trust, opts=child)
+            role_policy = aws.iam.RolePolicy(f"{name}-{role}-policy", role=iam_role.id,
+                                             policy=policy(logs.arn), opts=child)
+            function = aws.lambda_.Function(
+                f"{name}-{role}",
+                name=fn_name,
+                description=description,
+                runtime=RUNTIME,
+                handler=handler,
+                code=archive,
+                role=iam_role.arn,
+                timeout=900,
+                memory_size=memory_size,
+                reserved_concurrent_executions=concurrency,
+                layers=list(args.validation_layer_arns),
+                vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                    subnet_ids=list(args.private_subnet_ids),
+                    security_group_ids=[args.lambda_security_group_id]),
+                environment=aws.lambda_.FunctionEnvironmentArgs(variables={"PAYMIGRATE_ENV": env}),
+                kms_key_arn=args.kms_key_arn,
+                tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
+                logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                    log_format="JSON", log_group=logs.name),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, logs]))
+            return function, logs
+
+        root = f"{contract.ROOT}/{env}"
+        validation, validation_logs = vpc_function(
+            "validation", names.resource_name("data-validation", env),
+            description="Compares source and target tables (counts, checksums, exact keys)",
+            handler="data_validation.handler", memory_size=1024,
+            # Two at most: each run scans both databases; more would only add load.
+            concurrency=2,
+            policy=lambda log_arn: pulumi.Output.all(
+                args.partition, args.account_id, args.kms_key_arn, log_arn,
                 args.source_secret_arn, args.target_secret_arn, *args.alert_topic_arns,
             ).apply(lambda a: json.dumps(policies.validator_policy(
-                partition=a[0], region=args.region, account_id=a[1],
-                parameter_root=f"{contract.ROOT}/{env}", secret_arns=a[4:6],
-                topic_arns=a[6:], log_group_arn=a[3], key_arn=a[2]))),
-            opts=child)
-        validation = aws.lambda_.Function(
-            f"{name}-validation",
-            name=validation_name,
-            description="Compares source and target tables (counts, checksums, exact keys)",
-            runtime=RUNTIME,
-            handler="data_validation.handler",
-            code=archive,
-            role=validation_role.arn,
-            timeout=900,
-            memory_size=1024,
-            # Two at most: each run scans both databases; more would only add load.
-            reserved_concurrent_executions=2,
-            layers=list(args.validation_layer_arns),
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=list(args.private_subnet_ids),
-                security_group_ids=[args.lambda_security_group_id]),
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables={"PAYMIGRATE_ENV": env}),
-            kms_key_arn=args.kms_key_arn,
-            tracing_config=aws.lambda_.FunctionTracingConfigArgs(mode="Active"),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON", log_group=validation_logs.name),
-            opts=pulumi.ResourceOptions(parent=self,
-                                        depends_on=[validation_policy, validation_logs]))
+                partition=a[0], region=args.region, account_id=a[1], parameter_root=root,
+                secret_arns=a[4:6], topic_arns=a[6:], log_group_arn=a[3], key_arn=a[2]))))
+
+        # The rollback state machine's switch back, route and unfreeze (they reach both
+        # databases and the routers).
+        buckets = len(args.state_bucket_arns)
+        steps, _ = vpc_function(
+            "rollback-steps", names.resource_name("rollback-steps", env),
+            description="Rollback state machine steps: switch writes back, route, unfreeze",
+            handler="rollback_steps.handler", memory_size=512,
+            # One at a time: two switch backs at once would fight over the routers.
+            concurrency=1,
+            policy=lambda log_arn: pulumi.Output.all(
+                args.partition, args.account_id, args.kms_key_arn, log_arn,
+                args.source_secret_arn, args.target_secret_arn, args.dms_task_arn,
+                *args.state_bucket_arns, *args.alert_topic_arns,
+            ).apply(lambda a: json.dumps(policies.rollback_steps_policy(
+                partition=a[0], region=args.region, account_id=a[1], parameter_root=root,
+                secret_arns=a[4:6], dms_task_arn=a[6], bucket_arns=a[7:7 + buckets],
+                topic_arns=a[7 + buckets:], log_group_arn=a[3], key_arn=a[2]))))
 
         # API authorizer.
         authorizer_name = names.resource_name("api-authorizer", env)
@@ -166,10 +198,12 @@ class Functions(pulumi.ComponentResource):
         self.validation_function_arn = validation.arn
         self.validation_function_name = validation.name
         self.validation_log_group_name = validation_logs.name
+        self.rollback_steps_function_arn = steps.arn
         self.authorizer_function_arn = authorizer.arn
         self.authorizer_function_name = authorizer.name
         self.authorizer_invoke_arn = authorizer.invoke_arn
         self.register_outputs({
             "validation_function_arn": self.validation_function_arn,
             "authorizer_function_arn": self.authorizer_function_arn,
+            "rollback_steps_function_arn": self.rollback_steps_function_arn,
         })

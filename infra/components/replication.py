@@ -1,5 +1,5 @@
 """AWS DMS: replication instance, TLS endpoints reading credentials from Secrets Manager, and
-the full-load-and-cdc task over every table of the schema. The workflow starts the task; the
+the full-load-and-cdc task over every table in the migration's scope. The workflow starts the task; the
 stack never does.
 """
 
@@ -38,7 +38,10 @@ class ReplicationArgs:
     allocated_storage_gb: int = 100
     create_service_roles: bool = True
     log_retention_days: int = 90
-    schema: str = "public"
+    # The contract's replication/dms-lob-max-size-kb and replication/dms-validation (None: its
+    # defaults).
+    lob_max_size_kb: int | None = None
+    validation: bool | None = None
 
 
 class Replication(pulumi.ComponentResource):
@@ -126,6 +129,9 @@ class Replication(pulumi.ComponentResource):
                 secrets_manager_arn=secret_arn,
                 secrets_manager_access_role_arn=access_role.arn,
                 kms_key_arn=args.kms_key_arn,
+                postgres_settings=aws.dms.EndpointPostgresSettingsArgs(
+                    fail_tasks_on_lob_truncation=dms_settings.SOURCE_POSTGRES_SETTINGS[
+                        "FailTasksOnLobTruncation"]) if kind == "source" else None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[access_policy]))
 
         source = endpoint("source", args.source_secret_arn)
@@ -141,8 +147,9 @@ class Replication(pulumi.ComponentResource):
             replication_instance_arn=instance.replication_instance_arn,
             source_endpoint_arn=source.endpoint_arn,
             target_endpoint_arn=target.endpoint_arn,
-            table_mappings=dms_settings.to_json(dms_settings.table_mappings(args.schema)),
-            replication_task_settings=dms_settings.to_json(dms_settings.task_settings()),
+            table_mappings=dms_settings.to_json(dms_settings.table_mappings()),
+            replication_task_settings=dms_settings.to_json(dms_settings.task_settings(
+                lob_max_size_kb=args.lob_max_size_kb, validation=args.validation)),
             start_replication_task=False,
             opts=child)
 

@@ -1,8 +1,9 @@
 """The migration, rollback and on-demand validation state machines, from
 ``paymigrate.statemachines``.
 
-Each has its own role (the migration may start the task and invoke the validator, the rollback
-may only stop the task), logs every event to its log group and traces with X-Ray.
+Each has its own role (the migration may start the task and invoke the validator; the rollback
+may stop the task, read the active writer and invoke the rollback-steps function), logs every
+event to its log group and traces with X-Ray.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names, statemachines
+from paymigrate import contract, names, statemachines
 
 
 @dataclass
@@ -30,6 +31,9 @@ class WorkflowsArgs:
     error_topic_arn: pulumi.Input[str]
     dms_task_arn: pulumi.Input[str]
     validation_function_arn: pulumi.Input[str]
+    rollback_steps_function_arn: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
     log_retention_days: int = 90
 
 
@@ -58,17 +62,20 @@ class Workflows(pulumi.ComponentResource):
         ).apply(lambda v: json.dumps(policies.migration_workflow_policy(
             checkpoints_bucket_arn=v[0], topic_arns=[v[1], v[2]], dms_task_arn=v[3],
             function_arn=v[4], key_arn=v[5], region=a.region)))
+        active_writer = contract.path("database/active-writer", env)
         rollback_definition = pulumi.Output.all(
             a.rollback_bucket, a.status_topic_arn, a.error_topic_arn, a.dms_task_arn,
+            a.rollback_steps_function_arn,
         ).apply(lambda v: json.dumps(statemachines.rollback_definition(
             rollback_bucket=v[0], status_topic_arn=v[1], error_topic_arn=v[2],
-            dms_task_arn=v[3])))
+            dms_task_arn=v[3], steps_function_arn=v[4], active_writer_parameter=active_writer)))
         rollback_policy = pulumi.Output.all(
             a.rollback_bucket_arn, a.status_topic_arn, a.error_topic_arn, a.dms_task_arn,
-            a.kms_key_arn,
+            a.kms_key_arn, a.rollback_steps_function_arn, a.partition, a.account_id,
         ).apply(lambda v: json.dumps(policies.rollback_workflow_policy(
             rollback_bucket_arn=v[0], topic_arns=[v[1], v[2]], dms_task_arn=v[3],
-            key_arn=v[4], region=a.region)))
+            key_arn=v[4], region=a.region, function_arn=v[5],
+            active_writer_parameter_arn=f"arn:{v[6]}:ssm:{a.region}:{v[7]}:parameter{active_writer}")))
 
         validation_definition = pulumi.Output.from_input(a.validation_function_arn).apply(
             lambda arn: json.dumps(statemachines.validation_definition(

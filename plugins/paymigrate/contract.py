@@ -186,6 +186,14 @@ _ALL = (
        "(PostgreSQL's table sync, inside the servers)", default="snapshot",
        choices=INITIAL_COPIES),
     _p("replication/dms-task-arn", "arn", "DMS full-load-and-cdc replication task"),
+    # One definition of the limit: infra sets the task's LobMaxSize from it and the DMS preflight
+    # refuses a value above it (limited LOB mode would truncate it).
+    _p("replication/dms-lob-max-size-kb", "int", "LobMaxSize of the DMS task (limited LOB mode), "
+       "in kB: the largest text/jsonb/bytea/xml value it moves whole", default=32, minimum=1,
+       maximum=102400),
+    _p("replication/dms-validation", "bool", "DMS's own row validation (the task's "
+       "ValidationSettings.EnableValidation); its table states go into the validation report "
+       "beside paymigrate's", default=True),
     _p("replication/dms-instance-arn", "arn", "DMS replication instance"),
     _p("replication/dms-source-endpoint-arn", "arn", "DMS source endpoint"),
     _p("replication/dms-target-endpoint-arn", "arn", "DMS target endpoint"),

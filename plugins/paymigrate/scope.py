@@ -12,12 +12,11 @@ partitioned parent, whose partitions come along) less its ``exclude``.
 * :attr:`Scope.parents`: the tables as an application sees them, a partitioned table through its
   top parent. Validation compares these, by their unquoted ``qualified`` names.
 
-The DMS task's table mappings (:func:`dms_table_mappings`) state the same rules for DMS.
+The DMS task's table mappings (:mod:`paymigrate.replication.dms_task`) state the same rules for DMS.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,6 @@ DMS_CONTROL_SCHEMA = "dms_control"
 INTERNAL_SCHEMAS = ("pg_catalog", "information_schema", "pglogical", "awsdms_control",
                     DMS_CONTROL_SCHEMA)
 INTERNAL_TABLE_PREFIX = "awsdms_"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
 _TABLES_SQL = """
 SELECT c.oid, n.nspname, c.relname, format('%%I.%%I', n.nspname, c.relname), c.relkind = 'p',
@@ -128,21 +126,3 @@ def read(cur: Any, *, tables: Sequence[str] | None = None,
     tops = {t.top for t in leaves}
     parents = tuple(sorted((by_oid[o] for o in tops if o in by_oid), key=lambda t: (t.schema, t.name)))
     return Scope(leaves=leaves, parents=parents, unknown=tuple(unknown))
-
-
-def dms_table_mappings(schema: str = "public") -> dict[str, Any]:
-    """The DMS task's table mappings: every table of ``schema``, discovered, never listed in
-    code, less DMS's own control tables, as :func:`read` has it.
-
-    >>> [r["rule-action"] for r in dms_table_mappings()["rules"]]
-    ['include', 'exclude']
-    """
-    if not _IDENTIFIER.match(schema):
-        raise ValueError(f"schema: {schema!r} is not a plain PostgreSQL identifier")
-    return {"rules": [
-        {"rule-type": "selection", "rule-id": "1", "rule-name": f"include-all-tables-of-{schema}",
-         "object-locator": {"schema-name": schema, "table-name": "%"}, "rule-action": "include"},
-        {"rule-type": "selection", "rule-id": "2", "rule-name": "exclude-dms-control-tables",
-         "object-locator": {"schema-name": schema, "table-name": f"{INTERNAL_TABLE_PREFIX}%"},
-         "rule-action": "exclude"},
-    ]}

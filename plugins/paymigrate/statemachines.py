@@ -53,14 +53,19 @@ MIGRATION_HELPER_STATES = (
 ROLLBACK_STATES = (
     "notify_rollback_start",
     "save_rollback_state",
+    "switch_writes_to_source",
     "stop_replication",
     "wait_replication_stopped",
+    "route_traffic_to_source",
+    "unfreeze_source",
     "notify_rollback_complete",
     "notify_failure",
     "rollback_failed",
     "rollback_done",
 )
 ROLLBACK_HELPER_STATES = (
+    "read_active_writer",
+    "cutover_happened",
     "describe_replication_before_stop",
     "replication_stop_needed",
     "task_not_stoppable",
@@ -370,12 +375,42 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
     }
 
 
-def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_topic_arn: str,
-                        dms_task_arn: str, sdk_service: str = "databasemigration",
-                        poll_seconds: int = 15, max_polls: int = 240) -> dict[str, Any]:
-    """The rollback state machine: save state, stop replication, wait until it is stopped.
+# The rollback steps that need the databases and the routers run in the rollback-steps Lambda
+# (``lambdas/rollback_steps.py``): the same migration service calls as the DAG's operators.
+ROLLBACK_LAMBDA_STEPS = ("switch_writes_to_source", "route_traffic_to_source", "unfreeze_source")
 
-    Rerunnable: a task that is already stopped (or never started) is not stopped again.
+
+def _rollback_step(function_arn: str, step: str, next_state: str, failure: str, *,
+                   timeout: int) -> dict[str, Any]:
+    return _task(
+        _LAMBDA_INVOKE,
+        {"FunctionName": function_arn,
+         # The execution input rides along whole: it may carry the switch back's limits.
+         "Payload": {"step": step, "run_id.$": "$$.Execution.Name",
+                     "input.$": "$$.Execution.Input"}},
+        next_state,
+        failure=failure,
+        result_selector={"result.$": "$.Payload"},
+        result_path=f"$.{step}",
+        # Not retried: a switch back that reached the routers but whose answer was lost is
+        # rerun by a new execution, which checks before it acts.
+        retry=[],
+        timeout=timeout,
+    )
+
+
+def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_topic_arn: str,
+                        dms_task_arn: str, steps_function_arn: str, active_writer_parameter: str,
+                        sdk_service: str = "databasemigration", poll_seconds: int = 15,
+                        max_polls: int = 240) -> dict[str, Any]:
+    """The rollback state machine, state for task the ``payment_rollback`` DAG: save state;
+    after a cutover (the contract's active writer is the target) drain reverse replication and
+    switch writes back (``switch_writes_to_source``); stop replication and wait until it is
+    stopped; route every client to the source; unfreeze it; notify.
+
+    The execution input may carry ``max_write_pause_ms``, ``pause_timeout_seconds`` and
+    ``drain_timeout_seconds`` for the switch back, as the DAG's Params. Rerunnable: each step
+    checks before it acts, and a task already stopped is not stopped again.
     """
     _check_polling(poll_seconds, max_polls)
     fail = "notify_failure"
@@ -385,9 +420,23 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
             "States.Format('Rollback {} started.', $$.Execution.Name)",
             "save_rollback_state", fail),
         "save_rollback_state": _checkpoint(
-            rollback_bucket, "rollback", "state", "describe_replication_before_stop", fail,
+            rollback_bucket, "rollback", "state", "read_active_writer", fail,
             # The execution input: who asked for the rollback and why.
             detail="$"),
+        "read_active_writer": _task(
+            _sdk("ssm", "getParameter"), {"Name": active_writer_parameter},
+            "cutover_happened", failure=fail,
+            result_selector={"value.$": "$.Parameter.Value"}, result_path="$.active_writer"),
+        "cutover_happened": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.active_writer.value", "StringEquals": "target",
+                         "Next": "switch_writes_to_source"}],
+            # Before a cutover the source is the writer: nothing to drain or switch back.
+            "Default": "describe_replication_before_stop",
+        },
+        "switch_writes_to_source": _rollback_step(
+            steps_function_arn, "switch_writes_to_source", "describe_replication_before_stop",
+            fail, timeout=900),
         "describe_replication_before_stop": _describe(
             sdk_service, dms_task_arn, "replication_stop_needed", fail),
         "replication_stop_needed": {
@@ -416,14 +465,18 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
             describe="describe_replication_stopped", check="replication_stopped_check",
             count="count_stopped_polls", service=sdk_service, task_arn=dms_task_arn,
             done={"Or": _status_in(dms_status.ordered(dms_status.STOPPED))},
-            done_next="notify_rollback_complete", failure=fail, poll_seconds=poll_seconds,
+            done_next="route_traffic_to_source", failure=fail, poll_seconds=poll_seconds,
             max_polls=max_polls,
             failed_statuses=dms_status.ordered(dms_status.BROKEN_WHILE_STOPPING),
         ),
+        "route_traffic_to_source": _rollback_step(
+            steps_function_arn, "route_traffic_to_source", "unfreeze_source", fail, timeout=120),
+        "unfreeze_source": _rollback_step(
+            steps_function_arn, "unfreeze_source", "notify_rollback_complete", fail, timeout=120),
         "notify_rollback_complete": _notify(
             status_topic_arn, "Rollback complete",
-            "States.Format('Rollback {} complete: replication stopped, source remains the "
-            "writer.', $$.Execution.Name)",
+            "States.Format('Rollback {} complete: the source takes every write.', "
+            "$$.Execution.Name)",
             "rollback_done", fail),
         "notify_failure": _notify(
             error_topic_arn, "Rollback failed",
@@ -435,7 +488,7 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
         "rollback_done": {"Type": "Succeed"},
     }
     return {
-        "Comment": "Payment database migration rollback: stop replication, keep the source",
+        "Comment": "Payment database migration rollback: every write back on the source",
         "StartAt": "notify_rollback_start",
         "States": states,
     }

@@ -7,6 +7,7 @@ session) is only read.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 
@@ -14,7 +15,7 @@ import pytest
 
 from paymigrate import aws, contract
 from paymigrate.errors import ReplicationError
-from paymigrate.replication import engine_for
+from paymigrate.replication import dms_task, engine_for
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +124,20 @@ def test_positions_need_the_endpoints(shared_task_arn):
         e.catch_up("0/16B3748", timeout=1)
     with pytest.raises(ReplicationError, match="no reverse DMS task"):
         e.prepare_reverse()
+
+
+def test_dms_validation_without_table_statistics_says_why(own_task):
+    # moto's server has no describe_table_statistics (FACTS.md): the report says so, labelled.
+    own = engine(own_task["ReplicationTaskArn"]).own_validation()
+    assert own["label"] == "AWS DMS row validation (describe_table_statistics)"
+    assert own["tables"] == [] and "describe_table_statistics" in own["note"]
+
+
+def test_the_local_task_is_given_what_infra_gives_its_task(dms, shared_task_arn):
+    (task,) = dms.describe_replication_tasks(
+        Filters=[{"Name": "replication-task-arn", "Values": [shared_task_arn]}])["ReplicationTasks"]
+    assert json.loads(task["TableMappings"]) == dms_task.table_mappings()
+    assert json.loads(task["ReplicationTaskSettings"]) == dms_task.task_settings()
+    (source,) = dms.describe_endpoints(Filters=[{"Name": "endpoint-arn",
+                                                 "Values": [task["SourceEndpointArn"]]}])["Endpoints"]
+    assert source["PostgreSQLSettings"]["FailTasksOnLobTruncation"] is True

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import handlers
 import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
@@ -49,12 +48,7 @@ def _messages(sqs, queue) -> list[dict]:
 
 
 def _handler_module():
-    # Loaded from its file: in the Lambda runtime lambdas/ is the code root, not a package.
-    path = Path(__file__).resolve().parents[2] / "lambdas" / "data_validation.py"
-    spec = importlib.util.spec_from_file_location("data_validation", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return handlers.load("data_validation")
 
 
 def _clients():

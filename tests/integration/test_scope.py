@@ -7,6 +7,8 @@ import psycopg2
 import pytest
 
 from paymigrate import scope
+from paymigrate.errors import BadInput
+from paymigrate.replication import dms_task
 from paymigrate.replication import preflight as pf
 from paymigrate.validation import list_tables
 
@@ -65,9 +67,21 @@ def test_replication_and_validation_read_the_same_scope(cur, databases):
     assert pf.tables_with_rows(cur) == ["public.events_2026"]
 
 
-def test_dms_mappings_state_the_scope_rules_and_refuse_a_bad_schema():
-    rules = scope.dms_table_mappings("sales")["rules"]
-    assert [(r["rule-action"], r["object-locator"]["table-name"]) for r in rules] == [
-        ("include", "%"), ("exclude", "awsdms_%")]
-    with pytest.raises(ValueError, match="'public; drop table x' is not a plain"):
-        scope.dms_table_mappings("public; drop table x")
+def _selected(mappings):
+    return [(r["rule-action"], r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
+            for r in mappings["rules"]]
+
+
+def test_dms_mappings_are_the_scope_replication_and_validation_read(cur):
+    # Without tables/exclude: the wildcard infra deploys, every schema, the engines' own left out.
+    assert _selected(dms_task.scope_mappings(cur)) == _selected(dms_task.table_mappings())
+    # tables: exactly the leaves that hold their rows, names as stored (no SQL quoting).
+    assert _selected(dms_task.scope_mappings(
+        cur, tables=['public."Mixed Case"', "public.events"], exclude=["public.events_2026"])) == [
+        ("include", "public", "Mixed Case"), ("include", "public", "events_2025_low"),
+        ("exclude", "%", "awsdms_%")]
+    # exclude alone keeps the wildcard, less each leaf it takes away.
+    assert _selected(dms_task.scope_mappings(cur, exclude=["public.events_2025"]))[-2:] == [
+        ("exclude", "public", "events_2025_low"), ("exclude", "%", "awsdms_%")]
+    with pytest.raises(BadInput, match="public.nope"):
+        dms_task.scope_mappings(cur, tables=["public.nope"])

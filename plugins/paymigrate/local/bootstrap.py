@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from paymigrate import contract, names, scope, statemachines
+from paymigrate import contract, names, statemachines
+from paymigrate.replication import dms_task
+from paymigrate.replication.dms_task import SOURCE_POSTGRES_SETTINGS
 
 if TYPE_CHECKING:
     from paymigrate.local.stack import LocalStack
@@ -45,9 +47,11 @@ def bootstrap(stack: LocalStack) -> str:
     secret_arns = _secrets(c("secretsmanager"), stack, created)
     role_arn = _role(c("iam"), names.resource_name("local-service-role", env), created)
     function_arn = _function(c("lambda"), names.resource_name("data-validation", env), role_arn, created)
+    steps_arn = _function(c("lambda"), names.resource_name("rollback-steps", env), role_arn, created,
+                          handler="rollback_steps.handler")
     dms = _dms(c("dms"), stack, secret_arns, created)
     machines = _state_machines(c("stepfunctions"), env, role_arn, buckets, topics, dms, function_arn,
-                               created)
+                               created, steps_arn=steps_arn)
     src, tgt, rtr = stack.port("source"), stack.port("target"), stack.port("router")
     values = {
         "database/production/endpoint": f"127.0.0.1:{src}",
@@ -181,13 +185,14 @@ def lambda_bundle() -> bytes:
     return buf.getvalue()
 
 
-def _function(lam: Any, name: str, role_arn: str, created: list[str]) -> str:
+def _function(lam: Any, name: str, role_arn: str, created: list[str], *,
+              handler: str = "data_validation.handler") -> str:
     try:
         return lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
     except lam.exceptions.ResourceNotFoundException:
         created.append(f"function {name}")
         return lam.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn,
-                                   Handler="data_validation.handler", Code={"ZipFile": lambda_bundle()},
+                                   Handler=handler, Code={"ZipFile": lambda_bundle()},
                                    Timeout=900, MemorySize=1024)["FunctionArn"]
 
 
@@ -215,7 +220,8 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
         endpoints[role] = dms.create_endpoint(
             EndpointIdentifier=ep_id, EndpointType=kind, EngineName="postgres",
             ServerName="127.0.0.1", Port=stack.port(role), DatabaseName=DATABASE, SslMode="none",
-            PostgreSQLSettings={"SecretsManagerSecretId": secret_arns[side]},
+            PostgreSQLSettings={"SecretsManagerSecretId": secret_arns[side],
+                                **(SOURCE_POSTGRES_SETTINGS if kind == "source" else {})},
         )["Endpoint"]["EndpointArn"]
         created.append(f"dms endpoint {ep_id}")
     task_id = names.dms_identifier("task", env)
@@ -227,14 +233,17 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
         task = dms.create_replication_task(
             ReplicationTaskIdentifier=task_id, SourceEndpointArn=endpoints["source"],
             TargetEndpointArn=endpoints["target"], ReplicationInstanceArn=instance,
-            MigrationType="full-load-and-cdc", TableMappings=json.dumps(scope.dms_table_mappings()),
+            MigrationType="full-load-and-cdc", TableMappings=json.dumps(dms_task.table_mappings()),
+            # infra's settings: LobMaxSize and DMS validation as the contract's defaults say.
+            ReplicationTaskSettings=json.dumps(dms_task.task_settings()),
         )["ReplicationTask"]["ReplicationTaskArn"]
         created.append(f"dms task {task_id}")
     return {"instance": instance, "task": task, **endpoints}
 
 
 def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], topics: dict[str, str],
-                    dms: dict[str, str], function_arn: str, created: list[str]) -> dict[str, str]:
+                    dms: dict[str, str], function_arn: str, created: list[str], *,
+                    steps_arn: str) -> dict[str, str]:
     existing = {m["name"]: m["stateMachineArn"] for page in sfn.get_paginator("list_state_machines").paginate()
                 for m in page["stateMachines"]}
     common: dict[str, Any] = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
@@ -243,7 +252,9 @@ def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], 
     definitions = {
         "migration": statemachines.migration_definition(
             checkpoints_bucket=buckets["checkpoints"], validation_function_arn=function_arn, **common),
-        "rollback": statemachines.rollback_definition(rollback_bucket=buckets["rollback"], **common),
+        "rollback": statemachines.rollback_definition(
+            rollback_bucket=buckets["rollback"], steps_function_arn=steps_arn,
+            active_writer_parameter=contract.path("database/active-writer", env), **common),
         "validation": statemachines.validation_definition(validation_function_arn=function_arn),
     }
     arns = {}

@@ -52,7 +52,10 @@ def contract_engine(config: Mapping[str, Any], env: str, *, name: str | None, so
     name = name or config["workflow/replication-engine"]
     if name == "dms":
         return engine_for("dms", task_arn=config["replication/dms-task-arn"], dms_client=dms_client(),
-                          cloudwatch_client=cloudwatch_client(), source=source, target=target)
+                          cloudwatch_client=cloudwatch_client(), source=source, target=target,
+                          tables=tables or None, exclude=exclude or None,
+                          lob_max_size_kb=config["replication/dms-lob-max-size-kb"],
+                          validation=config["replication/dms-validation"])
     return engine_for(name, source=source, target=target, name=names.replication_name(env),
                       tables=tables or None, exclude=exclude or None,
                       initial_copy=config["replication/initial-copy"])

@@ -101,7 +101,7 @@ class MigrationService:
         lock = store.lock()
         resuming = bool(lock and lock.state in (LockState.RUNNING, LockState.FAILED)
                         and lock.run_id != run_id)
-        try:  # every engine: DMS's preflight reads its task's table mappings, not these names
+        try:  # every engine: both read the same scope (DMS's task mappings are made from it)
             check_source_tables(self.platform.endpoint("source"), tables=tables, exclude=exclude)
         except BadInput as exc:
             raise Refused(f"preflight refused: {exc}") from None
@@ -163,8 +163,13 @@ class MigrationService:
         p = Plan.of(plan)
         engine = self.engine(p)
         report = summary(validate(source=self.platform.endpoint("source"),
-                                  target=self.platform.endpoint("target"), tables=self.tables_in_scope(p),
-                                  max_keys=max_keys, catch_up=engine.catch_up))
+                                  target=self.platform.endpoint("target"),
+                                  tables=self.tables_in_scope(p), max_keys=max_keys,
+                                  catch_up=engine.catch_up))
+        report["label"] = "paymigrate: row count, checksum and exact keys, source against target"
+        own = engine.own_validation()
+        if own is not None:  # the engine's verdict beside ours, labelled; ours decides
+            report["engine_validation"] = summary(own)
         history.record_validation(self.platform.checkpoints(), report, where="migration",
                                   run_id=run_id, dag_id=dag_id)
         return report
@@ -262,6 +267,35 @@ class MigrationService:
         if store.lock():
             store.set_state(LockState.ROLLED_BACK, run_id=run_id)
         return {"route": f"{source.host}:{source.port}", "moved": moved}
+
+    def rollback_step(self, step: str, *, run_id: str, max_write_pause_ms: Any = 10000,
+                      pause_timeout_seconds: Any = 10, drain_timeout_seconds: Any = 30) -> dict[str, Any]:
+        """One step of the rollback state machine that needs the databases and the routers (its
+        rollback-steps Lambda), the same call as the ``payment_rollback`` task of that id; the
+        limits are the DAG's Params, with its defaults."""
+        if step == "switch_writes_to_source":
+            store = self.platform.checkpoints()
+            plan = self.migration_plan(store) or Plan(
+                migration_id="none", engine=self.config["workflow/replication-engine"])
+            limits = {}
+            for name, value, low, high in (("max_write_pause_ms", max_write_pause_ms, 50, 600000),
+                                           ("pause_timeout_seconds", pause_timeout_seconds, 0.5, 300),
+                                           ("drain_timeout_seconds", drain_timeout_seconds, 1, 3600)):
+                try:
+                    limits[name] = float(value)
+                except (TypeError, ValueError):
+                    raise BadInput(name, value, "not a number") from None
+                if not low <= limits[name] <= high:
+                    raise BadInput(name, value, f"outside {low}..{high}")
+            return self.switch_back(plan.to_dict(), max_write_pause=limits["max_write_pause_ms"] / 1000,
+                                    pause_timeout=limits["pause_timeout_seconds"],
+                                    drain_timeout=limits["drain_timeout_seconds"])
+        if step == "route_traffic_to_source":
+            return self.route_to_source(run_id=run_id)
+        if step == "unfreeze_source":
+            return self.unfreeze_source()
+        raise BadInput("step", step, "not switch_writes_to_source, route_traffic_to_source or "
+                                     "unfreeze_source")
 
     def unfreeze_source(self) -> dict[str, Any]:
         """The source writable and its fence gone (idempotent). A fence trigger whose table is

@@ -248,6 +248,11 @@ class Engine(Protocol):
         while there is one); [] when the schemas agree."""
         ...
 
+    def own_validation(self) -> dict[str, Any] | None:
+        """The engine's own verdict on the rows it moved, labelled, for the validation report
+        beside paymigrate's; None when the engine has none."""
+        ...
+
     def prepare_reverse(self) -> None: ...
 
     def capture_reverse(self, *, timeout: float) -> str:

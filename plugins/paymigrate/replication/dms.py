@@ -15,6 +15,7 @@ carry either.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2.extensions import cursor as Cursor
 
+from paymigrate import contract
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
-from paymigrate.replication import dms_status
+from paymigrate.replication import dms_status, dms_task
 from paymigrate.replication import preflight as pf
 from paymigrate.replication import sequences as seqs
 
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 # The status words and what they mean are defined once, beside the state machines' use of them.
 RUNNING, BUSY, STATE = dms_status.WORKING, dms_status.BUSY, dms_status.ENGINE_STATE
 LATENCY_WINDOW = dt.timedelta(minutes=10)
+# What describe_table_statistics says about DMS's own row validation of a table.
+VALIDATION_FIELDS = ("ValidationState", "ValidationStateDetails", "ValidationPendingRecords",
+                     "ValidationFailedRecords", "ValidationSuspendedRecords")
 
 
 def start_type(task: dict[str, Any], *, reload: bool = False) -> str | None:
@@ -74,6 +79,14 @@ def start_type(task: dict[str, Any], *, reload: bool = False) -> str | None:
     return "resume-processing" if started and status in {"stopped", "failed"} else "start-replication"
 
 
+def _document(text: str | None) -> Any:
+    """A task's JSON document (mappings, settings) as data; None when absent or unreadable."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 def full_load_done(task: dict[str, Any]) -> bool:
     """Every table loaded: 100 percent, none loading, queued or errored."""
     st = task.get("ReplicationTaskStats") or {}
@@ -90,7 +103,9 @@ class DmsEngine:
     def __init__(self, *, task_arn: str, dms_client: Any = None, cloudwatch_client: Any = None,
                  source: Endpoint | None = None, target: Endpoint | None = None,
                  reverse_task_arn: str | None = None, slot_name: str | None = None,
-                 poll: float = 5.0, reload: bool = False):
+                 poll: float = 5.0, reload: bool = False, tables: list[str] | None = None,
+                 exclude: list[str] | None = None, lob_max_size_kb: int | None = None,
+                 validation: bool | None = None):
         for label, arn in (("task_arn", task_arn), ("reverse_task_arn", reverse_task_arn)):
             if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")
                                         and ":task:" in arn):
@@ -100,6 +115,13 @@ class DmsEngine:
         self.task_arn, self.reverse_task_arn = task_arn, reverse_task_arn
         self.source, self.target, self.slot_name = source, target, slot_name
         self.poll, self.reload = poll, reload
+        # The migration's scope (as validation and the cutover read it) and the task's LobMaxSize
+        # (the contract's value, which infra deployed): what preflight and start act on.
+        self.tables, self.exclude = list(tables or []), list(exclude or [])
+        self.lob_max_size_kb = int(lob_max_size_kb if lob_max_size_kb is not None else
+                                   contract.PARAMETERS["replication/dms-lob-max-size-kb"].default)
+        # The contract's replication/dms-validation; None leaves the task's setting as it is.
+        self.validation = validation
         self._dms, self._cw = dms_client, cloudwatch_client
 
     def __repr__(self) -> str:
@@ -159,8 +181,17 @@ class DmsEngine:
                                           f"{task['Status']}: {task.get('LastFailureMessage', '')}"))
         if self.source is not None:
             with connection(self.source) as conn, conn.cursor() as cur:
-                oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
+                oids, unknown = pf.scope_oids(cur, tables=self.tables or None,
+                                              exclude=self.exclude or None)
+                problems += [Problem(name, "not found on the source") for name in unknown]
                 problems += pf.evaluate_source(*pf.gather_source(cur, oids))
+                problems += pf.evaluate_lobs(pf.measure_lobs(cur, oids),
+                                             lob_max_size_kb=self.lob_max_size_kb)
+                sequences = sorted(seqs.read(conn))
+            if sequences:  # a note, not a refusal: the cutover copies them inside the pause
+                log.info("DMS does not carry sequence values: %d sequence(s) (%s) are synced at "
+                         "cutover", len(sequences), ", ".join(sequences[:20])
+                         + (" ..." if len(sequences) > 20 else ""))
         else:
             log.warning("DMS preflight without the source endpoint: table checks skipped")
         log.info("DMS preflight of %s: %d problem(s)", self.task_arn, len(problems))
@@ -168,7 +199,53 @@ class DmsEngine:
 
     def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
         # DMS copies on its own: its table statistics are its progress (status()).
+        self.apply_scope()
         return self._start("forward")
+
+    def table_mappings(self) -> dict[str, Any]:
+        """The mappings of the migration's scope (``tables``/``exclude`` resolved on the source),
+        the same scope validation compares and the cutover checks."""
+        if not self.tables and not self.exclude:
+            return dms_task.table_mappings()
+        with connection(self._endpoint("source")) as conn, conn.cursor() as cur:
+            return dms_task.scope_mappings(cur, tables=self.tables, exclude=self.exclude)
+
+    def apply_scope(self, *, timeout: float = 300) -> bool:
+        """Give the forward task what the migration asks of it when it differs from what the task
+        has (what infra deployed, or an earlier run's): the scope's table mappings and, when the
+        engine has a ``validation`` setting, DMS's own row validation on or off. True when the
+        task was modified. A running task is never changed under its load: that is refused."""
+        task = self.task()
+        name = task["ReplicationTaskIdentifier"]
+        changes: dict[str, str] = {}
+        wanted = self.table_mappings()
+        if _document(task.get("TableMappings")) != wanted:
+            changes["TableMappings"] = json.dumps(wanted)
+        settings = _document(task.get("ReplicationTaskSettings")) or {}
+        validation = settings.get("ValidationSettings") or {}
+        if self.validation is not None and bool(validation.get("EnableValidation")) != self.validation:
+            # The task's own document with one field changed: the rest stays as infra set it.
+            settings["ValidationSettings"] = {**validation, "EnableValidation": self.validation}
+            changes["ReplicationTaskSettings"] = json.dumps(settings)
+        if not changes:
+            return False
+        what = " and ".join({"TableMappings": "table mappings", "ReplicationTaskSettings":
+                             "validation setting"}[k] for k in changes)
+        if task["Status"] in RUNNING | BUSY:
+            raise ReplicationError(f"DMS task {name} is {task['Status']} with other {what} than "
+                                   "the migration asks: stop it before a run with these")
+        try:
+            self.dms.modify_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"], **changes)
+        except ClientError as exc:
+            raise ReplicationError(f"modify_replication_task of DMS task {name} ({what} of the "
+                                   f"migration) refused: {exc}") from None
+        log.info("DMS task %s: %s set from the migration's scope and contract", name, what)
+        deadline = time.monotonic() + timeout
+        while (status := self.task()["Status"]) in BUSY:
+            if time.monotonic() >= deadline:
+                raise ReplicationError(f"DMS task {name} still {status} after {timeout:.0f}s")
+            time.sleep(self.poll)
+        return True
 
     def _start(self, direction: Direction, *, cdc_start_position: str | None = None) -> StartResult:
         task = self.task(direction=direction)
@@ -201,6 +278,28 @@ class DmsEngine:
         except (ClientError, BotoCoreError) as exc:
             return {}, f"per-table statistics unavailable (describe_table_statistics: {exc})"
         return tables, ""
+
+    def own_validation(self) -> dict[str, Any]:
+        """DMS's row validation of the forward task, per table (``describe_table_statistics``:
+        ValidationState and its record counts), labelled for the report beside paymigrate's.
+        Reported, not judged: the decision stays with paymigrate's exact comparison."""
+        settings = _document(self.task().get("ReplicationTaskSettings")) or {}
+        enabled = bool((settings.get("ValidationSettings") or {}).get("EnableValidation"))
+        out: dict[str, Any] = {"label": "AWS DMS row validation (describe_table_statistics)",
+                               "task": self.task_arn, "enabled": enabled, "tables": [], "note": ""}
+        try:
+            for page in self.dms.get_paginator("describe_table_statistics").paginate(
+                    ReplicationTaskArn=self.task_arn):
+                out["tables"] += [{"table": f"{t['SchemaName']}.{t['TableName']}",
+                                   **{k: t[k] for k in VALIDATION_FIELDS if k in t}}
+                                  for t in page.get("TableStatistics", [])]
+        except (ClientError, BotoCoreError) as exc:
+            out["note"] = f"DMS table statistics unavailable (describe_table_statistics: {exc})"
+        if not enabled and not out["note"]:
+            out["note"] = ("DMS validation is off on the task (contract replication/dms-validation "
+                           "false): its states read Not enabled")
+        out["tables"].sort(key=lambda t: t["table"])
+        return out
 
     def status(self, *, direction: Direction = "forward") -> ReplicationStatus:
         task = self.task(direction=direction)
@@ -350,10 +449,10 @@ class DmsEngine:
         log.info("DMS task %s is %s", task["ReplicationTaskIdentifier"], status)
 
     def scope_tables(self) -> list[str]:
-        """Every table on the source in scope of the migration (DMS's own mapping decides what it
-        carries; the switch fences and checks these)."""
+        """Every table on the source in scope of the migration (its ``tables``/``exclude``, the
+        scope the task's mappings are made from); the switch fences and checks these."""
         with connection(self._endpoint("source")) as conn, conn.cursor() as cur:
-            oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
+            oids, _ = pf.scope_oids(cur, tables=self.tables or None, exclude=self.exclude or None)
             return pf.table_names(cur, oids)
 
     def schema_drift(self) -> list[Drift]:

@@ -6,6 +6,9 @@ into problems and warnings without a server, so each rule is tested on its own.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +16,8 @@ from paymigrate import scope
 from paymigrate.replication.base import Problem
 from paymigrate.replication.retention import Room, evaluate_room, read_room
 from paymigrate.replication.versions import check_versions
+
+log = logging.getLogger(__name__)
 
 _TABLE_FACTS = """
 SELECT format('%%I.%%I', n.nspname, c.relname),
@@ -275,20 +280,37 @@ def set_identity_index(cur, oids: list[int]) -> list[str]:
     return done
 
 
-def gather_source(scur, oids: list[int]) -> tuple[tuple[TableFacts, ...], int, list[tuple[str, str]]]:
+# Columns that point at large objects (oid, or a domain over it such as the lo extension's):
+# DMS would move the number, not the object it names.
+_OID_COLUMNS = """
+SELECT format('%%I.%%I', n.nspname, c.relname), a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE c.oid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  AND (CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END) = 'oid'::regtype
+ORDER BY 1, 2
+"""
+
+
+def gather_source(scur, oids: list[int]) -> tuple[tuple[TableFacts, ...], int,
+                                                  list[tuple[str, str]], list[tuple[str, str, str]]]:
     """Source-only facts for engines that own their target (DMS): tables, large objects,
-    unconstrained numeric columns."""
+    unconstrained numeric columns, columns that reference large objects."""
     scur.execute(_TABLE_FACTS, (oids,))
     tables = tuple(TableFacts(*r) for r in scur.fetchall())
     scur.execute("SELECT count(*) FROM pg_largeobject_metadata")
     large_objects = scur.fetchone()[0]
     scur.execute(_UNCONSTRAINED_NUMERIC, (oids,))
-    return tables, large_objects, [(t, c) for t, c in scur.fetchall()]
+    numeric = [(t, c) for t, c in scur.fetchall()]
+    scur.execute(_OID_COLUMNS, (oids,))
+    return tables, large_objects, numeric, [(t, c, k) for t, c, k in scur.fetchall()]
 
 
 def evaluate_source(tables: tuple[TableFacts, ...], large_objects: int,
-                    numeric_columns: list[tuple[str, str]]) -> list[Problem]:
-    """The refusals DMS shares with native replication, plus its NUMERIC truncation."""
+                    numeric_columns: list[tuple[str, str]],
+                    oid_columns: Sequence[tuple[str, str, str]] = ()) -> list[Problem]:
+    """The refusals DMS shares with native replication, plus its NUMERIC truncation and the
+    columns that reference large objects."""
     problems = []
     for t in tables:
         if t.persistence == "u":
@@ -298,9 +320,94 @@ def evaluate_source(tables: tuple[TableFacts, ...], large_objects: int,
                 f"no primary key or replica identity and {t.updates} update(s), {t.deletes} "
                 "delete(s) seen: CDC cannot apply them")))
     if large_objects:
-        problems.append(Problem("pg_largeobject", f"{large_objects} large object(s): not migrated"))
+        problems.append(Problem("pg_largeobject", (
+            f"{large_objects} large object(s): DMS does not carry large objects; move their data "
+            "into bytea columns (or drop them) before the migration")))
     for table, column in numeric_columns:
         problems.append(Problem(table, (
             f"column {column} is NUMERIC without precision: DMS maps it to NUMERIC(28,6) and "
             "drops digits; give it a precision and scale")))
+    for table, column, kind in oid_columns:
+        problems.append(Problem(table, (
+            f"column {column} ({kind}) references large objects: DMS carries the number, not "
+            "the object, which would not exist on the target; store the data in a bytea column")))
+    return problems
+
+
+# Columns DMS moves as LOBs from PostgreSQL: text, varchar without a length, json, jsonb, bytea,
+# xml, and domains over them (the domain's base type and typmod decide).
+_LOB_COLUMNS = """
+SELECT format('%%I.%%I', n.nspname, c.relname), a.attname, format_type(a.atttypid, a.atttypmod),
+       b.base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
+CROSS JOIN LATERAL (SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END AS base,
+                           CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS mod) b
+WHERE c.oid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  AND (b.base IN ('text'::regtype, 'json'::regtype, 'jsonb'::regtype, 'bytea'::regtype,
+                  'xml'::regtype)
+       OR (b.base = 'varchar'::regtype AND b.mod = -1))
+ORDER BY 1, a.attnum
+"""
+
+
+@dataclass(frozen=True)
+class LobColumn:
+    """A LOB-like column and the size in bytes of its largest value (None: no value)."""
+
+    table: str  # format('%I.%I')
+    column: str
+    type: str
+    largest: int | None
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def measure_lobs(cur, oids: list[int]) -> list[LobColumn]:
+    """The largest value of every LOB-like column of ``oids``, one sequential scan per table that
+    has such columns, every column's maximum from that one scan.
+
+    Cost: a full read of each such table (heap and TOAST). ``octet_length`` of text, varchar and
+    bytea reads only the stored length header of a TOASTed value, not the value; json, jsonb and
+    xml are measured as DMS sends them, as text, so each of their values is detoasted and
+    rendered: budget about one ``count(*)`` plus the rendering per table with such columns."""
+    cur.execute(_LOB_COLUMNS, (oids,))
+    by_table: dict[str, list[tuple[str, str, bool]]] = {}
+    for table, column, kind, as_text in cur.fetchall():
+        by_table.setdefault(table, []).append((column, kind, as_text))
+    found: list[LobColumn] = []
+    for table, columns in by_table.items():
+        sizes = ", ".join(f"max(octet_length({_quote(c)}{'::text' if as_text else ''}))"
+                          for c, _, as_text in columns)
+        started = time.monotonic()
+        cur.execute(f"SELECT {sizes} FROM {table}")  # table is format('%I.%I')
+        row = cur.fetchone()
+        log.info("LOB sizes of %s (%d column(s)) measured in %.2fs", table, len(columns),
+                 time.monotonic() - started)
+        found += [LobColumn(table, c, kind, size) for (c, kind, _), size in zip(columns, row, strict=True)]
+    return found
+
+
+def evaluate_lobs(columns: list[LobColumn], *, lob_max_size_kb: int) -> list[Problem]:
+    """Refuse every column whose largest value DMS's limited LOB mode would truncate.
+
+    >>> p = evaluate_lobs([LobColumn("public.t", "note", "text", 40 * 1024)], lob_max_size_kb=32)[0]
+    >>> p.table, p.reason.split(":")[0]
+    ('public.t', 'column note (text) holds a value of 40960 bytes (40.0 kB), above LobMaxSize 32 kB')
+    """
+    limit = lob_max_size_kb * 1024
+    problems = []
+    for c in columns:
+        if c.largest is None or c.largest <= limit:
+            continue
+        needed = -(-c.largest // 1024)
+        problems.append(Problem(c.table, (
+            f"column {c.column} ({c.type}) holds a value of {c.largest} bytes "
+            f"({c.largest / 1024:.1f} kB), above LobMaxSize {lob_max_size_kb} kB: DMS in limited "
+            f"LOB mode would truncate it (FailTasksOnLobTruncation fails the task instead); raise "
+            f"replication/dms-lob-max-size-kb (the task's LobMaxSize, in kB) to at least {needed}, "
+            f"or move {c.table} in full LOB mode (a table-settings rule, lob-settings mode "
+            "unlimited)")))
     return problems

@@ -203,8 +203,9 @@ def test_no_iam_statement_allows_everything_or_writes_everywhere(stack):
     docs = _policy_documents(mocks)
     assert {name for name, _ in docs} == {
         "replication-secrets-access-policy", "functions-validation-policy",
-        "functions-authorizer-policy", "workflows-migration-policy", "workflows-rollback-policy",
-        "workflows-validation-policy", "routers-policy", "api-functions-migration-status-api-policy",
+        "functions-rollback-steps-policy", "functions-authorizer-policy",
+        "workflows-migration-policy", "workflows-rollback-policy", "workflows-validation-policy",
+        "routers-policy", "api-functions-migration-status-api-policy",
         "api-functions-start-validation-api-policy"}
     wildcard_writes_seen = set()
     for name, doc in docs:
@@ -306,6 +307,17 @@ def test_state_machines_are_sound_logged_and_traced(stack):
         exported["task_arn"])
     assert migration["States"]["validate"]["Parameters"]["FunctionName"] == (
         exported["validation_arn"])
+    # The rollback's switch back, route and unfreeze run in the rollback-steps function.
+    (steps,) = [f for f in mocks.of("aws:lambda/function:Function")
+                if f.inputs["name"] == "paymigrate-rollback-steps-dev"]
+    assert steps.inputs["handler"] == "rollback_steps.handler"
+    assert steps.inputs["vpcConfig"]["subnetIds"]
+    for state in statemachines.ROLLBACK_LAMBDA_STEPS:
+        params = rollback["States"][state]["Parameters"]
+        assert params["FunctionName"].endswith(":function:paymigrate-rollback-steps-dev")
+        assert params["Payload"]["step"] == state
+    assert rollback["States"]["read_active_writer"]["Parameters"]["Name"] == (
+        "/migration/dev/database/active-writer")
     for inputs in machines.values():
         assert inputs["loggingConfiguration"]["level"] == "ALL"
         assert inputs["loggingConfiguration"]["logDestination"].endswith(":*")
@@ -322,14 +334,19 @@ def test_replication_uses_tls_secrets_and_validates(stack):
         assert e.inputs["secretsManagerAccessRoleArn"].endswith(":role/paymigrate-dms-secrets-"
                                                                  "access-dev")
         assert "password" not in e.inputs
+    (source,) = [e for e in endpoints if e.inputs["endpointType"] == "source"]
+    # Limited LOB mode fails the task on a value above LobMaxSize instead of truncating it.
+    assert source.inputs["postgresSettings"]["failTasksOnLobTruncation"] is True
     (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
     assert task.inputs["migrationType"] == "full-load-and-cdc"
     assert task.inputs["startReplicationTask"] is False
     settings = json.loads(task.inputs["replicationTaskSettings"])
     assert settings["ValidationSettings"]["EnableValidation"] is True
     assert settings["Logging"]["EnableLogging"] is True
+    assert settings["TargetMetadata"]["LobMaxSize"] == 32  # the contract's default
     rule = json.loads(task.inputs["tableMappings"])["rules"][0]
-    assert rule["object-locator"] == {"schema-name": "public", "table-name": "%"}
+    # Every schema of the scope, not only public (validation compares every schema).
+    assert rule["object-locator"] == {"schema-name": "%", "table-name": "%"}
     (instance,) = mocks.of("aws:dms/replicationInstance:ReplicationInstance")
     assert instance.inputs["publiclyAccessible"] is False
     assert instance.inputs["multiAz"] is True
@@ -411,3 +428,16 @@ def test_settings_refuse_infra_owned_contract_keys():
     with pytest.raises(ValueError, match="routerCount"):
         StackSettings(env="dev", region="eu-west-1", router_package="paymigrate==0.1.0",
                       router_count=1)
+
+
+def test_lob_max_size_and_dms_validation_are_the_contract_values_the_engine_reads():
+    overrides = {"workflow/mode": "replication", "replication/dms-lob-max-size-kb": 64,
+                 "replication/dms-validation": False}
+    mocks, _ = run_program(base_config("ci", ephemeral=True, parameters=overrides), stack="ci")
+    (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
+    settings = json.loads(task.inputs["replicationTaskSettings"])
+    assert settings["TargetMetadata"]["LobMaxSize"] == 64
+    assert settings["ValidationSettings"]["EnableValidation"] is False  # the contract's flag
+    (written,) = [p for p in mocks.of("aws:ssm/parameter:Parameter")
+                  if p.inputs["name"] == "/migration/ci/replication/dms-lob-max-size-kb"]
+    assert written.inputs["insecureValue"] == "64"

