@@ -179,6 +179,8 @@ _ALL = (
        "(PostgreSQL's table sync, inside the servers)", default="snapshot",
        choices=INITIAL_COPIES),
     _p("replication/dms-task-arn", "arn", "DMS full-load-and-cdc replication task"),
+    _p("replication/reverse-task-arn", "arn", "DMS CDC-only task from the target back to the "
+       "source (endpoints swapped), started at the position the cutover captured inside its pause"),
     _p("replication/dms-instance-arn", "arn", "DMS replication instance"),
     _p("replication/dms-source-endpoint-arn", "arn", "DMS source endpoint"),
     _p("replication/dms-target-endpoint-arn", "arn", "DMS target endpoint"),

@@ -27,9 +27,14 @@ from paymigrate.inputs import parse_table
 
 # Where the DMS task keeps its control tables on the target (its ControlSchema setting).
 DMS_CONTROL_SCHEMA = "dms_control"
+# The migration's own objects on both servers (the write fence, the DMS drain marker): never
+# the application's, so never fenced, validated or published; schema copies leave it out too.
+MIGRATION_SCHEMA = "paymigrate"
+# The one migration table DMS carries (both directions): the drain waits for its rows.
+DRAIN_MARKER_TABLE = "drain_marker"
 # Schemas and table names that belong to a replication engine, not to the application.
 INTERNAL_SCHEMAS = ("pg_catalog", "information_schema", "pglogical", "awsdms_control",
-                    DMS_CONTROL_SCHEMA)
+                    DMS_CONTROL_SCHEMA, MIGRATION_SCHEMA)
 INTERNAL_TABLE_PREFIX = "awsdms_"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 
@@ -132,10 +137,11 @@ def read(cur: Any, *, tables: Sequence[str] | None = None,
 
 def dms_table_mappings(schema: str = "public") -> dict[str, Any]:
     """The DMS task's table mappings: every table of ``schema``, discovered, never listed in
-    code, less DMS's own control tables, as :func:`read` has it.
+    code, less DMS's own control tables, as :func:`read` has it; and the drain marker, which
+    the DMS engine's drain waits for on the other side.
 
     >>> [r["rule-action"] for r in dms_table_mappings()["rules"]]
-    ['include', 'exclude']
+    ['include', 'exclude', 'include']
     """
     if not _IDENTIFIER.match(schema):
         raise ValueError(f"schema: {schema!r} is not a plain PostgreSQL identifier")
@@ -145,4 +151,12 @@ def dms_table_mappings(schema: str = "public") -> dict[str, Any]:
         {"rule-type": "selection", "rule-id": "2", "rule-name": "exclude-dms-control-tables",
          "object-locator": {"schema-name": schema, "table-name": f"{INTERNAL_TABLE_PREFIX}%"},
          "rule-action": "exclude"},
+        drain_marker_rule("3"),
     ]}
+
+
+def drain_marker_rule(rule_id: str) -> dict[str, Any]:
+    """The selection rule that carries the DMS drain marker (any mappings must have it)."""
+    return {"rule-type": "selection", "rule-id": rule_id, "rule-name": "include-drain-marker",
+            "object-locator": {"schema-name": MIGRATION_SCHEMA, "table-name": DRAIN_MARKER_TABLE},
+            "rule-action": "include"}
