@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from paymigrate import aws, contract
+from paymigrate import aws, contract, names
+from paymigrate.db import connection
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import engine_for
 
@@ -94,7 +95,9 @@ def test_lag_none_without_datapoints_then_read_from_cloudwatch(own_task):
 
 
 def test_preflight_of_the_shared_task_and_a_missing_one(shared_task_arn):
-    assert engine(shared_task_arn).preflight() == []
+    # Without the servers and slot names the DMS path cannot be checked, and preflight says so.
+    [problem] = engine(shared_task_arn).preflight()
+    assert "made without forward slot name, reverse slot name, the source endpoint" in problem.reason
     missing = shared_task_arn.rsplit(":", 1)[0] + ":task:does-not-exist"
     [problem] = engine(missing).preflight()
     assert "does not exist" in problem.reason
@@ -111,7 +114,7 @@ def test_preflight_refuses_unconstrained_numeric_with_a_source(stack, databases,
         cur.execute("CREATE TABLE fx (id int PRIMARY KEY, rate numeric, fee numeric(19,4))")
     conn.close()
     e = engine(shared_task_arn, source=stack.endpoint("source", dbname=dbname))
-    [problem] = e.preflight()
+    [problem] = [p for p in e.preflight() if p.table]
     assert problem.table == "public.fx" and "column rate is NUMERIC without precision" in problem.reason
 
 
@@ -123,3 +126,31 @@ def test_positions_need_the_endpoints(shared_task_arn):
         e.catch_up("0/16B3748", timeout=1)
     with pytest.raises(ReplicationError, match="no reverse DMS task"):
         e.prepare_reverse()
+
+
+def test_preflight_says_what_the_local_dms_path_lacks_before_anything_is_created(stack):
+    """The bootstrapped DMS path against the stand-ins: slots and tasks are right, but no
+    replication instance ever reached an endpoint (moto moves no rows), and preflight says so,
+    per endpoint, and what to use instead; nothing is created on the servers."""
+    from paymigrate.migration.platform import ClientPlatform
+
+    platform = ClientPlatform(env=stack.env)
+    e = platform.engine(name="dms")
+    assert e.slot_names == {"forward": names.dms_slot_name(stack.env),
+                            "reverse": names.dms_slot_name(stack.env, "reverse")}
+    reasons = [p.reason for p in e.preflight()]
+    assert len(reasons) == 4, reasons
+    for task, ident in (("forward", "source-endpoint"), ("forward", "target-endpoint"),
+                        ("reverse", "reverse-source-endpoint"), ("reverse", "reverse-target-endpoint")):
+        endpoint = names.dms_identifier(ident, stack.env)
+        assert any(r.startswith(f"{task} DMS task") and f"endpoint {endpoint} (127.0.0.1:" in r
+                   and "was never tested" in r and "engine=postgres-logical" in r for r in reasons), reasons
+    for side in ("source", "target"):
+        assert _count(stack, side, "SELECT count(*) FROM pg_replication_slots") == 0
+    assert _count(stack, "source", "SELECT count(*) FROM pg_tables WHERE schemaname = 'paymigrate'") == 0
+
+
+def _count(stack, side, query):
+    with connection(stack.endpoint(side)) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchone()[0]

@@ -200,7 +200,11 @@ class DmsEngine:
         return self._start("forward")
 
     def setup(self) -> None:
-        source, target = self._endpoint("source"), self._endpoint("target")
+        if self.source is None or self.target is None:
+            log.warning("DMS engine without both endpoints: the target schema, the drain marker "
+                        "table and the task's slot must exist already")
+            return
+        source, target = self.source, self.target
         with connection(source) as conn, conn.cursor() as cur:
             oids, _ = pf.scope_oids(cur, tables=None, exclude=None)
             names = pf.table_names(cur, oids)
