@@ -251,7 +251,7 @@ class DmsEngine:
         log.info("slot %s created on %s at %s for the %s DMS task", name, ep.safe(), lsn, direction)
         return lsn
 
-    def _drop_slot(self, direction: Direction) -> bool:
+    def drop_slot(self, direction: Direction) -> bool:
         """Drop ``direction``'s slot unless DMS reads it now; whether one was dropped."""
         ep, name = self._slot(direction)
         with connection(ep, autocommit=True) as conn, conn.cursor() as cur:
@@ -450,7 +450,7 @@ class DmsEngine:
         if task["Status"] in RUNNING:
             raise ReplicationError(f"reverse DMS task {task['ReplicationTaskIdentifier']} is "
                                    f"{task['Status']}: the target is already the writer")
-        if self._drop_slot("reverse"):
+        if self.drop_slot("reverse"):
             log.warning("stale reverse slot %s dropped before the cutover", self.slot_names["reverse"])
 
     def capture_reverse(self, *, timeout: float) -> str:
@@ -461,7 +461,7 @@ class DmsEngine:
 
     def release_reverse(self) -> None:
         """After an abort inside the pause: drop the reverse slot (idempotent)."""
-        self._drop_slot("reverse")
+        self.drop_slot("reverse")
 
     def attach_reverse(self, *, from_position: str | None = None) -> StartResult:
         """After RESUME: stop the forward task, then start the reverse CDC task
