@@ -11,6 +11,8 @@ would, and nothing more:
   order, on the task's target, in ``session_replication_role = replica`` (as DMS's apply does,
   so the write fence's triggers do not fire); the forward task first loads every table (a
   truncate and a copy, then the slot's changes from its start, applied idempotently);
+* values go back as untyped literals, so each takes its column's type (``test_decoding`` names
+  ``character(3)`` as ``character``, whose cast would cut it to one letter);
 * it answers ``DescribeTableStatistics`` (which moto lacks) for the tables it carries, and puts
   ``CDCLatencyTarget`` datapoints to CloudWatch, as DMS does.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import re
 import threading
 import time
@@ -38,6 +41,9 @@ from psycopg2 import sql
 
 from paymigrate import names, scope
 from paymigrate.db import Endpoint
+from paymigrate.replication.base import lsn_to_int
+
+log = logging.getLogger("dms-data-plane-double")
 
 _CHANGE = re.compile(r"^table (?P<table>.+?): (?P<op>INSERT|UPDATE|DELETE|TRUNCATE): ?(?P<rest>.*)$", re.S)
 _COLUMN = re.compile(r"""(?P<name>"(?:[^"]|"")*"|[^\s\[]+)\[(?P<type>.+?)\]:"""
@@ -64,6 +70,8 @@ def _columns(text: str) -> list[tuple[str, str, str | None | object]]:
 
 
 UNCHANGED = object()
+STATUS_EVERY = 0.3  # seconds between reads of the tasks' status
+METRIC_EVERY = 5.0  # seconds between CDCLatencyTarget datapoints
 
 
 @dataclass
@@ -74,6 +82,7 @@ class Direction:
     subscriber: Endpoint
     slot: str
     loaded: bool = False
+    applied_upto: int = 0  # commit position of the last transaction applied
     keys: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -81,7 +90,7 @@ class DmsDataPlaneDouble(threading.Thread):
     """See the module docstring. ``calls`` records every DMS call other clients make (the
     engine's), as ``(operation, params)``, from botocore's ``before-parameter-build`` event."""
 
-    def __init__(self, stack: Any, *, task_arn: str, reverse_task_arn: str, poll: float = 0.05):
+    def __init__(self, stack: Any, *, task_arn: str, reverse_task_arn: str, poll: float = 0.02):
         super().__init__(daemon=True, name="dms-data-plane-double")
         self.stack, self.poll = stack, poll
         self.dms, self.cloudwatch = stack.client("dms"), stack.client("cloudwatch")
@@ -95,6 +104,7 @@ class DmsDataPlaneDouble(threading.Thread):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.applied = {"forward": 0, "reverse": 0}  # transactions applied
         self._conns: dict[str, Any] = {}
+        self._tables: dict[str, list[tuple[str, str, str]]] = {}
         self._original_create_client: Callable[..., Any] | None = None
 
     # ---- the control plane's view: connections, table statistics, the call spy ---------------
@@ -140,22 +150,30 @@ class DmsDataPlaneDouble(threading.Thread):
 
     # ---- the data plane -------------------------------------------------------------------------
     def run(self) -> None:
-        last_metric = 0.0
+        last_metric = last_status = 0.0
+        running: dict[str, bool] = {}
         while not self.halt.wait(self.poll):
             try:
+                # The tasks' status from moto a few times a second, the slots every poll: a
+                # replication instance reads its slot continuously, its task's status is news.
+                if time.monotonic() - last_status > STATUS_EVERY:
+                    running = {d.name: self._task(d)["Status"] == "running" for d in self.directions}
+                    last_status = time.monotonic()
                 for d in self.directions:
-                    if self._task(d)["Status"] != "running":
+                    if not running.get(d.name):
                         continue
                     if d.name == "forward" and not d.loaded:
                         self._full_load(d)
                     self._apply(d)
-                    if time.monotonic() - last_metric > 1:
+                    if time.monotonic() - last_metric > METRIC_EVERY:
                         self._metric(d)
                         last_metric = time.monotonic()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 # A freeze ends client sessions, this one's too; DMS reconnects, so does this.
+                log.info("reconnecting after %s", str(exc).strip())
                 self._close()
             except BaseException as exc:  # kept for the test to raise
+                log.exception("DMS data-plane double failed")
                 self.error = exc
                 return
         self._close()
@@ -184,11 +202,15 @@ class DmsDataPlaneDouble(threading.Thread):
 
     def _carried(self, d: Direction) -> list[tuple[str, str, str]]:
         """The tables the task's mappings select, the scope's and the drain marker, as
-        ``(schema, name, format('%I.%I'))``: the last is how test_decoding names them."""
-        with self._conn(d.publisher).cursor() as cur:
-            found = scope.read(cur)
-        marker = (scope.MIGRATION_SCHEMA, scope.DRAIN_MARKER_TABLE)
-        return [(t.schema, t.name, t.quoted) for t in found.leaves] + [(*marker, ".".join(marker))]
+        ``(schema, name, format('%I.%I'))``: the last is how test_decoding names them. Read
+        once per direction (the test changes no schema)."""
+        if d.name not in self._tables:
+            with self._conn(d.publisher).cursor() as cur:
+                found = scope.read(cur)
+            marker = (scope.MIGRATION_SCHEMA, scope.DRAIN_MARKER_TABLE)
+            self._tables[d.name] = [(t.schema, t.name, t.quoted) for t in found.leaves] + [
+                (*marker, ".".join(marker))]
+        return self._tables[d.name]
 
     def _full_load(self, d: Direction) -> None:
         tables = [sql.SQL(quoted) for _, _, quoted in self._carried(d)]
@@ -222,13 +244,17 @@ class DmsDataPlaneDouble(threading.Thread):
                 if data.startswith("BEGIN"):
                     changes = []
                 elif data.startswith("COMMIT"):
-                    if changes:
+                    # Applied already, before a freeze cut the session that would have
+                    # advanced the slot: DMS keeps its applied position on the target too.
+                    if changes and lsn_to_int(lsn) > d.applied_upto:
                         scur.execute("BEGIN READ WRITE")
                         scur.execute("SET LOCAL session_replication_role = replica")
                         for table, op, rest in changes:
                             self._change(scur, d, table, op, rest)
                         scur.execute("COMMIT")
+                        d.applied_upto = lsn_to_int(lsn)
                         self.applied[d.name] += 1
+                        log.debug("%s: applied %d change(s) up to %s", d.name, len(changes), lsn)
                     last = lsn
                 else:
                     m = _CHANGE.match(data)
@@ -263,13 +289,13 @@ class DmsDataPlaneDouble(threading.Thread):
         where = old or [c for c in cols if c[0] in key]
         if op == "UPDATE" and where:
             assignments = sql.SQL(", ").join(
-                sql.SQL("{} = %s::" + typ).format(sql.Identifier(n)) for n, typ, _ in cols)
+                sql.SQL("{} = %s").format(sql.Identifier(n)) for n, _, _ in cols)
             scur.execute(sql.SQL("UPDATE {} SET {} WHERE {}").format(t, assignments, _eq(where)),
                          [v for _, _, v in cols] + [v for _, _, v in where])
             if scur.rowcount:
                 return
         names_ = sql.SQL(", ").join(sql.Identifier(n) for n, _, _ in cols)
-        values = sql.SQL(", ").join(sql.SQL("%s::" + typ) for _, typ, _ in cols)
+        values = sql.SQL(", ").join(sql.SQL("%s") for _ in cols)
         upsert = sql.SQL("")
         if key:
             upsert = sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
@@ -299,6 +325,5 @@ class DmsDataPlaneDouble(threading.Thread):
 
 
 def _eq(cols: list[tuple[str, str, Any]]) -> sql.Composable:
-    return sql.SQL(" AND ").join(sql.SQL("{} = %s::" + typ).format(sql.Identifier(n))
-                                 for n, typ, _ in cols)
+    return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(n)) for n, _, _ in cols)
 

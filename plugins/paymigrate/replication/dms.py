@@ -384,7 +384,9 @@ class DmsEngine:
         return full_load_done(task) if direction == "forward" else task["Status"] == "running"
 
     def _drained(self, scur: Cursor, marker: dms_drain.Marker, direction: Direction) -> bool:
-        return self._applying(direction) and dms_drain.arrived(scur, marker)
+        # The marker first: a query on the subscriber, where the task's status is an API call
+        # (throttled by AWS), made once the marker is there.
+        return dms_drain.arrived(scur, marker) and self._applying(direction)
 
     def drained(self, position: str, *, direction: Direction = "forward") -> bool:
         """One check, writing nothing: the task applies changes and a drain marker written on
