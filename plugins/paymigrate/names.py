@@ -77,13 +77,12 @@ def dms_slot_name(env: str, direction: str = "forward") -> str:
     """The logical slot a DMS task reads, named in its source endpoint's ``slotName`` by infra
     and the local bootstrap, and created by the DMS engine before the task starts (DMS only
     reads a named slot, it does not make it). ``forward`` is on the source, ``reverse`` on the
-    target; a SQL identifier distinct from :func:`replication_name`, so the two engines' slots
-    never meet.
+    target. Under :func:`replication_name`'s prefix, so the retained-WAL metric and the failure
+    alert count these slots too; never one of the logical engine's own names.
 
     >>> dms_slot_name("dev"), dms_slot_name("pre-prod", "reverse")
-    ('paymigrate_dms_dev', 'paymigrate_dms_reverse_pre_prod')
+    ('paymigrate_dev_dms', 'paymigrate_pre_prod_dms_reverse')
     """
     if direction not in DMS_DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not one of {', '.join(DMS_DIRECTIONS)}")
-    middle = "dms" if direction == "forward" else "dms_reverse"
-    return f"{PROJECT}_{middle}_{check_env(env).replace('-', '_')}"
+    return f"{replication_name(env)}_dms" + ("" if direction == "forward" else "_reverse")

@@ -67,7 +67,8 @@ def test_replication_and_validation_read_the_same_scope(cur, databases):
 
 def test_dms_mappings_state_the_scope_rules_and_refuse_a_bad_schema():
     rules = scope.dms_table_mappings("sales")["rules"]
-    assert [(r["rule-action"], r["object-locator"]["table-name"]) for r in rules] == [
-        ("include", "%"), ("exclude", "awsdms_%")]
+    assert [(r["rule-action"], r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
+            for r in rules] == [("include", "sales", "%"), ("exclude", "sales", "awsdms_%"),
+                                ("include", "paymigrate", "drain_marker")]
     with pytest.raises(ValueError, match="'public; drop table x' is not a plain"):
         scope.dms_table_mappings("public; drop table x")

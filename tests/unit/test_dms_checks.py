@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from paymigrate import names, scope
-from paymigrate.replication.dms_checks import EndpointFacts, ServerFacts, TaskFacts, evaluate, mapping_selects
+from paymigrate.replication.dms_checks import (
+    EndpointFacts,
+    ServerFacts,
+    TaskFacts,
+    evaluate,
+    mapping_selects,
+)
 
 SLOTS = {"forward": names.dms_slot_name("dev"), "reverse": names.dms_slot_name("dev", "reverse")}
 SRC, TGT = "src.example:5432/payments", "tgt.example:5432/payments"
