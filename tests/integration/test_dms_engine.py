@@ -154,3 +154,50 @@ def _count(stack, side, query):
     with connection(stack.endpoint(side)) as conn, conn.cursor() as cur:
         cur.execute(query)
         return cur.fetchone()[0]
+
+
+def test_drain_markers_under_concurrent_drains_and_only_their_origin_counts(stack, databases):
+    """Drains at once (validation compares tables in parallel) each get a marker at or past
+    their position; on the subscriber only a marker of the publisher's origin proves a drain."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg2
+
+    from paymigrate.replication import dms_drain
+    from paymigrate.replication.base import lsn_to_int
+
+    source_dsn, target_dsn = databases
+    conns = {}
+    for side, dsn in (("source", source_dsn), ("target", target_dsn)):
+        conns[side] = psycopg2.connect(dsn)
+        conns[side].autocommit = True
+        with conns[side].cursor() as cur:
+            assert dms_drain.ensure_table(cur) is True
+            assert dms_drain.ensure_table(cur) is False
+    with conns["source"].cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        position = cur.fetchone()[0]
+
+    def drain(_):
+        conn = psycopg2.connect(source_dsn)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                return dms_drain.write(cur, position)
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        markers = list(pool.map(drain, range(16)))
+    assert all(m.pos >= lsn_to_int(position) for m in markers)
+    newest = max(markers, key=lambda m: m.pos)
+    with conns["target"].cursor() as tcur:
+        assert not dms_drain.arrived(tcur, newest)
+        # The target's own marker (another origin) proves nothing about the source.
+        mine = dms_drain.write(tcur, "0/0")
+        assert mine.origin != newest.origin and not dms_drain.arrived(tcur, newest)
+        tcur.execute("INSERT INTO paymigrate.drain_marker (origin, pos, lsn) VALUES (%s, %s, %s)",
+                     (newest.origin, newest.pos, newest.lsn))
+        assert all(dms_drain.arrived(tcur, m) for m in markers)
+    for conn in conns.values():
+        conn.close()

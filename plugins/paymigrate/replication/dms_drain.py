@@ -86,13 +86,17 @@ def write(cur: Cursor, position: str) -> Marker:
     # BEGIN READ WRITE: a frozen writer's default is read-only for every role but the migration's.
     cur.execute("BEGIN READ WRITE")
     try:
+        # Two drains at once (validation compares tables in parallel) can read the same insert
+        # position: the second waits for the first's row and takes it as its own marker.
         cur.execute(sql.SQL("INSERT INTO {} (origin, pos, lsn) SELECT %s, l - '0/0'::pg_lsn, l::text "
-                            "FROM pg_current_wal_insert_lsn() l RETURNING pos").format(_T), (here,))
-        pos = int(cur.fetchone()[0])
+                            "FROM pg_current_wal_insert_lsn() l ON CONFLICT DO NOTHING").format(_T),
+                    (here,))
         cur.execute("COMMIT")
     except Exception:
         cur.execute("ROLLBACK")
         raise
+    cur.execute(sql.SQL("SELECT max(pos) FROM {} WHERE origin = %s").format(_T), (here,))
+    pos = int(cur.fetchone()[0])
     log.debug("drain marker written on %s at %s (for %s)", here, int_to_lsn(pos), position)
     return Marker(here, pos)
 
