@@ -87,7 +87,8 @@ for role, vpc, sg in (("source", network.production, network.source_db_sg_id),
         kms_key_arn=keys.key_arn, engine_version=settings.engine_version,
         engine_family=settings.engine_family, instance_class=settings.db_instance_class,
         database_name=settings.database_name, protect_data=settings.protect_data,
-        logical_replication=role == "source"), opts=with_provider)
+        # The target too: DMS's reverse CDC task reads the target's WAL after a cutover.
+        logical_replication=True), opts=with_provider)
 
 replication = Replication("replication", ReplicationArgs(
     env=env, region=settings.region, account_id=account_id,
@@ -189,6 +190,7 @@ contract_values = {
     "workflows/validation-state-machine-arn": workflows.validation_arn,
     "functions/validation-function-arn": functions.validation_function_arn,
     "replication/dms-task-arn": replication.task_arn,
+    "replication/reverse-task-arn": replication.reverse_task_arn,
     "replication/dms-instance-arn": replication.instance_arn,
     "replication/dms-source-endpoint-arn": replication.source_endpoint_arn,
     "replication/dms-target-endpoint-arn": replication.target_endpoint_arn,

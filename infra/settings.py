@@ -34,7 +34,7 @@ INFRA_OWNED_KEYS = frozenset({
     "notifications/validation-alerts-topic-arn", "notifications/dms-alerts-topic-arn",
     "workflows/migration-state-machine-arn", "workflows/rollback-state-machine-arn",
     "workflows/validation-state-machine-arn",
-    "functions/validation-function-arn", "replication/dms-task-arn",
+    "functions/validation-function-arn", "replication/dms-task-arn", "replication/reverse-task-arn",
     "replication/dms-instance-arn", "replication/dms-source-endpoint-arn",
     "replication/dms-target-endpoint-arn",
 })

@@ -1,6 +1,13 @@
-"""AWS DMS: replication instance, TLS endpoints reading credentials from Secrets Manager, and
-the full-load-and-cdc task over every table in the migration's scope. The workflow starts the task; the
+"""AWS DMS: replication instance, TLS endpoints reading credentials from Secrets Manager, the
+full-load-and-cdc task over every table in the migration's scope, and the reverse CDC-only task
+(target back to source, on a second pair of endpoints with the roles swapped: a DMS endpoint is
+either a source or a target) that a rollback after the cutover drains. The workflow starts the
+tasks; the
 stack never does.
+
+Each source endpoint names the logical slot its task reads (``slotName``,
+:func:`paymigrate.names.dms_slot_name`); the DMS engine creates that slot before it starts the
+task, and reads the same name in its preflight.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class Replication(pulumi.ComponentResource):
     target_endpoint_arn: pulumi.Output[str]
     task_arn: pulumi.Output[str]
     task_id: pulumi.Output[str]
+    reverse_task_arn: pulumi.Output[str]
     task_log_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ReplicationArgs,
@@ -116,11 +124,19 @@ class Replication(pulumi.ComponentResource):
                     secret_arns=a[1:], key_arn=a[0], region=args.region))),
             opts=child)
 
-        def endpoint(kind: str, secret_arn: pulumi.Input[str]) -> aws.dms.Endpoint:
+        def endpoint(role: str, kind: str, secret_arn: pulumi.Input[str],
+                     slot: str | None = None) -> aws.dms.Endpoint:
+            # A source endpoint reads the slot the engine made (test_decoding: DMS's own plugin),
+            # and fails its task rather than cut a value over LobMaxSize.
+            settings = (aws.dms.EndpointPostgresSettingsArgs(
+                slot_name=slot, plugin_name="test-decoding",
+                fail_tasks_on_lob_truncation=dms_settings.SOURCE_POSTGRES_SETTINGS[
+                    "FailTasksOnLobTruncation"]) if kind == "source" else None)
             return aws.dms.Endpoint(
-                f"{name}-{kind}-endpoint",
-                endpoint_id=names.dms_identifier(kind, env),
+                f"{name}-{role}-endpoint",
+                endpoint_id=names.dms_identifier(role, env),
                 endpoint_type=kind,
+                postgres_settings=settings,
                 engine_name="aurora-postgresql",
                 database_name=args.database_name,
                 # Aurora forces TLS (rds.force_ssl); "require" encrypts without pinning a CA
@@ -129,29 +145,37 @@ class Replication(pulumi.ComponentResource):
                 secrets_manager_arn=secret_arn,
                 secrets_manager_access_role_arn=access_role.arn,
                 kms_key_arn=args.kms_key_arn,
-                postgres_settings=aws.dms.EndpointPostgresSettingsArgs(
-                    fail_tasks_on_lob_truncation=dms_settings.SOURCE_POSTGRES_SETTINGS[
-                        "FailTasksOnLobTruncation"]) if kind == "source" else None,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[access_policy]))
 
-        source = endpoint("source", args.source_secret_arn)
-        target = endpoint("target", args.target_secret_arn)
+        source = endpoint("source", "source", args.source_secret_arn, names.dms_slot_name(env))
+        target = endpoint("target", "target", args.target_secret_arn)
+        # Reverse: the target database read as a source, the source database written as a target.
+        reverse_source = endpoint("reverse-source", "source", args.target_secret_arn,
+                                  names.dms_slot_name(env, "reverse"))
+        reverse_target = endpoint("reverse-target", "target", args.source_secret_arn)
 
-        task_id = names.dms_identifier("task", env)
-        task = aws.dms.ReplicationTask(
-            f"{name}-task",
-            replication_task_id=task_id,
-            # The resource identifier is what CloudWatch uses as the task's metric dimension.
-            resource_identifier=task_id,
-            migration_type="full-load-and-cdc",
-            replication_instance_arn=instance.replication_instance_arn,
-            source_endpoint_arn=source.endpoint_arn,
-            target_endpoint_arn=target.endpoint_arn,
-            table_mappings=dms_settings.to_json(dms_settings.table_mappings()),
-            replication_task_settings=dms_settings.to_json(dms_settings.task_settings(
-                lob_max_size_kb=args.lob_max_size_kb, validation=args.validation)),
-            start_replication_task=False,
-            opts=child)
+        def replication_task(role: str, migration_type: str, source_arn: pulumi.Input[str],
+                             target_arn: pulumi.Input[str]) -> aws.dms.ReplicationTask:
+            task_id = names.dms_identifier(role, env)
+            return aws.dms.ReplicationTask(
+                f"{name}-{role}",
+                replication_task_id=task_id,
+                # The resource identifier is what CloudWatch uses as the task's metric dimension.
+                resource_identifier=task_id,
+                migration_type=migration_type,
+                replication_instance_arn=instance.replication_instance_arn,
+                source_endpoint_arn=source_arn,
+                target_endpoint_arn=target_arn,
+                table_mappings=dms_settings.to_json(dms_settings.table_mappings()),
+                replication_task_settings=dms_settings.to_json(dms_settings.task_settings(
+                    lob_max_size_kb=args.lob_max_size_kb, validation=args.validation)),
+                start_replication_task=False,
+                opts=child)
+
+        task = replication_task("task", "full-load-and-cdc", source.endpoint_arn, target.endpoint_arn)
+        # CDC only: started by the cutover at the target position captured inside its pause.
+        reverse = replication_task("reverse-task", "cdc", reverse_source.endpoint_arn,
+                                   reverse_target.endpoint_arn)
 
         self.instance_arn = instance.replication_instance_arn
         self.instance_id = instance.replication_instance_id
@@ -159,10 +183,12 @@ class Replication(pulumi.ComponentResource):
         self.target_endpoint_arn = target.endpoint_arn
         self.task_arn = task.replication_task_arn
         self.task_id = task.replication_task_id
+        self.reverse_task_arn = reverse.replication_task_arn
         self.task_log_group_name = log_group.name
         self.register_outputs({
             "instance_arn": self.instance_arn,
             "task_arn": self.task_arn,
+            "reverse_task_arn": self.reverse_task_arn,
             "source_endpoint_arn": self.source_endpoint_arn,
             "target_endpoint_arn": self.target_endpoint_arn,
         })

@@ -194,6 +194,8 @@ _ALL = (
     _p("replication/dms-validation", "bool", "DMS's own row validation (the task's "
        "ValidationSettings.EnableValidation); its table states go into the validation report "
        "beside paymigrate's", default=True),
+    _p("replication/reverse-task-arn", "arn", "DMS CDC-only task from the target back to the "
+       "source (endpoints swapped), started at the position the cutover captured inside its pause"),
     _p("replication/dms-instance-arn", "arn", "DMS replication instance"),
     _p("replication/dms-source-endpoint-arn", "arn", "DMS source endpoint"),
     _p("replication/dms-target-endpoint-arn", "arn", "DMS target endpoint"),

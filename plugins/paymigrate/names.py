@@ -91,3 +91,21 @@ def dms_identifier(role: str, env: str) -> str:
 def replication_name(env: str) -> str:
     """Publication, subscription and slot name of the logical engine (a SQL identifier)."""
     return f"{PROJECT}_{check_env(env).replace('-', '_')}"
+
+
+DMS_DIRECTIONS = ("forward", "reverse")
+
+
+def dms_slot_name(env: str, direction: str = "forward") -> str:
+    """The logical slot a DMS task reads, named in its source endpoint's ``slotName`` by infra
+    and the local bootstrap, and created by the DMS engine before the task starts (DMS only
+    reads a named slot, it does not make it). ``forward`` is on the source, ``reverse`` on the
+    target. Under :func:`replication_name`'s prefix, so the retained-WAL metric and the failure
+    alert count these slots too; never one of the logical engine's own names.
+
+    >>> dms_slot_name("dev"), dms_slot_name("pre-prod", "reverse")
+    ('paymigrate_dev_dms', 'paymigrate_pre_prod_dms_reverse')
+    """
+    if direction not in DMS_DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of {', '.join(DMS_DIRECTIONS)}")
+    return f"{replication_name(env)}_dms" + ("" if direction == "forward" else "_reverse")

@@ -26,9 +26,14 @@ from paymigrate.inputs import parse_table
 
 # Where the DMS task keeps its control tables on the target (its ControlSchema setting).
 DMS_CONTROL_SCHEMA = "dms_control"
+# The migration's own objects on both servers (the write fence, the DMS drain marker): never
+# the application's, so never fenced, validated or published; schema copies leave it out too.
+MIGRATION_SCHEMA = "paymigrate"
+# The one migration table DMS carries (both directions): the drain waits for its rows.
+DRAIN_MARKER_TABLE = "drain_marker"
 # Schemas and table names that belong to a replication engine, not to the application.
 INTERNAL_SCHEMAS = ("pg_catalog", "information_schema", "pglogical", "awsdms_control",
-                    DMS_CONTROL_SCHEMA)
+                    DMS_CONTROL_SCHEMA, MIGRATION_SCHEMA)
 INTERNAL_TABLE_PREFIX = "awsdms_"
 
 _TABLES_SQL = """

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from paymigrate import aws, contract
+from paymigrate import aws, contract, names
+from paymigrate.db import connection
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import dms_task, engine_for
 
@@ -95,7 +96,9 @@ def test_lag_none_without_datapoints_then_read_from_cloudwatch(own_task):
 
 
 def test_preflight_of_the_shared_task_and_a_missing_one(shared_task_arn):
-    assert engine(shared_task_arn).preflight() == []
+    # Without the servers and slot names the DMS path cannot be checked, and preflight says so.
+    [problem] = engine(shared_task_arn).preflight()
+    assert "made without forward slot name, reverse slot name, the source endpoint" in problem.reason
     missing = shared_task_arn.rsplit(":", 1)[0] + ":task:does-not-exist"
     [problem] = engine(missing).preflight()
     assert "does not exist" in problem.reason
@@ -112,7 +115,7 @@ def test_preflight_refuses_unconstrained_numeric_with_a_source(stack, databases,
         cur.execute("CREATE TABLE fx (id int PRIMARY KEY, rate numeric, fee numeric(19,4))")
     conn.close()
     e = engine(shared_task_arn, source=stack.endpoint("source", dbname=dbname))
-    [problem] = e.preflight()
+    [problem] = [p for p in e.preflight() if p.table]
     assert problem.table == "public.fx" and "column rate is NUMERIC without precision" in problem.reason
 
 
@@ -141,3 +144,78 @@ def test_the_local_task_is_given_what_infra_gives_its_task(dms, shared_task_arn)
     (source,) = dms.describe_endpoints(Filters=[{"Name": "endpoint-arn",
                                                  "Values": [task["SourceEndpointArn"]]}])["Endpoints"]
     assert source["PostgreSQLSettings"]["FailTasksOnLobTruncation"] is True
+
+
+def test_preflight_says_what_the_local_dms_path_lacks_before_anything_is_created(stack):
+    """The bootstrapped DMS path against the stand-ins: slots and tasks are right, but no
+    replication instance ever reached an endpoint (moto moves no rows), and preflight says so,
+    per endpoint, and what to use instead; nothing is created on the servers."""
+    from paymigrate.migration.platform import ClientPlatform
+
+    platform = ClientPlatform(env=stack.env)
+    e = platform.engine(name="dms")
+    assert e.slot_names == {"forward": names.dms_slot_name(stack.env),
+                            "reverse": names.dms_slot_name(stack.env, "reverse")}
+    reasons = [p.reason for p in e.preflight()]
+    assert len(reasons) == 4, reasons
+    for task, ident in (("forward", "source-endpoint"), ("forward", "target-endpoint"),
+                        ("reverse", "reverse-source-endpoint"), ("reverse", "reverse-target-endpoint")):
+        endpoint = names.dms_identifier(ident, stack.env)
+        assert any(r.startswith(f"{task} DMS task") and f"endpoint {endpoint} (127.0.0.1:" in r
+                   and "was never tested" in r and "engine=postgres-logical" in r for r in reasons), reasons
+    for side in ("source", "target"):
+        assert _count(stack, side, "SELECT count(*) FROM pg_replication_slots") == 0
+    assert _count(stack, "source", "SELECT count(*) FROM pg_tables WHERE schemaname = 'paymigrate'") == 0
+
+
+def _count(stack, side, query):
+    with connection(stack.endpoint(side)) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchone()[0]
+
+
+def test_drain_markers_under_concurrent_drains_and_only_their_origin_counts(stack, databases):
+    """Drains at once (validation compares tables in parallel) each get a marker at or past
+    their position; on the subscriber only a marker of the publisher's origin proves a drain."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg2
+
+    from paymigrate.replication import dms_drain
+    from paymigrate.replication.base import lsn_to_int
+
+    source_dsn, target_dsn = databases
+    conns = {}
+    for side, dsn in (("source", source_dsn), ("target", target_dsn)):
+        conns[side] = psycopg2.connect(dsn)
+        conns[side].autocommit = True
+        with conns[side].cursor() as cur:
+            assert dms_drain.ensure_table(cur) is True
+            assert dms_drain.ensure_table(cur) is False
+    with conns["source"].cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        position = cur.fetchone()[0]
+
+    def drain(_):
+        conn = psycopg2.connect(source_dsn)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                return dms_drain.write(cur, position)
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        markers = list(pool.map(drain, range(16)))
+    assert all(m.pos >= lsn_to_int(position) for m in markers)
+    newest = max(markers, key=lambda m: m.pos)
+    with conns["target"].cursor() as tcur:
+        assert not dms_drain.arrived(tcur, newest)
+        # The target's own marker (another origin) proves nothing about the source.
+        mine = dms_drain.write(tcur, "0/0")
+        assert mine.origin != newest.origin and not dms_drain.arrived(tcur, newest)
+        tcur.execute("INSERT INTO paymigrate.drain_marker (origin, pos, lsn) VALUES (%s, %s, %s)",
+                     (newest.origin, newest.pos, newest.lsn))
+        assert all(dms_drain.arrived(tcur, m) for m in markers)
+    for conn in conns.values():
+        conn.close()

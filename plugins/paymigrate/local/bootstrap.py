@@ -75,6 +75,7 @@ def bootstrap(stack: LocalStack) -> str:
         "workflows/validation-state-machine-arn": machines["validation"],
         "functions/validation-function-arn": function_arn,
         "replication/dms-task-arn": dms["task"],
+        "replication/reverse-task-arn": dms["reverse_task"],
         "replication/dms-instance-arn": dms["instance"],
         "replication/dms-source-endpoint-arn": dms["source"],
         "replication/dms-target-endpoint-arn": dms["target"],
@@ -210,35 +211,59 @@ def _dms(dms: Any, stack: LocalStack, secret_arns: dict[str, str], created: list
             ReplicationInstanceIdentifier=inst_id, ReplicationInstanceClass="dms.t3.medium",
             AllocatedStorage=50, PubliclyAccessible=False)["ReplicationInstance"]["ReplicationInstanceArn"]
         created.append(f"dms instance {inst_id}")
+    # As infra: the forward pair, and the reverse pair with the databases' roles swapped; each
+    # source endpoint names the slot the DMS engine creates (moto cannot modify an endpoint, so
+    # one made before it named its slot is made again).
+    wanted = {
+        "source": ("source", "source", "source-db", names.dms_slot_name(env)),
+        "target": ("target", "target", "target-db", None),
+        "reverse-source": ("source", "target", "target-db", names.dms_slot_name(env, "reverse")),
+        "reverse-target": ("target", "source", "source-db", None),
+    }
     endpoints = {}
-    for role, kind, side in (("source", "source", "source-db"), ("target", "target", "target-db")):
+    for role, (kind, side, secret, slot) in wanted.items():
         ep_id = names.dms_identifier(f"{role}-endpoint", env)
+        settings: dict[str, Any] = {"SecretsManagerSecretId": secret_arns[secret],
+                                    **(SOURCE_POSTGRES_SETTINGS if kind == "source" else {})}
+        if slot:
+            settings.update(SlotName=slot, PluginName="test-decoding")
         found = dms.describe_endpoints(Filters=[{"Name": "endpoint-id", "Values": [ep_id]}])["Endpoints"]
-        if found:
+        if found and (found[0].get("PostgreSQLSettings") or {}).get("SlotName") == slot:
             endpoints[role] = found[0]["EndpointArn"]
             continue
+        if found:
+            dms.delete_endpoint(EndpointArn=found[0]["EndpointArn"])
         endpoints[role] = dms.create_endpoint(
             EndpointIdentifier=ep_id, EndpointType=kind, EngineName="postgres",
-            ServerName="127.0.0.1", Port=stack.port(role), DatabaseName=DATABASE, SslMode="none",
-            PostgreSQLSettings={"SecretsManagerSecretId": secret_arns[side],
-                                **(SOURCE_POSTGRES_SETTINGS if kind == "source" else {})},
+            ServerName="127.0.0.1", Port=stack.port(side), DatabaseName=DATABASE, SslMode="none",
+            PostgreSQLSettings=settings,
         )["Endpoint"]["EndpointArn"]
         created.append(f"dms endpoint {ep_id}")
-    task_id = names.dms_identifier("task", env)
+    tasks = {role: _dms_task(dms, names.dms_identifier(role, env), migration_type,
+                             endpoints[f"{prefix}source"], endpoints[f"{prefix}target"], instance,
+                             created)
+             for role, migration_type, prefix in (("task", "full-load-and-cdc", ""),
+                                                  ("reverse-task", "cdc", "reverse-"))}
+    return {"instance": instance, "task": tasks["task"], "reverse_task": tasks["reverse-task"],
+            "source": endpoints["source"], "target": endpoints["target"]}
+
+
+def _dms_task(dms: Any, task_id: str, migration_type: str, source: str, target: str,
+              instance: str, created: list[str]) -> str:
     found = dms.describe_replication_tasks(
         Filters=[{"Name": "replication-task-id", "Values": [task_id]}])["ReplicationTasks"]
-    if found:
-        task = found[0]["ReplicationTaskArn"]
-    else:
-        task = dms.create_replication_task(
-            ReplicationTaskIdentifier=task_id, SourceEndpointArn=endpoints["source"],
-            TargetEndpointArn=endpoints["target"], ReplicationInstanceArn=instance,
-            MigrationType="full-load-and-cdc", TableMappings=json.dumps(dms_task.table_mappings()),
-            # infra's settings: LobMaxSize and DMS validation as the contract's defaults say.
-            ReplicationTaskSettings=json.dumps(dms_task.task_settings()),
-        )["ReplicationTask"]["ReplicationTaskArn"]
-        created.append(f"dms task {task_id}")
-    return {"instance": instance, "task": task, **endpoints}
+    if found and (found[0]["SourceEndpointArn"], found[0]["TargetEndpointArn"]) == (source, target):
+        return str(found[0]["ReplicationTaskArn"])
+    if found:  # its endpoints were made again
+        dms.delete_replication_task(ReplicationTaskArn=found[0]["ReplicationTaskArn"])
+    created.append(f"dms task {task_id}")
+    return str(dms.create_replication_task(
+        ReplicationTaskIdentifier=task_id, SourceEndpointArn=source, TargetEndpointArn=target,
+        ReplicationInstanceArn=instance, MigrationType=migration_type,
+        TableMappings=json.dumps(dms_task.table_mappings()),
+        # infra's settings: LobMaxSize and DMS validation as the contract's defaults say.
+        ReplicationTaskSettings=json.dumps(dms_task.task_settings()),
+    )["ReplicationTask"]["ReplicationTaskArn"])
 
 
 def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], topics: dict[str, str],

@@ -51,6 +51,7 @@ def reset(stack: LocalStack) -> None:
     engine = LogicalEngine(source=source, target=target, name=names.replication_name(stack.env))
     for direction in ("reverse", "forward"):
         engine.drop(direction=direction)
+    _reset_dms(stack)
     for ep in (source, target):
         unfreeze(ep)
         remove_fence(ep)
@@ -67,6 +68,23 @@ def reset(stack: LocalStack) -> None:
         contract.write(ssm, key, value, stack.env)
     bucket = contract.read(ssm, stack.env)["storage/checkpoints-bucket"]
     CheckpointStore(s3=stack.client("s3"), bucket=bucket, env=stack.env).clear_lock()
+
+
+def _reset_dms(stack: LocalStack) -> None:
+    """The DMS path's leftovers: its tasks stopped in moto, and the slots they read dropped (a
+    slot keeps WAL, and one in the target's database would refuse dropping it)."""
+    from paymigrate.replication.dms import DmsEngine
+
+    cfg = contract.read(stack.client("ssm"), stack.env)
+    engine = DmsEngine(task_arn=cfg["replication/dms-task-arn"],
+                       reverse_task_arn=cfg["replication/reverse-task-arn"],
+                       slot_name=names.dms_slot_name(stack.env),
+                       reverse_slot_name=names.dms_slot_name(stack.env, "reverse"),
+                       dms_client=stack.client("dms"), source=stack.endpoint("source"),
+                       target=stack.endpoint("target"), poll=0.1)
+    for direction in ("reverse", "forward"):
+        engine.stop(direction=direction)
+        engine.drop_slot(direction)
 
 
 def table_counts(dsn: str) -> dict[str, int]:

@@ -51,8 +51,12 @@ def contract_engine(config: Mapping[str, Any], env: str, *, name: str | None, so
 
     name = name or config["workflow/replication-engine"]
     if name == "dms":
-        return engine_for("dms", task_arn=config["replication/dms-task-arn"], dms_client=dms_client(),
-                          cloudwatch_client=cloudwatch_client(), source=source, target=target,
+        return engine_for("dms", task_arn=config["replication/dms-task-arn"],
+                          reverse_task_arn=config["replication/reverse-task-arn"],
+                          slot_name=names.dms_slot_name(env),
+                          reverse_slot_name=names.dms_slot_name(env, "reverse"),
+                          dms_client=dms_client(), cloudwatch_client=cloudwatch_client(),
+                          source=source, target=target,
                           tables=tables or None, exclude=exclude or None,
                           lob_max_size_kb=config["replication/dms-lob-max-size-kb"],
                           validation=config["replication/dms-validation"])

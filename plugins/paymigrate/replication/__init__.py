@@ -3,8 +3,8 @@
 ``name`` is one of :data:`paymigrate.contract.ENGINES`: ``postgres-logical`` builds a
 :class:`~paymigrate.replication.logical.LogicalEngine` (keyword arguments ``source``, ``target``,
 ``name``, ``tables``, ``exclude``, ``replica_identity_full``, ``binary``), ``dms`` a
-:class:`~paymigrate.replication.dms.DmsEngine` (``task_arn``, ``dms_client``,
-``cloudwatch_client``, optional ``source``/``target`` endpoints). The call order the cutover and the
+:class:`~paymigrate.replication.dms.DmsEngine` (``task_arn``, ``reverse_task_arn``, ``slot_name``,
+``reverse_slot_name``, ``dms_client``, ``cloudwatch_client``, ``source``/``target`` endpoints). The call order the cutover and the
 rollback follow is in :mod:`paymigrate.replication.base`; callers hold an :class:`Engine` and
 never ask which one it is.
 """

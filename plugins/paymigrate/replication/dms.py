@@ -7,9 +7,13 @@ wait forever against moto, whose tasks never reach the states they wait for; eve
 polls with a deadline.
 
 What DMS cannot say comes from the databases when ``source``/``target`` endpoints are given:
-positions (``pg_current_wal_lsn``), the drain (``confirmed_flush_lsn`` of DMS's slot on the source,
-which DMS advances once the changes are committed on the target) and sequences, which DMS does not
-carry either.
+positions (``pg_current_wal_lsn``), the drain (a marker row written on the publisher and waited for
+on the subscriber: :mod:`paymigrate.replication.dms_drain`) and sequences, which DMS does not carry
+either. DMS reads a logical slot it does not create: each task's source endpoint names one
+(:func:`paymigrate.names.dms_slot_name`), which :meth:`DmsEngine.start` makes for the forward task
+and :meth:`DmsEngine.capture_reverse` for the reverse one, inside the cutover's pause, so the
+reverse task starts where the target was while writes were held, and no write made on the target
+after RESUME escapes it.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2.extensions import cursor as Cursor
 
 from paymigrate import contract
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
-from paymigrate.replication import dms_status, dms_task
+from paymigrate.replication import dms_checks, dms_drain, dms_status, dms_task, schema
 from paymigrate.replication import preflight as pf
 from paymigrate.replication import sequences as seqs
 
@@ -103,9 +108,9 @@ class DmsEngine:
     def __init__(self, *, task_arn: str, dms_client: Any = None, cloudwatch_client: Any = None,
                  source: Endpoint | None = None, target: Endpoint | None = None,
                  reverse_task_arn: str | None = None, slot_name: str | None = None,
-                 poll: float = 5.0, reload: bool = False, tables: list[str] | None = None,
-                 exclude: list[str] | None = None, lob_max_size_kb: int | None = None,
-                 validation: bool | None = None):
+                 reverse_slot_name: str | None = None, poll: float = 5.0, reload: bool = False,
+                 tables: list[str] | None = None, exclude: list[str] | None = None,
+                 lob_max_size_kb: int | None = None, validation: bool | None = None):
         for label, arn in (("task_arn", task_arn), ("reverse_task_arn", reverse_task_arn)):
             if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")
                                         and ":task:" in arn):
@@ -113,7 +118,8 @@ class DmsEngine:
         if poll <= 0:
             raise ValueError(f"poll interval {poll!r} must be positive")
         self.task_arn, self.reverse_task_arn = task_arn, reverse_task_arn
-        self.source, self.target, self.slot_name = source, target, slot_name
+        self.source, self.target = source, target
+        self.slot_names: dict[str, str | None] = {"forward": slot_name, "reverse": reverse_slot_name}
         self.poll, self.reload = poll, reload
         # The migration's scope (as validation and the cutover read it) and the task's LobMaxSize
         # (the contract's value, which infra deployed): what preflight and start act on.
@@ -194,11 +200,17 @@ class DmsEngine:
                          + (" ..." if len(sequences) > 20 else ""))
         else:
             log.warning("DMS preflight without the source endpoint: table checks skipped")
+        problems += self.requirements(task)
         log.info("DMS preflight of %s: %d problem(s)", self.task_arn, len(problems))
         return problems
 
     def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
-        # DMS copies on its own: its table statistics are its progress (status()).
+        """Before the task starts, what DMS expects to find: the schema on the target (DMS
+        only moves rows), the drain marker table on both servers, the slot the source endpoint
+        names, and the task's mappings and validation as the migration asks. Then start (or
+        resume) the task. Idempotent. DMS copies on its own: its table statistics are its
+        progress (:meth:`status`)."""
+        self.setup()
         self.apply_scope()
         return self._start("forward")
 
@@ -247,15 +259,101 @@ class DmsEngine:
             time.sleep(self.poll)
         return True
 
+    def requirements(self, task: dict[str, Any]) -> list[Problem]:
+        """What the DMS path needs beyond the tables (:mod:`paymigrate.replication.dms_checks`):
+        logical decoding, slots, the reverse task, the marker in the mappings, reachable
+        endpoints. Reads only."""
+        missing = [f"{d} slot name" for d, n in self.slot_names.items() if not n]
+        if missing or self.source is None or self.target is None:
+            return [Problem(None, "the DMS engine was made without " + ", ".join(
+                missing + [f"the {s} endpoint" for s in ("source", "target")
+                           if getattr(self, s) is None]) + ": the DMS path cannot be checked")]
+        servers = []
+        pairs: tuple[tuple[Side, Direction], ...] = (("source", "forward"), ("target", "reverse"))
+        for side, direction in pairs:
+            with connection(self._endpoint(side)) as conn, conn.cursor() as cur:
+                servers.append(dms_checks.gather_server(cur, side=side,
+                                                        slot_name=str(self.slot_names[direction])))
+        tasks = [dms_checks.gather_task(self.dms, task, direction="forward")]
+        missing_reverse = None
+        try:
+            tasks.append(dms_checks.gather_task(self.dms, self.task(direction="reverse"),
+                                                direction="reverse"))
+        except ReplicationError as exc:
+            missing_reverse = str(exc)
+        names = {d: str(n) for d, n in self.slot_names.items()}
+        return dms_checks.evaluate(servers, tasks, slot_names=names, missing_reverse=missing_reverse)
+
+    def setup(self) -> None:
+        if self.source is None or self.target is None:
+            log.warning("DMS engine without both endpoints: the target schema, the drain marker "
+                        "table and the task's slot must exist already")
+            return
+        source, target = self.source, self.target
+        with connection(source) as conn, conn.cursor() as cur:
+            oids, _ = pf.scope_oids(cur, tables=self.tables or None, exclude=self.exclude or None)
+            names = pf.table_names(cur, oids)
+        schema.ensure_schema(source=source, target=target, oids=oids, names=names)
+        for ep in (source, target):
+            with connection(ep) as conn, conn.cursor() as cur:
+                if dms_drain.ensure_table(cur):
+                    log.info("drain marker table %s created on %s", dms_drain.TABLE, ep.safe())
+        self._ensure_slot("forward")
+
+    def _slot(self, direction: Direction) -> tuple[Endpoint, str]:
+        name = self.slot_names[check_direction(direction)]
+        if not name:
+            raise ReplicationError(f"the DMS engine needs the {direction} task's slot name "
+                                   "(slotName of its source endpoint; see paymigrate.names)")
+        return self._publisher(direction), name
+
+    def _ensure_slot(self, direction: Direction, *, timeout: float | None = None) -> str:
+        """The slot ``direction``'s task reads, made where missing; its start position.
+        Creating one waits for the server's running transactions: at most ``timeout`` s."""
+        ep, name = self._slot(direction)
+        try:
+            with connection(ep, autocommit=True, application_name="paymigrate-dms-slot") as conn, \
+                    conn.cursor() as cur:
+                cur.execute("SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots "
+                            "WHERE slot_name = %s", (name,))
+                found = cur.fetchone()
+                if found is not None:
+                    if found[0] != dms_checks.DECODING_PLUGIN:
+                        raise ReplicationError(f"slot {name} on {ep.safe()} decodes with {found[0]}, "
+                                               f"not {dms_checks.DECODING_PLUGIN}: drop it")
+                    return str(found[1])
+                if timeout is not None:
+                    cur.execute("SET statement_timeout = %s", (f"{max(int(timeout * 1000), 1)}ms",))
+                try:
+                    cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
+                                (name, dms_checks.DECODING_PLUGIN))
+                    lsn = str(cur.fetchone()[0])
+                finally:  # the connection may be reused by the next step of the pause
+                    cur.execute("RESET statement_timeout")
+        except psycopg2.errors.QueryCanceled:
+            raise ReplicationError(f"slot {name} on {ep.safe()} not made within {timeout:.3f}s: "
+                                   "a transaction is running there") from None
+        log.info("slot %s created on %s at %s for the %s DMS task", name, ep.safe(), lsn, direction)
+        return lsn
+
+    def drop_slot(self, direction: Direction) -> bool:
+        """Drop ``direction``'s slot unless DMS reads it now; whether one was dropped."""
+        ep, name = self._slot(direction)
+        with connection(ep, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                        "WHERE slot_name = %s AND NOT active", (name,))
+            return cur.rowcount > 0
+
     def _start(self, direction: Direction, *, cdc_start_position: str | None = None) -> StartResult:
         task = self.task(direction=direction)
         kind = start_type(task, reload=self.reload)
+        if kind is not None and cdc_start_position:
+            kind = "start-replication"  # from the position given, whatever ran before
         if kind is None:
             log.info("DMS task %s is %s: nothing to start", task["ReplicationTaskIdentifier"],
                      task["Status"])
             return StartResult(self.engine, "already-running", task["Status"])
-        extra = {"CdcStartPosition": cdc_start_position} if cdc_start_position and \
-            kind == "start-replication" else {}
+        extra = {"CdcStartPosition": cdc_start_position} if cdc_start_position else {}
         try:
             self.dms.start_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
                                             StartReplicationTaskType=kind, **extra)
@@ -383,49 +481,48 @@ class DmsEngine:
     def _publisher(self, direction: Direction) -> Endpoint:
         return self._endpoint("source" if check_direction(direction) == "forward" else "target")
 
-    def _slot_confirmed(self, cur: Cursor, publisher: Endpoint) -> str | None:
-        cur.execute("SELECT slot_name, confirmed_flush_lsn::text FROM pg_replication_slots "
-                    "WHERE slot_type = 'logical' AND database = current_database() "
-                    "AND (%s::text IS NULL OR slot_name = %s)", (self.slot_name, self.slot_name))
-        slots = cur.fetchall()
-        if len(slots) != 1:
-            names = ", ".join(s for s, _ in slots) or "none"
-            raise ReplicationError(f"cannot tell DMS's slot on {publisher.safe()} (logical slots: "
-                                   f"{names}): give slot_name")
-        return slots[0][1]
+    def _subscriber(self, direction: Direction) -> Endpoint:
+        return self._endpoint("target" if check_direction(direction) == "forward" else "source")
 
-    def _drained(self, cur: Cursor, publisher: Endpoint, position: str,
-                 direction: Direction) -> bool:
-        wanted = lsn_to_int(position)
-        if not self.status(direction=direction).full_load_done:
-            return False
-        confirmed = self._slot_confirmed(cur, publisher)
-        return confirmed is not None and lsn_to_int(confirmed) >= wanted
+    def _applying(self, direction: Direction) -> bool:
+        """The task applies changes: the forward one past its full load (a marker table loaded
+        early must not stand for tables still loading), the reverse one (CDC only) running."""
+        task = self.task(direction=direction)
+        return full_load_done(task) if direction == "forward" else task["Status"] == "running"
+
+    def _drained(self, scur: Cursor, marker: dms_drain.Marker, direction: Direction) -> bool:
+        # The marker first: a query on the subscriber, where the task's status is an API call
+        # (throttled by AWS), made once the marker is there.
+        return dms_drain.arrived(scur, marker) and self._applying(direction)
 
     def drained(self, position: str, *, direction: Direction = "forward") -> bool:
-        """The task's full load is done and DMS's slot on the publisher confirmed ``position``
-        (DMS advances it once the changes are committed on the target)."""
-        publisher = self._publisher(direction)
-        with connection(publisher, autocommit=True) as conn, conn.cursor() as cur:
-            return self._drained(cur, publisher, position, direction)
+        """One check, writing nothing: the task applies changes and a drain marker written on
+        the publisher at or past ``position`` is on the subscriber (:meth:`catch_up` writes one)."""
+        with connection(self._publisher(direction), autocommit=True) as pconn, pconn.cursor() as pcur, \
+                connection(self._subscriber(direction), autocommit=True) as sconn, sconn.cursor() as scur:
+            marker = dms_drain.Marker(dms_drain.origin(pcur), lsn_to_int(position))
+            return self._drained(scur, marker, direction)
 
     def catch_up(self, position: str, timeout: float = 60, *, direction: Direction = "forward",
                  poll: float | None = None) -> bool:
-        """Check :meth:`drained` every ``poll`` seconds (the engine's, at most one, when None)
-        over one connection to the publisher; False when ``timeout`` passes first. Nothing to
-        nudge: DMS confirms on its own schedule, after its target commits."""
+        """Write a drain marker on the publisher at or past ``position`` (none when one is
+        there already), then check every ``poll`` seconds (the engine's, at most one, when None)
+        that it reached the subscriber; False when ``timeout`` passes first. The marker goes
+        through DMS as any change does, so no DMS internals are read."""
         interval = min(self.poll, 1.0) if poll is None else poll
         if interval <= 0:
             raise ValueError(f"poll interval {interval!r} must be positive")
-        publisher = self._publisher(direction)
         deadline = time.monotonic() + timeout
-        with connection(publisher, autocommit=True,
-                        application_name="paymigrate-catch-up") as conn, conn.cursor() as cur:
-            while not self._drained(cur, publisher, position, direction):
+        with connection(self._publisher(direction), autocommit=True,
+                        application_name="paymigrate-catch-up") as pconn, pconn.cursor() as pcur, \
+                connection(self._subscriber(direction), autocommit=True,
+                           application_name="paymigrate-catch-up") as sconn, sconn.cursor() as scur:
+            marker = dms_drain.write(pcur, position)
+            while not self._drained(scur, marker, direction):
                 now = time.monotonic()
                 if now >= deadline:
-                    log.warning("DMS %s not caught up to %s after %.3fs", direction, position,
-                                timeout)
+                    log.warning("DMS %s not caught up to %s (marker at %s) after %.3fs", direction,
+                                position, marker.lsn, timeout)
                     return False
                 time.sleep(min(interval, max(deadline - now, 0.001)))
         return True
@@ -461,30 +558,44 @@ class DmsEngine:
         return []
 
     def prepare_reverse(self) -> None:
-        """Before the pause: a reverse CDC task must exist, and not be running already."""
+        """Before the pause: a reverse CDC task must exist and not run yet, and a reverse slot
+        left by an earlier, aborted cutover is dropped (it holds target writes the source has)."""
         task = self.task(direction="reverse")
         if task["Status"] in RUNNING:
             raise ReplicationError(f"reverse DMS task {task['ReplicationTaskIdentifier']} is "
                                    f"{task['Status']}: the target is already the writer")
+        if self.drop_slot("reverse"):
+            log.warning("stale reverse slot %s dropped before the cutover", self.slot_names["reverse"])
 
     def capture_reverse(self, *, timeout: float) -> str:
-        """Inside the pause: the target's WAL position, from which the reverse task starts."""
-        return self.position(side="target")
+        """Inside the pause, before the first write reaches the target: create the slot the
+        reverse task's source endpoint names, on the target; return its start position, the
+        reverse task's ``CdcStartPosition``. Every target write after it is kept for the task."""
+        return self._ensure_slot("reverse", timeout=timeout)
 
     def release_reverse(self) -> None:
-        """Nothing was created inside the pause (the position is only a number)."""
+        """After an abort inside the pause: drop the reverse slot (idempotent)."""
+        self.drop_slot("reverse")
 
     def attach_reverse(self, *, from_position: str | None = None) -> StartResult:
-        """Stop the forward task, then start the reverse CDC task at ``from_position`` (the
-        position captured inside the pause), so no write made on the target since is missed."""
+        """After RESUME: stop the forward task, then start the reverse CDC task
+        (``start-replication``) at ``CdcStartPosition`` ``from_position``, the position captured
+        inside the pause (when None, the reverse slot's own start). Idempotent; refuses when the
+        slot is gone, since the target's writes since the switch would then be lost."""
         task = self.task(direction="reverse")
         if task["Status"] in RUNNING:
             return StartResult(self.engine, "already-running", task["Status"])
-        if from_position is None and not task.get("ReplicationTaskStartDate"):
-            raise ReplicationError("the reverse DMS task never ran: give the position captured "
-                                   "inside the pause (from_position)")
+        ep, name = self._slot("reverse")
+        with connection(ep) as conn, conn.cursor() as cur:
+            cur.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                        "WHERE slot_name = %s", (name,))
+            slot = cur.fetchone()
+        if slot is None:
+            raise ReplicationError(f"reverse slot {name} on {ep.safe()} is gone: writes made on "
+                                   "the target since the switch cannot be carried back; validate "
+                                   "and copy them before any rollback")
         self.stop()
-        return self._start("reverse", cdc_start_position=from_position)
+        return self._start("reverse", cdc_start_position=from_position or slot[0])
 
     def check_tables(self, tables: list[str]) -> None:
         """Every table of ``tables`` loaded by the forward task (DMS's table statistics)."""

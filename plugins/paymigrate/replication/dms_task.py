@@ -150,17 +150,21 @@ def table_mappings(*, include: Sequence[Table] | None = None,
 
     >>> [(r["rule-action"], r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
     ...  for r in table_mappings(include=[("sales", "Orders")], exclude=[("sales", "tmp")])["rules"]]
-    [('include', 'sales', 'Orders'), ('exclude', 'sales', 'tmp'), ('exclude', '%', 'awsdms_%')]
+    [('include', 'sales', 'Orders'), ('exclude', 'sales', 'tmp'), ('include', 'paymigrate', 'drain_marker'), ('exclude', '%', 'awsdms_%')]
     """
     rules: list[tuple[str, dict[str, str]]] = []
     if include is None:
         rules.append(("include", {"schema-name": "%", "table-name": "%"}))
-        rules += [("exclude", {"schema-name": s, "table-name": "%"}) for s in scope.INTERNAL_SCHEMAS]
+        # The migration's own schema holds one table, the drain marker, which DMS must carry.
+        rules += [("exclude", {"schema-name": s, "table-name": "%"}) for s in scope.INTERNAL_SCHEMAS
+                  if s != scope.MIGRATION_SCHEMA]
     else:
         if not include:
             raise BadInput("tables", "[]", "a DMS task needs at least one table")
         rules += [("include", _locator(s, t)) for s, t in include]
     rules += [("exclude", _locator(s, t)) for s, t in exclude]
+    if include is not None:  # the wildcard above has it already
+        rules.append(("include", _locator(scope.MIGRATION_SCHEMA, scope.DRAIN_MARKER_TABLE)))
     rules.append(("exclude", {"schema-name": "%", "table-name": f"{scope.INTERNAL_TABLE_PREFIX}%"}))
     return {"rules": [
         {"rule-type": "selection", "rule-id": str(i), "rule-name": f"{action}-{i}",

@@ -288,21 +288,10 @@ class LogicalEngine:
                         "logs the whole old row and costs a sequential scan on the target", name)
 
     def _ensure_schema(self, oids: list[int], names: list[str]) -> None:
-        with connection(self.target) as conn, conn.cursor() as cur:
-            cur.execute("SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NOT NULL", (names,))
-            present = {r[0] for r in cur.fetchall()}
-        if present and present == set(names):
-            log.info("schema already on %s (%d table(s)): not copied again", self.target.safe(),
-                     len(names))
-            return
-        if present:
-            missing = sorted(set(names) - present)
-            raise ReplicationError(
-                f"target {self.target.safe()} has part of the schema: {', '.join(sorted(present))} "
-                f"exist but {', '.join(missing)} do not; drop them or create the rest")
-        schema.copy_schema(source=self.source, target=self.target, oids=oids, exclude=self.exclude,
-                           keys=self.initial_copy == "subscription" or not self.indexes_after_copy,
-                           late_too=not self.indexes_after_copy)
+        schema.ensure_schema(source=self.source, target=self.target, oids=oids, names=names,
+                             exclude=self.exclude,
+                             keys=self.initial_copy == "subscription" or not self.indexes_after_copy,
+                             late_too=not self.indexes_after_copy)
 
     @staticmethod
     def _ensure_publication(link: Link, names: list[str]) -> None:

@@ -176,6 +176,25 @@ class SchemaDump:
                           str(self.path)], what="pg_restore of the schema")
 
 
+def ensure_schema(*, source: Endpoint, target: Endpoint, oids: list[int], names: list[str],
+                  exclude: Iterable[str] = (), keys: bool = True, late_too: bool = True) -> int:
+    """:func:`copy_schema` unless every table of ``names`` (quoted ``schema.name``) is on the
+    target already; refuses a target that has only part of them. Returns the entries restored."""
+    with connection(target) as conn, conn.cursor() as cur:
+        cur.execute("SELECT n FROM unnest(%s::text[]) n WHERE to_regclass(n) IS NOT NULL", (names,))
+        present = {r[0] for r in cur.fetchall()}
+    if present and present == set(names):
+        log.info("schema already on %s (%d table(s)): not copied again", target.safe(), len(names))
+        return 0
+    if present:
+        missing = sorted(set(names) - present)
+        raise ReplicationError(
+            f"target {target.safe()} has part of the schema: {', '.join(sorted(present))} "
+            f"exist but {', '.join(missing)} do not; drop them or create the rest")
+    return copy_schema(source=source, target=target, oids=oids, exclude=exclude, keys=keys,
+                       late_too=late_too)
+
+
 def early_objects(source_cur, oids: list[int]) -> dict[tuple[int, int], str]:
     """``{(catalog oid, object oid): index name}`` of the keys the early step restores."""
     source_cur.execute(_EARLY_OBJECTS, {"oids": oids})

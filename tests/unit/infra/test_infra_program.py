@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pulumi_harness import ACCOUNT, API_TOKEN, base_config, run_program
 
-from paymigrate import contract, statemachines
+from paymigrate import contract, names, statemachines
 from paymigrate.validation import metrics
 
 ENV = "dev"
@@ -152,8 +152,9 @@ def test_databases_are_private_encrypted_tls_only_and_protected(stack):
         assert inst.inputs["monitoringInterval"] > 0 and inst.inputs["monitoringRoleArn"]
     groups = {g.inputs["name"]: {p["name"]: p["value"] for p in g.inputs["parameters"]}
               for g in mocks.of("aws:rds/clusterParameterGroup:ClusterParameterGroup")}
+    # Both: the target is read by DMS's reverse CDC task after a cutover.
     assert groups["paymigrate-source-db-dev"]["rds.logical_replication"] == "1"
-    assert "rds.logical_replication" not in groups["paymigrate-target-db-dev"]
+    assert groups["paymigrate-target-db-dev"]["rds.logical_replication"] == "1"
     assert all(g["rds.force_ssl"] == "1" for g in groups.values())
 
 
@@ -292,6 +293,7 @@ def test_parameters_are_exactly_the_contract(stack):
     assert parsed["monitoring/replication-lag-threshold-seconds"] == 7.0
     assert parsed["database/production/endpoint"].startswith("paymigrate-source-db-dev.cluster-")
     assert parsed["replication/dms-task-arn"].endswith(":task:paymigrate-dms-task-dev")
+    assert parsed["replication/reverse-task-arn"].endswith(":task:paymigrate-dms-reverse-task-dev")
 
 
 def test_state_machines_are_sound_logged_and_traced(stack):
@@ -334,19 +336,35 @@ def test_replication_uses_tls_secrets_and_validates(stack):
         assert e.inputs["secretsManagerAccessRoleArn"].endswith(":role/paymigrate-dms-secrets-"
                                                                  "access-dev")
         assert "password" not in e.inputs
-    (source,) = [e for e in endpoints if e.inputs["endpointType"] == "source"]
+    tasks = {t.inputs["replicationTaskId"]: t.inputs
+             for t in mocks.of("aws:dms/replicationTask:ReplicationTask")}
+    assert set(tasks) == {"paymigrate-dms-task-dev", "paymigrate-dms-reverse-task-dev"}
+    task, reverse = tasks["paymigrate-dms-task-dev"], tasks["paymigrate-dms-reverse-task-dev"]
+    assert (task["migrationType"], reverse["migrationType"]) == ("full-load-and-cdc", "cdc")
+    for t in (task, reverse):
+        assert t["startReplicationTask"] is False
+        settings = json.loads(t["replicationTaskSettings"])
+        assert settings["ValidationSettings"]["EnableValidation"] is True
+        assert settings["Logging"]["EnableLogging"] is True
+        assert settings["TargetMetadata"]["LobMaxSize"] == 32  # the contract's default
+        rule = json.loads(t["tableMappings"])["rules"][0]
+        # Every schema of the scope, not only public (validation compares every schema).
+        assert rule["object-locator"] == {"schema-name": "%", "table-name": "%"}
+    # The reverse task reads the target database and writes the source one; each source
+    # endpoint names the slot the engine creates (paymigrate.names), read by DMS's own plugin.
+    by_arn = {f"arn:aws:dms:eu-west-1:{ACCOUNT}:endpoint:{e.inputs['endpointId']}": e.inputs
+              for e in endpoints}
+    forward_src, forward_tgt = by_arn[task["sourceEndpointArn"]], by_arn[task["targetEndpointArn"]]
+    reverse_src, reverse_tgt = by_arn[reverse["sourceEndpointArn"]], by_arn[reverse["targetEndpointArn"]]
+    assert (reverse_src["secretsManagerArn"], reverse_tgt["secretsManagerArn"]) == (
+        forward_tgt["secretsManagerArn"], forward_src["secretsManagerArn"])
+    assert (reverse_src["endpointType"], reverse_tgt["endpointType"]) == ("source", "target")
     # Limited LOB mode fails the task on a value above LobMaxSize instead of truncating it.
-    assert source.inputs["postgresSettings"]["failTasksOnLobTruncation"] is True
-    (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
-    assert task.inputs["migrationType"] == "full-load-and-cdc"
-    assert task.inputs["startReplicationTask"] is False
-    settings = json.loads(task.inputs["replicationTaskSettings"])
-    assert settings["ValidationSettings"]["EnableValidation"] is True
-    assert settings["Logging"]["EnableLogging"] is True
-    assert settings["TargetMetadata"]["LobMaxSize"] == 32  # the contract's default
-    rule = json.loads(task.inputs["tableMappings"])["rules"][0]
-    # Every schema of the scope, not only public (validation compares every schema).
-    assert rule["object-locator"] == {"schema-name": "%", "table-name": "%"}
+    assert forward_src["postgresSettings"] == {"slotName": names.dms_slot_name("dev"),
+                                               "pluginName": "test-decoding",
+                                               "failTasksOnLobTruncation": True}
+    assert reverse_src["postgresSettings"]["slotName"] == names.dms_slot_name("dev", "reverse")
+    assert "postgresSettings" not in forward_tgt and "postgresSettings" not in reverse_tgt
     (instance,) = mocks.of("aws:dms/replicationInstance:ReplicationInstance")
     assert instance.inputs["publiclyAccessible"] is False
     assert instance.inputs["multiAz"] is True
