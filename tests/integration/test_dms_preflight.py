@@ -15,6 +15,7 @@ from paymigrate.errors import Refused
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
 from paymigrate.replication import engine_for
+from paymigrate.replication.dms import DmsEngine
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +25,14 @@ def run(dsn: str, *statements: str) -> None:
         for statement in statements:
             cur.execute(statement)
     conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _tables_only(monkeypatch):
+    """These tests are about the table rules. The DMS path's own needs (slots, a reverse task,
+    endpoints a replication instance reached) never hold against the local stand-ins, where moto
+    moves no rows: test_dms_engine and test_dms_checks cover that refusal."""
+    monkeypatch.setattr(DmsEngine, "requirements", lambda self, task: [])
 
 
 def preflight(stack, dsn: str, *, tables=(), exclude=()):

@@ -3,7 +3,8 @@ PostgreSQL databases and, beside it, DMS's own per-table validation states, each
 
 The contract, secrets and endpoints come from the session's moto server; the DMS client is
 moto in-process (``mock_aws``) with the test double of ``DescribeTableStatistics`` (moto has
-none, and the states are what DMS's data plane would have measured)."""
+none, and the states are what DMS's data plane would have measured), and the drain marker carried
+by a stand-in of DMS's data plane."""
 
 from __future__ import annotations
 
@@ -22,36 +23,40 @@ from psycopg2.extensions import parse_dsn
 from paymigrate import aws, contract
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
+from paymigrate.replication import dms_drain
 
 pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def dms_slot_stand_in(source_dsn: str) -> Iterator[None]:
-    """TEST DOUBLE of DMS's data plane: the logical slot DMS keeps on the source, confirmed up
-    to the source's current position every 20 ms, as DMS does once its target committed (here
-    both sides already hold the same rows, so there is nothing to apply)."""
-    conn = psycopg2.connect(source_dsn)
-    conn.autocommit = True
+def dms_marker_stand_in(source_dsn: str, target_dsn: str) -> Iterator[None]:
+    """TEST DOUBLE of DMS's data plane: carries the drain marker rows from the source to the
+    target every 20 ms, as DMS carries any change (both sides already hold the same rows
+    otherwise, so there is nothing else to apply)."""
+    conns = [psycopg2.connect(dsn) for dsn in (source_dsn, target_dsn)]
+    for conn in conns:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            dms_drain.ensure_table(cur)
     stop = threading.Event()
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_create_logical_replication_slot('dms_stand_in', 'test_decoding')")
 
-    def confirm() -> None:
-        with conn.cursor() as c:
+    def carry() -> None:
+        with conns[0].cursor() as src, conns[1].cursor() as tgt:
             while not stop.wait(0.02):
-                c.execute("SELECT pg_replication_slot_advance('dms_stand_in', pg_current_wal_lsn())")
+                src.execute("SELECT origin, pos, lsn FROM paymigrate.drain_marker")
+                for row in src.fetchall():
+                    tgt.execute("INSERT INTO paymigrate.drain_marker (origin, pos, lsn) "
+                                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", row)
 
-    worker = threading.Thread(target=confirm, daemon=True)
+    worker = threading.Thread(target=carry, daemon=True)
     worker.start()
     try:
         yield
     finally:
         stop.set()
         worker.join()
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_drop_replication_slot('dms_stand_in')")
-        conn.close()
+        for conn in conns:
+            conn.close()
 
 
 def test_dms_states_sit_beside_paymigrates_report_each_labelled(stack, databases, monkeypatch):
@@ -79,7 +84,7 @@ def test_dms_states_sit_beside_paymigrates_report_each_labelled(stack, databases
              "ValidationFailedRecords": 0, "ValidationSuspendedRecords": 0}]
         platform = ClientPlatform(env=stack.env, clients={"dms": dms},
                                   dbname=parse_dsn(databases[0])["dbname"])
-        with dms_slot_stand_in(databases[0]):
+        with dms_marker_stand_in(*databases):
             report = MigrationService(platform).validate(
                 {"migration_id": "m-dms", "engine": "dms", "tables": [], "exclude": []},
                 max_keys=10)

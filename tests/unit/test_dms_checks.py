@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from paymigrate import names, scope
+from paymigrate.replication import dms_task
 from paymigrate.replication.dms_checks import (
     EndpointFacts,
     ServerFacts,
@@ -75,8 +76,10 @@ def test_each_source_endpoint_names_the_slot_the_engine_makes():
 def test_mappings_must_carry_the_drain_marker():
     [reason] = _reasons(tasks=_tasks(carries_marker=False))
     assert "paymigrate.drain_marker" in reason
-    assert mapping_selects(scope.dms_table_mappings(), scope.MIGRATION_SCHEMA, scope.DRAIN_MARKER_TABLE)
-    assert not mapping_selects(scope.dms_table_mappings(), "public", "awsdms_apply_exceptions")
+    everything, some = dms_task.table_mappings(), dms_task.table_mappings(include=[("public", "payments")])
+    for mappings in (everything, some):  # the generator's mappings carry it, whatever the scope
+        assert mapping_selects(mappings, scope.MIGRATION_SCHEMA, scope.DRAIN_MARKER_TABLE)
+        assert not mapping_selects(mappings, "public", "awsdms_apply_exceptions")
 
 
 def test_an_endpoint_dms_never_reached_is_named_and_loopback_says_what_cannot_run_here():

@@ -27,8 +27,9 @@ def selected(mappings):
 def test_every_schema_less_the_engines_own_when_the_scope_is_everything():
     rules = selected(table_mappings())
     assert rules[0] == ("include", "%", "%")  # not only public: validation compares every schema
-    assert {(s, "%") for s in scope.INTERNAL_SCHEMAS} == {(s, t) for a, s, t in rules if a == "exclude"
-                                                          and t == "%"}
+    # Every engine's schema but the migration's own, whose one table (the drain marker) DMS carries.
+    assert {(s, "%") for s in scope.INTERNAL_SCHEMAS if s != scope.MIGRATION_SCHEMA} == {
+        (s, t) for a, s, t in rules if a == "exclude" and t == "%"}
     assert rules[-1] == ("exclude", "%", "awsdms_%")
 
 
@@ -37,9 +38,9 @@ def test_include_and_exclude_name_tables_as_stored_in_any_schema():
                               exclude=[("public", "tmp")])
     assert selected(mappings) == [("include", "billing", "Invoices 2026"),
                                   ("include", "sales", 'say "hi"'), ("exclude", "public", "tmp"),
-                                  ("exclude", "%", "awsdms_%")]
+                                  ("include", "paymigrate", "drain_marker"), ("exclude", "%", "awsdms_%")]
     rules = mappings["rules"]
-    assert [r["rule-id"] for r in rules] == ["1", "2", "3", "4"]
+    assert [r["rule-id"] for r in rules] == ["1", "2", "3", "4", "5"]
     assert len({r["rule-name"] for r in rules}) == len(rules)
     assert all(r["rule-type"] == "selection" for r in rules)
     assert json.loads(json.dumps(mappings)) == mappings

@@ -452,7 +452,8 @@ def test_lob_max_size_and_dms_validation_are_the_contract_values_the_engine_read
     overrides = {"workflow/mode": "replication", "replication/dms-lob-max-size-kb": 64,
                  "replication/dms-validation": False}
     mocks, _ = run_program(base_config("ci", ephemeral=True, parameters=overrides), stack="ci")
-    (task,) = mocks.of("aws:dms/replicationTask:ReplicationTask")
+    (task,) = [t for t in mocks.of("aws:dms/replicationTask:ReplicationTask")
+               if t.inputs["migrationType"] == "full-load-and-cdc"]
     settings = json.loads(task.inputs["replicationTaskSettings"])
     assert settings["TargetMetadata"]["LobMaxSize"] == 64
     assert settings["ValidationSettings"]["EnableValidation"] is False  # the contract's flag
