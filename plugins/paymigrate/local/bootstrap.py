@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from paymigrate import contract, names, scope, statemachines
+from paymigrate.routing.fleet import render_routers
 
 if TYPE_CHECKING:
     from paymigrate.local.stack import LocalStack
@@ -61,7 +62,7 @@ def bootstrap(stack: LocalStack) -> str:
         "router/endpoint": f"127.0.0.1:{rtr}",
         "router/admin-endpoint": f"127.0.0.1:{rtr}",
         "router/admin-secret-arn": secret_arns["router-admin"],
-        "router/databases-file": str(stack.router().databases_file),
+        "router/routers": render_routers(stack.router_specs()),
         "storage/checkpoints-bucket": buckets["checkpoints"],
         "storage/rollback-bucket": buckets["rollback"],
         "storage/dms-logs-bucket": buckets["dms-logs"],

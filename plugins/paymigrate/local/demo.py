@@ -19,13 +19,13 @@ from psycopg2 import sql
 
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
+from paymigrate.cutover import route_writes_to
 from paymigrate.db import connection
 from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import remove_fence, unfreeze
 from paymigrate.local import airflow as local_airflow
 from paymigrate.local.dagrun import Api, RunResult
 from paymigrate.local.stack import DATABASE, LocalStack
-from paymigrate.router import Route, RouterAdmin, write_route
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,7 @@ def reset(stack: LocalStack) -> None:
     for ep in (source, target):
         unfreeze(ep)
         remove_fence(ep)
-    router = RouterAdmin(stack.endpoint("router-admin"))
-    write_route(stack.router().databases_file, Route(DATABASE, "127.0.0.1", stack.port("source"), DATABASE))
-    router.reload()
+    route_writes_to(stack.router_nodes(), DATABASE, source)
     with connection(target.with_db("postgres"), autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
@@ -104,7 +102,7 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
     _wait_for_dags(api, ("payment_migration", "payment_cutover"))
 
     directory = Path(stack.home) / "workload" / f"demo-{int(time.time())}"
-    workload = Workload(dsn=stack.dsn("router"), directory=directory, clients=clients, tps=tps, seed=seed)
+    workload = Workload(dsn=stack.app_dsns(), directory=directory, clients=clients, tps=tps, seed=seed)
     workload.start()
     say(f"workload on: {clients} clients at {tps:.0f} TPS through PgBouncer; ledger {directory}")
     out = DemoResult()

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from paymigrate import names, scope
@@ -245,8 +244,7 @@ class MigrationService:
 
         cfg = self.config
         source = self.platform.endpoint("source")
-        moved = route_writes_to(self.platform.router_admin(), Path(cfg["router/databases-file"]),
-                                cfg["router/database"], source)
+        moved = route_writes_to(self.platform.routers(), cfg["router/database"], source)
         self.platform.set("workflow/traffic-split-percentage", 0)
         self.platform.set("database/active-writer", "source")
         self.platform.set("workflow/mode", "rollback")
@@ -328,8 +326,7 @@ class MigrationService:
 
         cfg = self.config
         return Switch(source=self.platform.endpoint("source"), target=self.platform.endpoint("target"),
-                      router=self.platform.router_admin(), routes_file=Path(cfg["router/databases-file"]),
-                      database=cfg["router/database"], engine=engine,
+                      routers=self.platform.routers(), database=cfg["router/database"], engine=engine,
                       tables=tuple(engine.scope_tables()), **limits)
 
     def switch_writes(self, plan: Mapping[str, Any], *, run_id: str, max_write_pause: float,

@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -109,9 +110,10 @@ class Workload:
     """``start()`` returns at once; ``stop()`` joins the clients and flushes the ledger.
 
     Bounded by ``duration`` seconds and/or ``count`` write operations attempted; with neither,
-    it runs until ``stop()``."""
+    it runs until ``stop()``. ``dsn`` may be several entry points (one per router, as behind a
+    load balancer): client ``n`` uses the ``n % len``-th, so the clients spread over all of them."""
 
-    def __init__(self, *, dsn: str, directory: Path | str, clients: int = 4, tps: float = 100.0,
+    def __init__(self, *, dsn: str | Sequence[str], directory: Path | str, clients: int = 4, tps: float = 100.0,
                  duration: float | None = None, count: int | None = None, seed: int | None = None,
                  retry_timeout: float = 60.0):
         if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
@@ -122,7 +124,10 @@ class Workload:
             raise WorkloadError(f"duration={duration!r}: expected positive seconds")
         if count is not None and (isinstance(count, bool) or count < 1):
             raise WorkloadError(f"count={count!r}: expected a positive integer")
-        self.dsn, self.directory = dsn, Path(directory)
+        self.dsns = [dsn] if isinstance(dsn, str) else list(dsn)
+        if not self.dsns:
+            raise WorkloadError("dsn: expected at least one entry point")
+        self.dsn, self.directory = self.dsns[0], Path(directory)
         self.clients, self.tps, self.duration, self.count = clients, float(tps), duration, count
         self.seed = seed
         self.retry_timeout = retry_timeout
@@ -217,7 +222,7 @@ class Workload:
         self._ledger.append(record)
 
     def _client(self, n: int, rng: random.Random, accounts: Accounts) -> None:
-        client = Client(dsn=self.dsn, name=f"paymigrate-workload-{n}",
+        client = Client(dsn=self.dsns[n % len(self.dsns)], name=f"paymigrate-workload-{n}",
                         retry_timeout=self.retry_timeout, should_stop=self._stop.is_set,
                         on_retry=lambda kind, op, detail: self._on_retry(n, kind, op, detail))
         pools: dict[str, deque[ops.Payment]] = {s: deque(maxlen=POOL_LIMIT) for s in
