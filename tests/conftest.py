@@ -148,17 +148,3 @@ def answerer(stack, airflow):
         thread.stop()
         server.stop()
 
-
-def add_route(stack: LocalStack, name: str, *, side: str = "source") -> None:
-    """Route database ``name`` to ``side`` on every router, through its route agent (the one
-    writer of its route file; a new database needs no PAUSE)."""
-    from paymigrate.router import Route
-
-    for node in stack.router_nodes():
-        generation = node.agent.state()["generation"]
-        node.agent.set_route(Route(name, "127.0.0.1", stack.port(side), name), generation=generation)
-
-
-def remove_route(stack: LocalStack, name: str) -> None:
-    for node in stack.router_nodes():
-        node.agent.remove(name, generation=node.agent.state()["generation"])

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import psycopg2
 import psycopg2.errors
 import pytest
-from conftest import add_route, create_database, drop_database, remove_route
+from conftest import create_database, drop_database
 from conftest import sql_rows as _sql
 
 from paymigrate.cutover import SWITCH_STEPS, CutoverAborted, Switch, switch_back, switch_writes
@@ -70,7 +70,7 @@ def pair(stack):
         engine.start()
         status = engine.wait_full_load(timeout=60, poll=0.2)
         assert status.full_load_done, status
-        add_route(stack, name)
+        stack.add_route(name)
         sw = Switch(source=source, target=target, routers=routers, database=name,
                     engine=engine, tables=tuple(engine.scope_tables()), max_write_pause=BUDGET,
                     pause_timeout=5.0, drain_timeout=10.0)
@@ -87,7 +87,7 @@ def pair(stack):
             node.admin.resume(name, quiet=True)
         for direction in ("reverse", "forward"):
             engine.drop(direction=direction)
-        remove_route(stack, name)
+        stack.remove_route(name)
         for ep in (source, target):
             unfreeze(ep)
             remove_fence(ep)
@@ -151,7 +151,10 @@ def test_cutover_under_load_then_switch_back(pair, tmp_path):
         assert _live(sw, pair.name) == {("127.0.0.1", pair.target_port)}
         assert _files(sw, pair.name) == {f"127.0.0.1:{pair.target_port}/{pair.name}"}
         assert result.write_pause_seconds < 1.0, result.steps
-        assert set(result.steps) == set(SWITCH_STEPS)
+        assert set(result.steps) == {*SWITCH_STEPS, "confirm"}
+        assert result.routers == ["router", "router-b"] and set(result.pause_per_router) == {"router", "router-b"}
+        assert (result.unresumed, result.unconfirmed) == ([], [])
+        assert all(not n.agent.state()["pending"] for n in sw.routers)
         assert (result.tables, result.fenced, result.aborted) == (len(TABLES), True, False)
         # Writes go on, on the target, held by the reverse slot until the subscription reads it.
         _committing(wl)

@@ -27,6 +27,7 @@ from paymigrate.local.moto import MotoServer
 from paymigrate.local.pgbouncer import ADMIN_USER, Router
 from paymigrate.local.postgres import Cluster
 from paymigrate.local.route_agent import LocalAgent
+from paymigrate.router import Route
 from paymigrate.routing.fleet import RouterNode, RouterSpec
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,18 @@ class LocalStack:
     def router_specs(self) -> tuple[RouterSpec, ...]:
         return tuple(RouterSpec(name, "127.0.0.1", self.port(name), "127.0.0.1",
                                 int(self.state["components"][name]["agent_port"])) for name in ROUTERS)
+
+    def add_route(self, database: str, *, side: str = "source") -> None:
+        """Route ``database`` to ``side`` on every router, through its route agent (the one writer
+        of its route file; a database's first route needs no PAUSE). For tests and benches that
+        use a database of their own."""
+        for node in self.router_nodes():
+            node.agent.set_route(Route(database, "127.0.0.1", self.port(side), database),
+                                 generation=node.agent.state()["generation"])
+
+    def remove_route(self, database: str) -> None:
+        for node in self.router_nodes():
+            node.agent.remove(database, generation=node.agent.state()["generation"])
 
     def router_nodes(self) -> tuple[RouterNode, ...]:
         """Every router's console and route agent, as the switch reaches them."""
