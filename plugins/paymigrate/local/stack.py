@@ -204,7 +204,6 @@ class LocalStack:
             "PAYMIGRATE_SOURCE_DSN": self.dsn("source"),
             "PAYMIGRATE_TARGET_DSN": self.dsn("target"),
             "PAYMIGRATE_APP_DSN": self.dsn("router"),
-            "PAYMIGRATE_APP_DSNS": ";".join(self.app_dsns()),
             "PAYMIGRATE_ROUTER_ADMIN_DSN": self.dsn("router-admin"),
             "AWS_ENDPOINT_URL": self.moto_url,
             "AWS_DEFAULT_REGION": REGION,
