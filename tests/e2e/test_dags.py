@@ -26,8 +26,14 @@ from paymigrate.db import connection
 from paymigrate.demo.seed import seed
 from paymigrate.local.dagrun import run_in_process
 from paymigrate.local.demo import reset
-from paymigrate.local.stack import ROUTERS
+from paymigrate.local.stack import APP_USER, ROUTERS
 from paymigrate.workload import Workload, report
+from paymigrate.workload.reads import (
+    READ_ONLY_DATABASE,
+    ReadSplit,
+    cloudwatch_publisher,
+    contract_share,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -107,10 +113,18 @@ def _writer_ports(stack):
     return {_count(dsn, "SELECT inet_server_port()") for dsn in stack.app_dsns()}
 
 
-def _workload(stack, story, tps=40, clients=2):
+def _workload(stack, story, tps=40, clients=2, reads=None):
     """The workload with its clients spread over both routers."""
     return Workload(dsn=stack.app_dsns(), directory=story["workload_dir"], clients=clients, tps=tps,
-                    seed=5).start()
+                    seed=5, reads=reads).start()
+
+
+def _read_split(stack):
+    """The application's read canary: the contract's share of its reads through each router's
+    read-only route (to the target), figures to CloudWatch every second."""
+    return ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
+                     share=contract_share(stack.client("ssm"), stack.env), refresh=1.0,
+                     publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
 
 
 def test_dagbag_has_no_import_errors_and_does_no_io_at_import(airflow, monkeypatch):
@@ -328,6 +342,37 @@ def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack,
     with connection(stack.dsn("router")) as conn, conn.cursor() as cur:
         cur.execute("SELECT current_setting('transaction_read_only')")
         assert cur.fetchone()[0] == "off"
+
+
+def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves_writes(
+        stack, story, capfd):
+    """A grant revoked on the target: the application's reads through the read-only route fail,
+    the canary gate sees their error rate in CloudWatch, puts the share back to 0 and fails."""
+    revoke = f"REVOKE SELECT ON payments FROM {APP_USER}"
+    with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(revoke)
+    reads = _read_split(stack)
+    work = _workload(stack, story, tps=100, clients=4, reads=reads)
+    try:
+        run = _run(story, capfd, "payment_cutover", {
+            "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 3})
+    finally:
+        stats = work.stop()
+        with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
+    states = _states(run)
+    assert states["shift_read_traffic"] == "failed" and states["write_switch"] != "success", states
+    assert "error rate 100.0%" in _errors(story) and "is over 5.0%" in _errors(story), _errors(story)
+    cfg = contract.read(stack.client("ssm"), stack.env)
+    assert cfg["workflow/traffic-split-percentage"] == 0 and cfg["database/active-writer"] == "source"
+    assert reads.percent == 0  # the application followed the share back
+    assert _writer_ports(stack) == {stack.port("source")}
+    assert _store(stack).lock().state == "cutover-ready"
+    target, writer = stats.read_routes["target"], stats.read_routes["writer"]
+    assert target["errors"] > 0 and target["reads"] == 0 and "permission denied" in target["last_error"]
+    assert writer["reads"] > 0 and writer["errors"] == 0
+    r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
+    assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
 
 
 def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capfd, answerer):

@@ -26,6 +26,12 @@ from paymigrate.freeze import remove_fence, unfreeze
 from paymigrate.local import airflow as local_airflow
 from paymigrate.local.dagrun import Api, RunResult
 from paymigrate.local.stack import DATABASE, LocalStack
+from paymigrate.workload.reads import (
+    READ_ONLY_DATABASE,
+    ReadSplit,
+    cloudwatch_publisher,
+    contract_share,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +108,14 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
     _wait_for_dags(api, ("payment_migration", "payment_cutover"))
 
     directory = Path(stack.home) / "workload" / f"demo-{int(time.time())}"
-    workload = Workload(dsn=stack.app_dsns(), directory=directory, clients=clients, tps=tps, seed=seed)
+    # Reads follow the canary's share to the target through each router's read-only route.
+    reads = ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
+                      share=contract_share(stack.client("ssm"), stack.env),
+                      publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
+    workload = Workload(dsn=stack.app_dsns(), directory=directory, clients=clients, tps=tps, seed=seed,
+                        reads=reads)
     workload.start()
-    say(f"workload on: {clients} clients at {tps:.0f} TPS through PgBouncer; ledger {directory}")
+    say(f"workload on: {clients} clients at {tps:.0f} TPS over both PgBouncers; ledger {directory}")
     out = DemoResult()
     try:
         migration = api.run("payment_migration", {"engine": "postgres-logical"}, timeout=1800)

@@ -27,8 +27,9 @@ from paymigrate.local.moto import MotoServer
 from paymigrate.local.pgbouncer import ADMIN_USER, Router
 from paymigrate.local.postgres import Cluster
 from paymigrate.local.route_agent import LocalAgent
-from paymigrate.router import Route
+from paymigrate.router import Route, read_routes
 from paymigrate.routing.fleet import RouterNode, RouterSpec
+from paymigrate.workload.reads import READ_ONLY_DATABASE
 
 log = logging.getLogger(__name__)
 
@@ -402,11 +403,18 @@ class LocalStack:
         agent = self.agent(name)
         agent.configure(routes_file=self.router(name).databases_file, key=self.secrets()["router-admin"])
         if agent.pid() and agent.healthy()[0]:
-            return f"; route agent on :{agent.port}"
-        agent.stop()
-        comp["agent_pid"] = agent.start()
-        self._save()
-        return f"; route agent started on :{agent.port} (pid {comp['agent_pid']})"
+            line = f"; route agent on :{agent.port}"
+        else:
+            agent.stop()
+            comp["agent_pid"] = agent.start()
+            self._save()
+            line = f"; route agent started on :{agent.port} (pid {comp['agent_pid']})"
+        if READ_ONLY_DATABASE not in read_routes(self.router(name).databases_file):
+            # The read canary's route: the target, for the share of reads the canary gives it.
+            client = agent.client()
+            client.set_route(Route(READ_ONLY_DATABASE, "127.0.0.1", self.port("target"), DATABASE),
+                             generation=client.state()["generation"])
+        return line
 
     def _up_moto(self) -> str:
         comp = self._component("moto")

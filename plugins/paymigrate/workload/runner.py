@@ -28,6 +28,7 @@ from paymigrate.errors import WorkloadError
 from paymigrate.workload import ops
 from paymigrate.workload.client import ABANDONED, COMMITTED, UNRESOLVED, Client
 from paymigrate.workload.ledger import LedgerWriter, new_ledger_path
+from paymigrate.workload.reads import ReadSplit
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ MIX = (("authorize", 40), ("capture", 23), ("settle", 17), ("refund", 11), ("exp
 # Share of beats that also read a payment back first; reads do not count toward the target rate,
 # which is a rate of write transactions.
 READ_CHECK_SHARE = 0.12
+# Share of beats that also run a read-only query, routed by the read canary's split (with reads).
+READ_ONLY_SHARE = 0.3
 POOL_LIMIT = 2000  # payments a client remembers per state
 
 
@@ -50,6 +53,7 @@ class WorkloadStats:
     reads: int = 0
     read_mismatches: int = 0
     unresolved: int = 0
+    read_routes: dict[str, dict] = field(default_factory=dict)  # the canary's reads, per route
 
     @property
     def tps(self) -> float:
@@ -115,7 +119,7 @@ class Workload:
 
     def __init__(self, *, dsn: str | Sequence[str], directory: Path | str, clients: int = 4, tps: float = 100.0,
                  duration: float | None = None, count: int | None = None, seed: int | None = None,
-                 retry_timeout: float = 60.0):
+                 retry_timeout: float = 60.0, reads: ReadSplit | None = None):
         if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
             raise WorkloadError(f"clients={clients!r}: expected a positive integer")
         if not tps or tps <= 0:
@@ -131,6 +135,7 @@ class Workload:
         self.clients, self.tps, self.duration, self.count = clients, float(tps), duration, count
         self.seed = seed
         self.retry_timeout = retry_timeout
+        self.reads = reads
         self.run_id = secrets.token_hex(4)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -159,6 +164,8 @@ class Workload:
         log.info("workload %s: %d clients at %.0f tps (duration %s, count %s), ledger %s",
                  self.run_id, self.clients, self.tps, self.duration, self.count, self.ledger_path)
         self._alive = self.clients
+        if self.reads is not None:
+            self.reads.start()
         for n in range(self.clients):
             rng = random.Random(None if self.seed is None else self.seed * 1000 + n)
             t = threading.Thread(target=self._client, args=(n, rng, accounts),
@@ -180,6 +187,8 @@ class Workload:
         if not self.wait(timeout):
             log.warning("workload %s: clients still busy after %.0fs; their operations in flight "
                         "are not in the ledger", self.run_id, timeout)
+        if self.reads is not None:
+            self.reads.stop()
         if self._ledger is not None:
             stats = self.stats()
             self._ledger.append({"type": "end", "run": self.run_id, "t": self._now(),
@@ -204,7 +213,8 @@ class Workload:
                 committed=sum(self._committed.values()),
                 committed_by_kind=dict(self._committed), failed_by_kind=dict(self._failed),
                 retries_by_kind=dict(self._retries), reads=self._reads,
-                read_mismatches=self._mismatches, unresolved=self._unresolved)
+                read_mismatches=self._mismatches, unresolved=self._unresolved,
+                read_routes={r: f.to_dict() for r, f in self.reads.totals().items()} if self.reads else {})
 
     # ---- internals -------------------------------------------------------------------------
     def _now(self) -> float:
@@ -228,6 +238,10 @@ class Workload:
         pools: dict[str, deque[ops.Payment]] = {s: deque(maxlen=POOL_LIMIT) for s in
                                                  ("authorized", "captured", "refundable")}
         known: OrderedDict[str, ops.Payment] = OrderedDict()  # payment id -> last committed
+        readers = {"writer": client}
+        if self.reads is not None:
+            targets = self.reads.target_dsns
+            readers["target"] = Client(dsn=targets[n % len(targets)], name=f"paymigrate-reads-{n}")
         interval = self.clients / self.tps
         next_at = time.monotonic() + rng.random() * interval  # spread the clients' first beats
         seq = 0
@@ -243,6 +257,9 @@ class Workload:
                 next_at = max(next_at + interval, now - 1.0)
                 if known and rng.random() < READ_CHECK_SHARE:
                     self._read_check(n, client, known[rng.choice(list(known))])
+                if self.reads is not None and known and rng.random() < READ_ONLY_SHARE:
+                    route = self.reads.route(rng)
+                    self._read_only(readers[route], route, known[rng.choice(list(known))])
                 kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
                 if not self._claim():
                     break
@@ -254,7 +271,8 @@ class Workload:
             with self._lock:
                 self._failed["client_crashed"] += 1
         finally:
-            client.close()
+            for reader in readers.values():
+                reader.close()
             with self._lock:
                 self._alive -= 1
                 if self._alive == 0:
@@ -337,6 +355,20 @@ class Workload:
                           "found": list(row) if row else None})
             log.warning("workload client %d: read-your-writes mismatch on payment %s: expected %s, "
                         "found %s", n, p.id, expected, row)
+
+    def _read_only(self, reader: Client, route: str, p: ops.Payment) -> None:
+        """One read-only query through ``route``, timed; stale when the payment is not in the
+        state this client last committed (the route lags the writer)."""
+        assert self.reads is not None
+        started = time.monotonic()
+        try:
+            row = reader.read_payment(p.id)
+        except psycopg2.Error as exc:
+            self.reads.record(route, ok=False, seconds=time.monotonic() - started,
+                              error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return
+        self.reads.record(route, ok=True, seconds=time.monotonic() - started,
+                          stale=row is None or row[0] != p.status)
 
     def _on_retry(self, n: int, kind: str, op: ops.Operation | None, detail: str) -> None:
         with self._lock:
