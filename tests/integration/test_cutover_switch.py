@@ -20,7 +20,14 @@ import pytest
 from conftest import create_database, drop_database
 from conftest import sql_rows as _sql
 
-from paymigrate.cutover import SWITCH_STEPS, CutoverAborted, Switch, switch_back, switch_writes
+from paymigrate.cutover import (
+    SWITCH_STEPS,
+    CutoverAborted,
+    Switch,
+    SwitchResult,
+    switch_back,
+    switch_writes,
+)
 from paymigrate.demo.seed import TABLES, seed
 from paymigrate.freeze import (
     FENCE_TRIGGER,
@@ -98,6 +105,12 @@ def pair(stack):
 def _direct_write(dsn: str) -> None:
     """A write as the application role that bypasses the router."""
     _sql(dsn, "UPDATE accounts SET name = name WHERE id = (SELECT min(id) FROM accounts)")
+
+
+def _aborts(sw: Switch) -> SwitchResult:
+    with pytest.raises(CutoverAborted) as caught:
+        switch_writes(sw)
+    return caught.value.result
 
 
 def _live(sw: Switch, name: str) -> set[tuple[str, int]]:
@@ -271,9 +284,7 @@ def test_a_router_killed_inside_the_pause_aborts_with_both_routers_back_on_the_s
     wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=8).start()
     try:
         _committing(wl)
-        with pytest.raises(CutoverAborted) as caught:
-            switch_writes(sw)
-        result = caught.value.result
+        result = _aborts(sw)
         assert result.failed_step == "repoint" and "router-b" in result.error, result
         assert "1 of 2 routers: router-b" in result.error, result.error
         # The live router is back on the source and resumed; the dead one could not be told.
@@ -422,11 +433,9 @@ def test_a_pause_budget_too_small_aborts_naming_the_step(pair, tmp_path):
     wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=5).start()
     try:
         _committing(wl)
-        with pytest.raises(CutoverAborted) as caught:
-            switch_writes(sw)
-        result = caught.value.result
+        result = _aborts(sw)
         assert result.budget_exceeded and result.failed_step in SWITCH_STEPS, result
-        assert "budget of 30 ms" in str(caught.value) and result.failed_step in str(caught.value)
+        assert "budget of 30 ms" in result.error and result.failed_step in result.error
         assert not [a for a in result.abort if "FAILED" in a], result.abort
         assert _live(sw, pair.name) == {("127.0.0.1", pair.source_port)}
         assert not _paused(sw, pair.name) and not is_fenced(sw.source)

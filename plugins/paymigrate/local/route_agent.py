@@ -94,7 +94,7 @@ class LocalAgent:
         while time.monotonic() < deadline:
             if child.poll() is not None:
                 raise StackError(f"route agent exited with {child.returncode}; see {self.logfile}")
-            pid = _server_pid(child.pid)
+            pid = proc.server_pid(child.pid)
             if self.healthy()[0]:
                 self.pidfile.write_text(f"{pid}\n")
                 return pid
@@ -117,12 +117,3 @@ class LocalAgent:
         except (AgentError, OSError) as exc:
             return False, str(exc)
         return True, f"route agent, generation {state['generation']}"
-
-
-def _server_pid(pid: int) -> int:
-    """The agent's own pid: runuser forks it as a child, and that is the one to signal."""
-    try:
-        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        kids = []
-    return kids[0] if kids and "runuser" in proc.cmdline(pid) else pid
