@@ -150,6 +150,10 @@ class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         self.console = RouterAdmin(config.admin)
+        # One console connection for the agent's life (reopened after an error): a route change
+        # runs inside the switch's write pause, and each new connection is a SCRAM login more.
+        self._holding = self.console.held()
+        self._holding.__enter__()
         self._lock = threading.Lock()
 
     def state(self) -> dict[str, Any]:
@@ -159,10 +163,13 @@ class Agent:
                 "routes": {db: f"{r.host}:{r.port}/{r.dbname}" for db, r in routes.items()}}
 
     def _held(self, database: str) -> bool:
-        try:
-            return self.console.paused(database)
-        except RouterError:
-            return True  # PgBouncer down: it serves nothing and reads the file when it starts
+        for _ in range(2):  # the kept connection is stale once after PgBouncer restarted
+            try:
+                return self.console.paused(database)
+            except RouterError as exc:
+                error = exc
+        log.warning("PgBouncer's console does not answer (%s): taken as down", error)
+        return True  # PgBouncer down: it serves nothing and reads the file when it starts
 
     def set_route(self, wanted: Route, generation: int) -> tuple[int, dict[str, Any]]:
         with self._lock:
