@@ -1,4 +1,8 @@
-"""The write switch, as one function run while clients are held by PgBouncer's ``PAUSE``.
+"""The write switch, as one function run while clients are held by ``PAUSE`` on every router.
+
+Each PAUSE, repoint (through the router's route agent, :mod:`paymigrate.routing`) and RESUME goes
+to all routers at once. Once every router took the new route the switch is committed: a router
+that then fails to RESUME is reported, not routed back.
 
 Between ``PAUSE`` and ``RESUME`` every application write waits, so only steps whose cost does not
 depend on the size of the data run there, back to back, in one process, timed:
@@ -22,8 +26,8 @@ by a full validation of the new writer against the old one after it (:mod:`paymi
 
 A budget bounds the pause: before each step the switch checks how long writes have waited, and
 every wait inside is cut to what is left. A step that finds the budget spent aborts, naming
-itself. Any failure before ``resume`` aborts: the route is put back on the source, the source
-unfrozen, the reverse slot dropped, and clients resumed there; forward replication is never
+itself. Any failure before ``resume`` aborts: every router's route is put back on the source, the
+source unfrozen, the reverse slot dropped, and every router resumed there; forward replication is never
 touched, nothing is lost, and :class:`CutoverAborted` carries the typed result.
 :func:`switch_back` is the same in the other direction, for a rollback after a cutover.
 

@@ -1,7 +1,8 @@
 """The write switch: PgBouncer's admin console and its ``[databases]`` file.
 
-PgBouncer 1.18 cannot change where a database points from the console; the cutover rewrites the
-``[databases]`` include file and sends ``RELOAD`` while clients are held by ``PAUSE``. In
+PgBouncer 1.18 cannot change where a database points from the console; the ``[databases]``
+include file is rewritten and ``RELOAD`` sent while clients are held by ``PAUSE``. Only the route
+agent on the router's host writes the file (:mod:`paymigrate.routing.agent`). In
 transaction pooling ``PAUSE`` waits for in-flight transactions to finish and holds new ones,
 so no client sees an error: it sees a stall.
 """
