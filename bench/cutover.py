@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from paymigrate.demo.seed import seed  # noqa: E402
 from paymigrate.freeze import remove_fence, unfreeze  # noqa: E402
 from paymigrate.local.stack import LocalStack  # noqa: E402
 from paymigrate.replication.logical import LogicalEngine  # noqa: E402
-from paymigrate.router import Route, RouterAdmin, write_route  # noqa: E402
+from paymigrate.routing.fleet import RouterNode, on_every  # noqa: E402
 from paymigrate.workload import Workload, report  # noqa: E402
 
 log = logging.getLogger("bench.cutover")
@@ -85,22 +84,25 @@ def forward(engine: LogicalEngine, stack: LocalStack, name: str) -> None:
         raise SystemExit(f"{name}: forward replication does not catch up: {engine.lag()}")
 
 
-def bare_pause(admin: RouterAdmin, name: str) -> float:
+def bare_pause(routers: tuple[RouterNode, ...], name: str) -> float:
+    """PAUSE then RESUME on every router, each in parallel, as the switch sends them."""
     started = time.monotonic()
-    admin.pause(name, timeout=10)
-    admin.resume(name)
+    for action, fn in (("PAUSE", lambda n: n.admin.pause(name, timeout=10)),
+                       ("RESUME", lambda n: n.admin.resume(name))):
+        done = on_every(routers, action, fn, timeout=15)
+        if not done.ok:
+            raise SystemExit(done.message())
     return time.monotonic() - started
 
 
 def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: float, budget: float,
-             work: Path) -> SizeResult:
+             work: Path, routers: int) -> SizeResult:
     name = f"bench_cutover_{rows}"
     clients = max(2, round(tps / TPS_PER_CLIENT))
     out = SizeResult(rows, tps, clients)
     source, target = stack.endpoint("source", dbname=name), stack.endpoint("target", dbname=name)
     engine = LogicalEngine(source=source, target=target, name=name, poll=0.05)
-    routes = stack.router().databases_file
-    admin = RouterAdmin(stack.endpoint("router-admin"))
+    nodes = stack.router_nodes()[:routers]
     fresh_db(stack, "source", name)
     started = time.monotonic()
     seed(dsn=stack.dsn("source", dbname=name), rows=rows, seed=rows % 1000)
@@ -110,13 +112,12 @@ def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: flo
     print(f"  seeded {out.table_rows:,} rows in {len(tables)} tables in {time.monotonic() - started:.0f}s; "
           "copying", file=sys.stderr, flush=True)
     forward(engine, stack, name)
-    write_route(routes, Route(name, "127.0.0.1", stack.port("source"), name))
-    admin.reload()
-    sw = Switch(source=source, target=target, router=admin, routes_file=routes, database=name,
+    stack.add_route(name)
+    sw = Switch(source=source, target=target, routers=nodes, database=name,
                 engine=engine, tables=tuple(tables), max_write_pause=budget, pause_timeout=10.0,
                 drain_timeout=30.0)
     back_sw = replace(sw, max_write_pause=10.0)  # payment_rollback's default budget
-    app_dsn, source_dsn = stack.dsn("router", dbname=name), stack.dsn("source", dbname=name)
+    app_dsn, source_dsn = stack.app_dsns(dbname=name)[:routers], stack.dsn("source", dbname=name)
     # The baseline has its own workload run, so each run's longest stall is its own.
     wl = Workload(dsn=app_dsn, directory=work / name / "baseline", clients=clients, tps=tps,
                   seed=rows % 1000).start()
@@ -125,7 +126,7 @@ def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: flo
             # As long between rounds as between switches: PAUSE closes every server connection
             # and PgBouncer opens them again one after another (about 10 ms each here).
             time.sleep(settle)
-            out.baseline.append(bare_pause(admin, name))
+            out.baseline.append(bare_pause(nodes, name))
         time.sleep(settle)
     finally:
         wl.stop()
@@ -159,8 +160,7 @@ def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: flo
             engine.drop(direction="reverse")
             engine.drop(direction="forward")
         finally:
-            remove_route(routes, name)
-            admin.reload()
+            stack.remove_route(name)
     rep = report(directory=ledger, against_dsn=source_dsn)
     out.committed, out.committed_tps = base.committed + rep.committed, rep.committed_tps
     out.lost, out.duplicated = base.lost + rep.lost, base.duplicated + rep.duplicated
@@ -173,17 +173,6 @@ def run_size(stack: LocalStack, rows: int, *, tps: int, cycles: int, settle: flo
         execute(stack.dsn(side, dbname="postgres"),
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     return out
-
-
-def remove_route(path: Path, name: str) -> None:
-    """Drop ``name``'s line from the router's databases file, keeping its owner and mode."""
-    st = path.stat()
-    lines = [ln for ln in path.read_text().splitlines() if ln.split("=", 1)[0].strip() != name]
-    tmp = path.with_name(path.name + ".bench")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.chmod(tmp, st.st_mode & 0o777)
-    os.chown(tmp, st.st_uid, st.st_gid)
-    os.replace(tmp, path)
 
 
 def ms(values: list[float], how: str) -> str:
@@ -244,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tps", type=int, default=200, help="workload rate in transactions/s")
     parser.add_argument("--cycles", type=int, default=3, help="cutover + switch back cycles per size")
     parser.add_argument("--budget-ms", type=int, default=500, help="the cutover's write pause budget")
+    parser.add_argument("--routers", type=int, default=2, choices=(1, 2),
+                        help="PgBouncers switched at once (the workload spreads over them)")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds of writes between one switch and the next")
     args = parser.parse_args(argv)
@@ -269,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
                 results.append(run_size(stack, rows, tps=args.tps, cycles=args.cycles,
                                         settle=args.settle, budget=args.budget_ms / 1000,
-                                        work=Path(tmp)))
+                                        work=Path(tmp), routers=args.routers))
+        print(f"routers switched at once: {args.routers}")
         print_table(results, args.budget_ms / 1000)
     finally:
         stack.down(purge=True)

@@ -20,10 +20,10 @@ import json
 import shlex
 from collections.abc import Mapping
 
-from paymigrate import contract
-
 PGBOUNCER_PORT = 6432
-ROUTES_FILE = contract.PARAMETERS["router/databases-file"].default
+# Owned by the route agent (paymigrate.routing.agent): the switch never writes it itself.
+ROUTES_FILE = "/etc/pgbouncer/databases.ini"
+AGENT_CONFIG = "/etc/pgbouncer/agent.json"
 ADMIN_ENDPOINT = f"127.0.0.1:{PGBOUNCER_PORT}"
 # The public SSM parameter of Canonical's current Ubuntu 24.04 image (pgbouncer is a Debian
 # package there); the launch template resolves it when an instance launches.
@@ -32,8 +32,7 @@ IMAGE = ("resolve:ssm:/aws/service/canonical/ubuntu/server/24.04/stable/current/
 RDS_CA_BUNDLE = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 CLOUDWATCH_AGENT = ("https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/amd64/latest/"
                     "amazon-cloudwatch-agent.deb")
-# Set by the routing work: the agent module of the package, run with the contract's env.
-AGENT_MODULE = "paymigrate.route_agent"
+AGENT_MODULE = "paymigrate.routing.agent"
 LOG_FILES = {"pgbouncer": "/var/log/postgresql/pgbouncer.log",
              "route-agent": "/var/log/paymigrate/route-agent.log"}
 SECRETS = ("router-admin", "app-db")
@@ -51,9 +50,10 @@ BOOT_SCRIPT = """\
 import json, os, sys, time
 import boto3
 from paymigrate import contract
-env, region, arns, etc = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+env, region, arns, etc, agent_port = (sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4],
+                                      int(sys.argv[5]))
 KEYS = ("database/active-writer", "database/production/endpoint", "database/migration/endpoint",
-        "database/name", "router/database", "router/databases-file")
+        "database/name", "router/database")
 sm = boto3.client("secretsmanager", region_name=region)
 users = {role: json.loads(sm.get_secret_value(SecretId=arn)["SecretString"]) for role, arn in arns.items()}
 ssm = boto3.client("ssm", region_name=region)
@@ -75,7 +75,14 @@ with open(os.path.join(etc, "userlist.txt"), "w") as f:
         f.write('"%s" "%s"\\n' % (u["username"], u["password"]))
 with open(os.path.join(etc, "admin_users"), "w") as f:
     f.write(users["router-admin"]["username"])
-routes = cfg["router/databases-file"]
+# The route agent: its key signs the switch's calls and logs it into this PgBouncer's console.
+with open(os.path.join(etc, "router-admin.key"), "w") as f:
+    f.write(users["router-admin"]["password"])
+routes = os.path.join(etc, "databases.ini")
+with open(os.path.join(etc, "agent.json"), "w") as f:
+    json.dump({"listen": "0.0.0.0", "port": agent_port, "routes_file": routes,
+               "admin": {"host": "127.0.0.1", "port": 6432, "user": users["router-admin"]["username"]},
+               "key_file": os.path.join(etc, "router-admin.key")}, f)
 if not os.path.exists(routes):  # a reboot keeps the route the agent last wrote
     with open(routes, "w") as f:
         f.write("[databases]\\n%s = host=%s port=%s dbname=%s\\n"
@@ -110,7 +117,8 @@ def cloudwatch_agent_config(log_group: str) -> dict:
         for role, path in LOG_FILES.items()]}}}}
 
 
-def agent_unit(*, env: str, agent_port: int) -> str:
+def agent_unit(*, env: str) -> str:
+    """The agent's systemd unit; it listens where its config (written at boot) says."""
     return f"""\
 [Unit]
 Description=paymigrate route agent
@@ -120,13 +128,21 @@ Requires=pgbouncer.service
 [Service]
 User=postgres
 Environment=PAYMIGRATE_ENV={env}
-ExecStart=/opt/paymigrate/bin/python -m {AGENT_MODULE} --listen 0.0.0.0:{agent_port}
+ExecStart=/opt/paymigrate/bin/python -m {AGENT_MODULE} serve --config {AGENT_CONFIG}
 Restart=always
 StandardOutput=append:{LOG_FILES["route-agent"]}
 StandardError=append:{LOG_FILES["route-agent"]}
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+
+# A host that rebooted in the middle of a switch puts a route the switch never confirmed back
+# before PgBouncer serves anything (the agent's recover).
+PGBOUNCER_DROP_IN = f"""\
+[Service]
+ExecStartPre=/opt/paymigrate/bin/python -m {AGENT_MODULE} recover --config {AGENT_CONFIG}
 """
 
 
@@ -152,7 +168,7 @@ python3 -m venv /opt/paymigrate
 /opt/paymigrate/bin/pip install boto3 psycopg2-binary
 install -d -o postgres -g postgres -m 0750 /var/log/paymigrate
 systemctl stop pgbouncer
-/opt/paymigrate/bin/python - {q(env)} {q(region)} {q(arns)} /etc/pgbouncer <<'PY'
+/opt/paymigrate/bin/python - {q(env)} {q(region)} {q(arns)} /etc/pgbouncer {agent_port} <<'PY'
 {BOOT_SCRIPT}PY
 cat > /etc/pgbouncer/pg_hba.conf <<'HBA'
 {HBA}HBA
@@ -161,7 +177,10 @@ cat > /etc/pgbouncer/pgbouncer.ini <<INI
 chown postgres:postgres /etc/pgbouncer/*
 chmod 0600 /etc/pgbouncer/userlist.txt
 cat > /etc/systemd/system/paymigrate-route-agent.service <<'UNIT'
-{agent_unit(env=env, agent_port=agent_port)}UNIT
+{agent_unit(env=env)}UNIT
+install -d /etc/systemd/system/pgbouncer.service.d
+cat > /etc/systemd/system/pgbouncer.service.d/paymigrate-recover.conf <<'UNIT'
+{PGBOUNCER_DROP_IN}UNIT
 cat > /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json <<'CW'
 {json.dumps(cloudwatch_agent_config(log_group), indent=2)}
 CW

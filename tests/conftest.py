@@ -147,3 +147,4 @@ def answerer(stack, airflow):
     finally:
         thread.stop()
         server.stop()
+

@@ -161,13 +161,13 @@ _ALL = (
     _p("router/admin-secret-arn", "arn", "Secrets Manager secret of the PgBouncer admin user"),
     _p("router/database", "text", "Database name the applications use on the router",
        default="payments"),
-    _p("router/databases-file", "text",
-       "PgBouncer's [databases] include file the cutover rewrites (on the host the cutover runs on)",
-       default="/etc/pgbouncer/databases.ini"),
     _p("router/hosts-group", "text", "Auto Scaling group of the router hosts, whose route agents "
        "change their routes; local when the routers are the local stand-ins", default="local"),
     _p("router/agent-port", "int", "TCP port of the route agent on each router host", default=6433,
        minimum=1024, maximum=65535),
+    _p("router/routers", "text",
+       "Every PgBouncer of the tier, JSON: [{name, admin: host:port, agent: host:port}]; [] is "
+       "the one at router/admin-endpoint, its route agent on port 6433 of that host", default="[]"),
     # Storage, notifications, workflows, functions, replication (design): names and ARNs.
     _p("storage/checkpoints-bucket", "text", "S3 bucket of the migration checkpoints"),
     _p("storage/rollback-bucket", "text", "S3 bucket of the saved rollback state"),

@@ -1,4 +1,8 @@
-"""The write switch, as one function run while clients are held by PgBouncer's ``PAUSE``.
+"""The write switch, as one function run while clients are held by ``PAUSE`` on every router.
+
+Each PAUSE, repoint (through the router's route agent, :mod:`paymigrate.routing`) and RESUME goes
+to all routers at once. Once every router took the new route the switch is committed: a router
+that then fails to RESUME is reported, not routed back.
 
 Between ``PAUSE`` and ``RESUME`` every application write waits, so only steps whose cost does not
 depend on the size of the data run there, back to back, in one process, timed:
@@ -22,8 +26,8 @@ by a full validation of the new writer against the old one after it (:mod:`paymi
 
 A budget bounds the pause: before each step the switch checks how long writes have waited, and
 every wait inside is cut to what is left. A step that finds the budget spent aborts, naming
-itself. Any failure before ``resume`` aborts: the route is put back on the source, the source
-unfrozen, the reverse slot dropped, and clients resumed there; forward replication is never
+itself. Any failure before ``resume`` aborts: every router's route is put back on the source, the
+source unfrozen, the reverse slot dropped, and every router resumed there; forward replication is never
 touched, nothing is lost, and :class:`CutoverAborted` carries the typed result.
 :func:`switch_back` is the same in the other direction, for a rollback after a cutover.
 
@@ -33,11 +37,11 @@ lengthen it for nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from paymigrate.db import Endpoint, reuse
@@ -45,7 +49,8 @@ from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import freeze, prepare_fence, unfreeze
 from paymigrate.replication.base import Direction, Engine, Side
 from paymigrate.replication.ddl import raise_for_drift
-from paymigrate.router import Route, RouterAdmin, read_routes, write_route
+from paymigrate.router import Route, RouterError
+from paymigrate.routing.fleet import FleetResult, RouterNode, next_generation, on_every
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,10 @@ SWITCH_STEPS = ("prepare", "pause", "freeze_source", "drain", "check_tables", "s
 BACK_STEPS = ("prepare", "pause", "freeze_target", "drain_reverse", "sync_sequences", "repoint",
               "unfreeze_source", "resume", "stop_reverse")
 # Steps that run once the writer moved: budget-free, and a failure there is not an abort.
-_AFTER_RESUME = ("stop_reverse",)
+_AFTER_RESUME = ("stop_reverse", "confirm")
+# Seconds a router may take to answer a call that does not wait for clients (RESUME, a route).
+ROUTER_TIMEOUT = 5.0
+PAUSE_GRACE = 0.5  # past a PAUSE's own timeout, for the RESUME that undoes it
 
 
 class CutoverAborted(PaymigrateError):
@@ -88,6 +96,11 @@ class SwitchResult:
     sessions_ended: int = 0
     fenced: bool = False
     fenced_in_pause: list[str] = field(default_factory=list)  # tables too busy to fence before it
+    routers: list[str] = field(default_factory=list)
+    generation: int = 0  # the fence generation the routers' agents were told
+    pause_per_router: dict[str, float] = field(default_factory=dict)  # seconds PAUSE took on each
+    unresumed: list[str] = field(default_factory=list)  # RESUME failed after the switch committed
+    unconfirmed: list[str] = field(default_factory=list)  # new route not confirmed to the agent
     failed_step: str | None = None
     budget_exceeded: bool = False
     error: str | None = None
@@ -108,14 +121,14 @@ class SwitchResult:
 
 @dataclass(frozen=True)
 class Switch:
-    """What a switch needs: the two databases, the router, the engine, the migration's tables
-    (``schema.name``: what is fenced and must be replicated) and the limits."""
+    """What a switch needs: the two databases, every router (console and route agent), the
+    engine, the migration's tables (``schema.name``: what is fenced and must be replicated) and
+    the limits."""
 
     source: Endpoint
     target: Endpoint
-    router: RouterAdmin
-    routes_file: Path
-    database: str  # the router's database name the applications connect to
+    routers: tuple[RouterNode, ...]
+    database: str  # the routers' database name the applications connect to
     engine: Engine
     tables: tuple[str, ...] = ()
     max_write_pause: float = 0.5  # seconds from PAUSE sent to RESUME answered
@@ -124,6 +137,8 @@ class Switch:
     sequence_gap: int = 1000
 
     def __post_init__(self) -> None:
+        if not self.routers:
+            raise ValueError("the switch needs at least one router: none given")
         if not 0 < self.max_write_pause <= 600:
             raise ValueError(f"max_write_pause {self.max_write_pause!r} must be over 0 and at "
                              "most 600 seconds")
@@ -196,18 +211,27 @@ def switch_writes(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     before ``resume`` fails. Reverse replication is then attached by ``engine.attach_reverse``."""
     sw.check_tables_given()
     # Connections opened before the pause serve every statement inside it (db.reuse).
-    with reuse(sw.source, sw.target), sw.router.held():
+    with reuse(sw.source, sw.target), _consoles_held(sw):
         return _switch_writes(sw, fail_at)
+
+
+@contextlib.contextmanager
+def _consoles_held(sw: Switch) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for node in sw.routers:
+            stack.enter_context(node.admin.held())
+        yield
 
 
 def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
     result = SwitchResult(direction="source->target", budget_seconds=sw.max_write_pause,
-                          tables=len(sw.tables))
+                          tables=len(sw.tables), routers=[n.name for n in sw.routers])
     clock = _Clock(result, fail_at, SWITCH_STEPS)
     frozen = captured = repointed = False
 
     def prepare() -> None:
         raise_for_drift(sw.engine)  # a schema change not carried: no cutover, the source stays writer
+        result.generation = _generation(sw)
         result.fenced_in_pause = prepare_fence(sw.source, sw.tables)
         sw.engine.prepare_reverse()
 
@@ -224,7 +248,7 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
 
     try:
         clock.step("prepare", prepare)
-        clock.step("pause", lambda: _pause(sw, clock))
+        clock.step("pause", lambda: _pause(sw, clock, result))
         frozen_result = clock.step("freeze_source", freeze_source)
         result.sessions_ended, result.fenced = frozen_result.sessions_ended, frozen_result.fenced
         result.drain_position = clock.step("drain", lambda: _drain(sw, clock, "forward", side="source"))
@@ -232,8 +256,9 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
         result.sequences = len(clock.step("sync_sequences", lambda: sw.engine.sync_sequences(gap=sw.sequence_gap)))
         result.reverse_position = clock.step("capture_reverse", capture)
         repointed = True
-        clock.step("repoint", lambda: _repoint(sw, sw.target))
-        clock.step("resume", lambda: sw.router.resume(sw.database))
+        clock.step("repoint", lambda: _repoint(sw, sw.target, result.generation, clock))
+        # Every router took the new route: the switch is committed from here (_resume_all).
+        clock.step("resume", lambda: _resume_all(sw, result))
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         if captured:
@@ -246,6 +271,7 @@ def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
         raise CutoverAborted(f"cutover aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the source", result) from exc
     result.write_pause_seconds = pause = clock.since_pause()
+    clock.step("confirm", lambda: _confirm_all(sw, result))
     log.info("writer is now the target; write pause %.0f ms (budget %.0f ms)",
              pause * 1000, sw.max_write_pause * 1000)
     return result
@@ -255,19 +281,20 @@ def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     """After a cutover: move the writer back to the source once reverse replication has carried
     every write made on the target. Clients wait in ``PAUSE`` meanwhile."""
     sw.check_tables_given()
-    with reuse(sw.source, sw.target), sw.router.held():
+    with reuse(sw.source, sw.target), _consoles_held(sw):
         return _switch_back(sw, fail_at)
 
 
 def _switch_back(sw: Switch, fail_at: str | None) -> SwitchResult:
     result = SwitchResult(direction="target->source", budget_seconds=sw.max_write_pause,
-                          tables=len(sw.tables))
+                          tables=len(sw.tables), routers=[n.name for n in sw.routers])
     clock = _Clock(result, fail_at, BACK_STEPS)
     frozen = repointed = source_unfrozen = False
 
     def prepare() -> None:
         # A cutover whose attach_reverse never ran: its slot holds every target write, attach now.
         sw.engine.attach_reverse()
+        result.generation = _generation(sw)
         result.fenced_in_pause = prepare_fence(sw.target, sw.tables)
 
     def freeze_target() -> Any:
@@ -283,7 +310,7 @@ def _switch_back(sw: Switch, fail_at: str | None) -> SwitchResult:
 
     try:
         clock.step("prepare", prepare)
-        clock.step("pause", lambda: _pause(sw, clock))
+        clock.step("pause", lambda: _pause(sw, clock, result))
         frozen_result = clock.step("freeze_target", freeze_target)
         result.sessions_ended, result.fenced = frozen_result.sessions_ended, frozen_result.fenced
         result.drain_position = clock.step("drain_reverse",
@@ -291,9 +318,9 @@ def _switch_back(sw: Switch, fail_at: str | None) -> SwitchResult:
         result.sequences = len(clock.step(
             "sync_sequences", lambda: sw.engine.sync_sequences(gap=sw.sequence_gap, direction="reverse")))
         repointed = True
-        clock.step("repoint", lambda: _repoint(sw, sw.source))
+        clock.step("repoint", lambda: _repoint(sw, sw.source, result.generation, clock))
         clock.step("unfreeze_source", unfreeze_source)
-        clock.step("resume", lambda: sw.router.resume(sw.database))
+        clock.step("resume", lambda: _resume_all(sw, result))
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         # Not back yet: the target stays the writer, as it was before the rollback began, and
@@ -306,6 +333,7 @@ def _switch_back(sw: Switch, fail_at: str | None) -> SwitchResult:
         raise CutoverAborted(f"rollback aborted at {result.failed_step}: {result.error}; "
                              f"writes resumed on the target", result) from exc
     result.write_pause_seconds = clock.paused()
+    clock.step("confirm", lambda: _confirm_all(sw, result))
     # Clients write to the source again; reverse replication has nothing left to carry.
     clock.step("stop_reverse", lambda: sw.engine.stop(direction="reverse"))
     return result
@@ -316,14 +344,21 @@ def _budgeted(clock: _Clock, limit: float) -> float:
     return max(min(limit, clock.left()), 0.001)
 
 
-def _pause(sw: Switch, clock: _Clock) -> float:
+def _pause(sw: Switch, clock: _Clock, result: SwitchResult) -> float:
+    """PAUSE on every router at once. One that refuses, or does not answer within the budget
+    left, aborts the switch (the abort resumes them all)."""
     timeout = _budgeted(clock, sw.pause_timeout)
-    try:
-        return sw.router.pause(sw.database, timeout=timeout)
-    except Exception as exc:
+    # Each PAUSE gives up (and RESUMEs) at ``timeout``; the fleet's wait is the backstop for a
+    # router whose console does not even answer that RESUME.
+    done = on_every(sw.routers, "PAUSE", lambda n: n.admin.pause(sw.database, timeout=timeout),
+                    timeout=timeout + PAUSE_GRACE)
+    result.pause_per_router = done.per_router()
+    if not done.ok:
+        message = done.message()
         if timeout < sw.pause_timeout and clock.left() <= 0:
-            raise _Overrun(str(exc)) from exc
-        raise
+            raise _Overrun(message)
+        raise RouterError(message)
+    return done.slowest
 
 
 def _drain(sw: Switch, clock: _Clock, direction: Direction, *, side: Side) -> str:
@@ -349,47 +384,95 @@ def _lag(sw: Switch, direction: Direction) -> str:
         return f"unknown: {exc}"
 
 
-def _repoint(sw: Switch, writer: Endpoint) -> None:
-    repoint(sw.router, sw.routes_file, sw.database, writer)
+def _generation(sw: Switch) -> int:
+    """Ask every agent (before the pause: an unreachable one stops the switch here, for free)."""
+    states = on_every(sw.routers, "route agent state", lambda n: n.agent.state(timeout=ROUTER_TIMEOUT),
+                      timeout=ROUTER_TIMEOUT)
+    if not states.ok:
+        raise RouterError(states.message())
+    return next_generation(int(a.value["generation"]) for a in states.answers)
 
 
-def repoint(router: RouterAdmin, routes_file: Path, database: str, writer: Endpoint) -> None:
-    """Write ``database``'s route to ``writer``, RELOAD, and check the router took it. Clients
-    must be held (PAUSE) meanwhile, or one could see the switch mid-transaction."""
-    write_route(routes_file, Route(database, writer.host, writer.port, writer.dbname))
-    router.reload()
-    _check_route(router, database, writer, when=" after RELOAD")
+def _repoint(sw: Switch, writer: Endpoint, generation: int, clock: _Clock | None = None) -> None:
+    """Every router's agent writes ``writer`` into its route file and RELOADs; each checks its
+    PgBouncer took it. Clients must be held (PAUSE) meanwhile: the agents refuse otherwise."""
+    limit = ROUTER_TIMEOUT if clock is None else _budgeted(clock, ROUTER_TIMEOUT)
+    done = repoint(sw.routers, Route(sw.database, writer.host, writer.port, writer.dbname),
+                   generation=generation, timeout=limit)
+    if not done.ok:
+        raise RouterError(done.message())
 
 
-def _check_route(router: RouterAdmin, database: str, writer: Endpoint, *, when: str = "") -> None:
-    host, port = router.route(database)
-    if (host, port) != (writer.host, writer.port):
-        raise PaymigrateError(f"router still sends {database} to {host}:{port}{when}, "
-                              f"not {writer.host}:{writer.port}")
+def repoint(routers: tuple[RouterNode, ...], route: Route, *, generation: int,
+            timeout: float = ROUTER_TIMEOUT) -> FleetResult:
+    return on_every(routers, "route", lambda n: n.agent.set_route(
+        route, generation=generation, timeout=timeout), timeout=timeout)
 
 
-def route_writes_to(router: RouterAdmin, routes_file: Path, database: str, writer: Endpoint, *,
+def _resume_all(sw: Switch, result: SwitchResult) -> None:
+    """RESUME every router. Past the commit point (every router took the new route) a router
+    that fails to resume is reported, not aborted: another one may already have let writes reach
+    the new writer, and routing back would lose them."""
+    done = on_every(sw.routers, "RESUME", lambda n: n.admin.resume(sw.database), timeout=ROUTER_TIMEOUT)
+    result.unresumed = list(done.failed)
+    if not done.ok:
+        log.error("%s; their clients wait until they are resumed by hand", done.message())
+
+
+def _confirm_all(sw: Switch, result: SwitchResult) -> None:
+    """Make the new route permanent on every agent (a host restarting before this comes back on
+    the old writer, which is fenced)."""
+    done = on_every(sw.routers, "confirm", lambda n: n.agent.confirm(
+        sw.database, generation=result.generation, timeout=ROUTER_TIMEOUT), timeout=ROUTER_TIMEOUT)
+    result.unconfirmed = list(done.failed)
+    if not done.ok:
+        log.error("%s", done.message())
+
+
+def routes_of(routers: tuple[RouterNode, ...], database: str) -> FleetResult:
+    """Where each router sends ``database`` now, as its PgBouncer reports it: ``(host, port)``."""
+    return on_every(routers, "SHOW DATABASES", lambda n: n.admin.route(database), timeout=ROUTER_TIMEOUT)
+
+
+def route_writes_to(routers: tuple[RouterNode, ...], database: str, writer: Endpoint, *,
                     pause_timeout: float = 30.0) -> bool:
     """Outside a switch (a rollback's last word on routing): make every client of ``database``
-    reach ``writer``. Only a switch that failed half-way leaves the route elsewhere; then clients
-    are held (PAUSE) while it is repointed. Returns whether the route moved; raises if the router
-    does not send ``database`` to ``writer`` in the end."""
-    if read_routes(routes_file).get(database) == Route(database, writer.host, writer.port,
-                                                         writer.dbname):
-        _check_route(router, database, writer)
+    reach ``writer``. Only a switch that failed half-way leaves a route elsewhere; then that
+    router holds its clients (PAUSE) while its agent repoints it. Returns whether a route moved;
+    raises if a router does not send ``database`` to ``writer`` in the end."""
+    where = routes_of(routers, database)
+    if not where.ok:
+        raise RouterError(where.message())
+    astray = tuple(n for n, a in zip(routers, where.answers, strict=True)
+                   if tuple(a.value) != (writer.host, writer.port))
+    if not astray:
         return False
-    router.pause(database, timeout=pause_timeout)
-    try:
-        repoint(router, routes_file, database, writer)
-    finally:
-        router.resume(database)
+    states = on_every(routers, "route agent state", lambda n: n.agent.state(), timeout=ROUTER_TIMEOUT)
+    if not states.ok:
+        raise RouterError(states.message())
+    generation = next_generation(int(a.value["generation"]) for a in states.answers)
+    route = Route(database, writer.host, writer.port, writer.dbname)
+
+    def move(node: RouterNode) -> None:
+        node.admin.pause(database, timeout=pause_timeout)
+        try:
+            node.agent.set_route(route, generation=generation)
+            node.agent.confirm(database, generation=generation)
+        finally:
+            node.admin.resume(database)
+
+    done = on_every(astray, "route", move, timeout=pause_timeout + 2 * ROUTER_TIMEOUT)
+    if not done.ok:
+        raise RouterError(done.message())
     return True
 
 
 def _abort(sw: Switch, result: SwitchResult, *, paused: bool, repointed: bool, writer: Endpoint,
            frozen: Endpoint | None) -> None:
-    """Put writes back where they were. Each action is tried even if an earlier one fails, and
-    each outcome is recorded: an operator reads exactly what state things are in.
+    """Put writes back where they were, on every router. Each action is tried even if an
+    earlier one fails, and each outcome is recorded: an operator reads exactly what state things
+    are in. A router that is down gets its route file put back by its agent, and reads it when it
+    starts again.
 
     ``frozen`` is None when the failure came before the freeze: unfreezing ends every client
     session of the writer, which would cut the in-flight transactions of a live database for
@@ -397,14 +480,20 @@ def _abort(sw: Switch, result: SwitchResult, *, paused: bool, repointed: bool, w
     """
     log.error("switch %s failed at %s (%s): aborting", result.direction, result.failed_step, result.error)
     actions: list[tuple[str, Callable[[], Any]]] = []
-    if repointed or read_routes(sw.routes_file).get(sw.database) != sw.route_to(writer):
-        actions.append(("route back", lambda: _repoint(sw, writer)))
+    if repointed:
+        actions.append(("route back", lambda: _repoint(sw, writer, result.generation)))
     if frozen is not None:
         actions.append(("unfreeze", lambda: unfreeze(frozen)))
     if paused:
-        actions.append(("resume", lambda: sw.router.resume(sw.database)))
+        actions.append(("resume", lambda: _resume_or_raise(sw)))
     for name, action in actions:
         _try(result, name, action)
+
+
+def _resume_or_raise(sw: Switch) -> None:
+    done = on_every(sw.routers, "RESUME", lambda n: n.admin.resume(sw.database), timeout=ROUTER_TIMEOUT)
+    if not done.ok:
+        raise RouterError(done.message())
 
 
 def _try(result: SwitchResult, name: str, action: Callable[[], Any]) -> None:

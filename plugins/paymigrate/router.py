@@ -1,7 +1,8 @@
 """The write switch: PgBouncer's admin console and its ``[databases]`` file.
 
-PgBouncer 1.18 cannot change where a database points from the console; the cutover rewrites the
-``[databases]`` include file and sends ``RELOAD`` while clients are held by ``PAUSE``. In
+PgBouncer 1.18 cannot change where a database points from the console; the ``[databases]``
+include file is rewritten and ``RELOAD`` sent while clients are held by ``PAUSE``. Only the route
+agent on the router's host writes the file (:mod:`paymigrate.routing.agent`). In
 transaction pooling ``PAUSE`` waits for in-flight transactions to finish and holds new ones,
 so no client sees an error: it sees a stall.
 """
@@ -58,24 +59,34 @@ def read_routes(path: Path) -> dict[str, Route]:
 
 def write_route(path: Path, route: Route) -> Route | None:
     """Point ``route.database`` at ``route.host:route.port`` in the file (atomically, keeping the
-    file's owner and mode, since PgBouncer runs as another user); return the previous route."""
+    file's owner and mode, since PgBouncer runs as another user); return the previous route.
+    Only the route agent on the router's host calls this (:mod:`paymigrate.routing.agent`)."""
     for v in (route.database, route.host, route.dbname):
         if not _IDENT.match(v):
             raise RouterError(f"refusing to write {v!r} into the router's [databases] file")
-    path = Path(path)
+    entry = f"{route.database} = host={route.host} port={route.port} dbname={route.dbname}"
+    return _rewrite(Path(path), route.database, entry)
+
+
+def remove_route(path: Path, database: str) -> Route | None:
+    """Drop ``database``'s entry from the file; return the route it had."""
+    return _rewrite(Path(path), _ident(database), None)
+
+
+def _rewrite(path: Path, database: str, entry: str | None) -> Route | None:
     st = path.stat()
     lines = path.read_text().splitlines()
-    previous = read_routes(path).get(route.database)
-    entry = f"{route.database} = host={route.host} port={route.port} dbname={route.dbname}"
+    previous = read_routes(path).get(database)
     out, replaced = [], False
     for line in lines:
         m = _LINE.match(line)
-        if m and m["db"] == route.database and not line.lstrip().startswith((";", "#")):
-            out.append(entry)
+        if m and m["db"] == database and not line.lstrip().startswith((";", "#")):
+            if entry is not None:
+                out.append(entry)
             replaced = True
         else:
             out.append(line)
-    if not replaced:
+    if not replaced and entry is not None:
         out.append(entry)
     tmp = path.with_name(path.name + ".new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o777)

@@ -73,7 +73,7 @@ def test_migration_cutover_and_rollback_from_15_to_18_lose_nothing(upgrade, capf
     stack, timings, folder = upgrade
     assert _one(stack.dsn("source"), "SHOW server_version_num").startswith("15")
     assert _one(stack.dsn("target"), "SHOW server_version_num").startswith("18")
-    work = Workload(dsn=stack.dsn("router"), directory=folder, clients=2, tps=40, seed=5).start()
+    work = Workload(dsn=stack.app_dsns(), directory=folder, clients=2, tps=40, seed=5).start()
     try:
         migrated, errors = _run(timings, capfd, "payment_migration", {"engine": "postgres-logical"})
         assert migrated.ok, errors
@@ -91,7 +91,7 @@ def test_migration_cutover_and_rollback_from_15_to_18_lose_nothing(upgrade, capf
     switched = cut.xcom["write_switch"]
     assert switched["fenced"] and switched["tables"] == 7 and switched["sequences"] > 0, switched
     timings["write pause"] = switched["write_pause_seconds"]
-    assert _one(stack.dsn("router"), "SELECT inet_server_port()") == stack.port("target")
+    assert {_one(dsn, "SELECT inet_server_port()") for dsn in stack.app_dsns()} == {stack.port("target")}
     assert _one(stack.dsn("router"), "SHOW server_version_num").startswith("18")
     assert cut.xcom["validate_new_writer"]["status"] == "match", cut.xcom["validate_new_writer"]
     on_target = report(directory=folder, against_dsn=stack.dsn("target"))
@@ -100,7 +100,7 @@ def test_migration_cutover_and_rollback_from_15_to_18_lose_nothing(upgrade, capf
     assert _one(stack.dsn("target"), "SELECT last_value FROM payment_events_id_seq") >= \
         _one(stack.dsn("source"), "SELECT max(id) FROM payment_events")
 
-    work = Workload(dsn=stack.dsn("router"), directory=folder, clients=2, tps=40, seed=6).start()
+    work = Workload(dsn=stack.app_dsns(), directory=folder, clients=2, tps=40, seed=6).start()
     try:
         time.sleep(2)  # writes on the 18 target that reverse replication carries back to 15
         back, errors = _run(timings, capfd, "payment_rollback", {"reason": "test: 15 -> 18 and back"})
@@ -109,7 +109,7 @@ def test_migration_cutover_and_rollback_from_15_to_18_lose_nothing(upgrade, capf
         work.stop()
     assert back.ok, errors
     assert back.xcom["switch_writes_to_source"]["switched"] is True
-    assert _one(stack.dsn("router"), "SELECT inet_server_port()") == stack.port("source")
+    assert {_one(dsn, "SELECT inet_server_port()") for dsn in stack.app_dsns()} == {stack.port("source")}
     on_source = report(directory=folder, against_dsn=stack.dsn("source"))
     assert on_source.committed > on_target.committed
     assert (on_source.lost, on_source.duplicated, on_source.invariants_ok) == (0, 0, True), on_source.to_dict()

@@ -26,7 +26,14 @@ from paymigrate.db import connection
 from paymigrate.demo.seed import seed
 from paymigrate.local.dagrun import run_in_process
 from paymigrate.local.demo import reset
+from paymigrate.local.stack import APP_USER, ROUTERS
 from paymigrate.workload import Workload, report
+from paymigrate.workload.reads import (
+    READ_ONLY_DATABASE,
+    ReadSplit,
+    cloudwatch_publisher,
+    contract_share,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -101,12 +108,23 @@ def _slots(stack):
     return _count(stack.dsn("source"), "SELECT count(*) FROM pg_replication_slots")
 
 
-def _writer_port(stack):
-    return _count(stack.dsn("router"), "SELECT inet_server_port()")
+def _writer_ports(stack):
+    """The server each router sends the application to: one port when they all agree."""
+    return {_count(dsn, "SELECT inet_server_port()") for dsn in stack.app_dsns()}
 
 
-def _workload(stack, story, tps=40):
-    return Workload(dsn=stack.dsn("router"), directory=story["workload_dir"], clients=2, tps=tps, seed=5).start()
+def _workload(stack, story, tps=40, clients=2, reads=None):
+    """The workload with its clients spread over both routers."""
+    return Workload(dsn=stack.app_dsns(), directory=story["workload_dir"], clients=clients, tps=tps,
+                    seed=5, reads=reads).start()
+
+
+def _read_split(stack):
+    """The application's read canary: the contract's share of its reads through each router's
+    read-only route (to the target), figures to CloudWatch every second."""
+    return ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
+                     share=contract_share(stack.client("ssm"), stack.env), refresh=1.0,
+                     publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
 
 
 def test_dagbag_has_no_import_errors_and_does_no_io_at_import(airflow, monkeypatch):
@@ -275,7 +293,7 @@ def test_rollback_after_migration_leaves_source_writable_and_replication_stopped
     assert result.xcom["switch_writes_to_source"] == {"switched": False}
     assert _count(stack.dsn("target"), "SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL") == 0
     assert _count(stack.dsn("target"), "SELECT count(*) FILTER (WHERE subenabled) FROM pg_subscription") == 0
-    assert _writer_port(stack) == stack.port("source")
+    assert _writer_ports(stack) == {stack.port("source")}
     with connection(stack.dsn("router")) as conn, conn.cursor() as cur:
         cur.execute("SELECT current_setting('transaction_read_only')")
         assert cur.fetchone()[0] == "off"
@@ -294,7 +312,7 @@ def test_cutover_drill_aborts_back_to_the_source_with_nothing_lost(stack, story,
     finally:
         work.stop()
     assert drill.state == "failed" and _states(drill)["write_switch"] == "failed"
-    assert _writer_port(stack) == stack.port("source")
+    assert _writer_ports(stack) == {stack.port("source")}
     assert contract.read(stack.client("ssm"), stack.env)["database/active-writer"] == "source"
     assert _store(stack).lock().state == "cutover-ready"
     r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
@@ -319,7 +337,7 @@ def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack,
     assert [a["run_id"] for a in answerer.answers if a["chosen"] == ["Reject"]] == [rejected.run_id]
     cfg = contract.read(stack.client("ssm"), stack.env)
     assert cfg["database/active-writer"] == "source" and cfg["workflow/traffic-split-percentage"] == 0
-    assert _writer_port(stack) == stack.port("source")
+    assert _writer_ports(stack) == {stack.port("source")}
     assert _store(stack).lock().state == "cutover-ready"
     assert _subscriptions(stack) == 1
     assert _count(stack.dsn("target"), "SELECT count(*) FROM pg_replication_slots") == 0
@@ -328,8 +346,39 @@ def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack,
         assert cur.fetchone()[0] == "off"
 
 
+def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves_writes(
+        stack, story, capfd):
+    """A grant revoked on the target: the application's reads through the read-only route fail,
+    the canary gate sees their error rate in CloudWatch, puts the share back to 0 and fails."""
+    revoke = f"REVOKE SELECT ON payments FROM {APP_USER}"
+    with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(revoke)
+    reads = _read_split(stack)
+    work = _workload(stack, story, tps=100, clients=4, reads=reads)
+    try:
+        run = _run(story, capfd, "payment_cutover", {
+            "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 3})
+    finally:
+        stats = work.stop()
+        with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
+    states = _states(run)
+    assert states["shift_read_traffic"] == "failed" and states["write_switch"] != "success", states
+    assert "error rate 100.0%" in _errors(story) and "is over 5.0%" in _errors(story), _errors(story)
+    cfg = contract.read(stack.client("ssm"), stack.env)
+    assert cfg["workflow/traffic-split-percentage"] == 0 and cfg["database/active-writer"] == "source"
+    assert reads.percent == 0  # the application followed the share back
+    assert _writer_ports(stack) == {stack.port("source")}
+    assert _store(stack).lock().state == "cutover-ready"
+    target, writer = stats.read_routes["target"], stats.read_routes["writer"]
+    assert target["errors"] > 0 and target["reads"] == 0 and "permission denied" in target["last_error"]
+    assert writer["reads"] > 0 and writer["errors"] == 0
+    r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
+    assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
+
+
 def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capfd, answerer):
-    work = _workload(stack, story, tps=60)
+    work = _workload(stack, story, tps=200, clients=4)
     try:
         cut = _run(story, capfd, "payment_cutover", {
             "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 0})
@@ -337,9 +386,11 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
     finally:
         work.stop()
     assert cut.ok, _errors(story)
-    assert _writer_port(stack) == stack.port("target")
+    assert _writer_ports(stack) == {stack.port("target")}
     switched = cut.xcom["write_switch"]
     assert switched["write_pause_seconds"] < 5 and switched["fenced"] and switched["tables"] == 7
+    assert switched["routers"] == list(ROUTERS) and set(switched["pause_per_router"]) == set(ROUTERS)
+    assert (switched["unresumed"], switched["unconfirmed"]) == ([], [])
     assert cut.xcom["attach_reverse"]["action"] == "created"
     approved = cut.xcom["approve_cutover"]
     assert approved["approved"] is True and approved["by"] == "admin" and approved["at"], approved
@@ -357,7 +408,7 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
 
     _a_row_changed_behind_replication_is_reported_by_key(stack)
 
-    work = _workload(stack, story, tps=60)  # writes made on the target must come back
+    work = _workload(stack, story, tps=200, clients=4)  # writes made on the target must come back
     try:
         time.sleep(2)
         back = _run(story, capfd, "payment_rollback", {"reason": "test: after cutover"})
@@ -366,7 +417,8 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
         work.stop()
     assert back.ok, _errors(story)
     assert back.xcom["switch_writes_to_source"]["switched"] is True
-    assert _writer_port(stack) == stack.port("source")
+    assert back.xcom["switch_writes_to_source"]["routers"] == list(ROUTERS)
+    assert _writer_ports(stack) == {stack.port("source")}
     on_source = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert on_source.committed > on_target.committed
     assert (on_source.lost, on_source.duplicated, on_source.invariants_ok) == (0, 0, True), on_source.to_dict()
@@ -413,9 +465,10 @@ def test_no_secret_in_logs_xcom_or_checkpoints(stack, story, airflow):
     # files that exist to hold the secrets. The servers' data directories hold the subscription's
     # connection string by design (pg_subscription) and are not searched.
     data_root = Path(stack.data_root())
-    holders = {stack.secrets_file, stack.passfile}
+    # The route agents' key files hold the router-admin password, as the agent on a host reads it.
+    holders = {stack.secrets_file, stack.passfile, *(stack.agent(n).key_file for n in ROUTERS)}
     clusters = (data_root / "source", data_root / "target")
-    files = {p for root in (stack.home, data_root / "logs", data_root / "router", airflow,
+    files = {p for root in (stack.home, data_root / "logs", *(data_root / n for n in ROUTERS), airflow,
                             story["workload_dir"])
              for p in Path(root).rglob("*")
              if p.is_file() and p not in holders and not any(p.is_relative_to(c) for c in clusters)}

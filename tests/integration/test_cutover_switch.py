@@ -2,17 +2,17 @@
 payment workload writing through the router the whole time.
 
 Each test gets its own database pair (2000 seeded payments, forward replication streaming) and
-its own entry in the router's ``[databases]`` file, so the stack's ``payments`` database and
-route are never touched.
+its own route on both routers (set through their route agents), so the stack's ``payments``
+database and route are never touched. The workload spreads its clients over both routers.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -20,7 +20,14 @@ import pytest
 from conftest import create_database, drop_database
 from conftest import sql_rows as _sql
 
-from paymigrate.cutover import SWITCH_STEPS, CutoverAborted, Switch, switch_back, switch_writes
+from paymigrate.cutover import (
+    SWITCH_STEPS,
+    CutoverAborted,
+    Switch,
+    SwitchResult,
+    switch_back,
+    switch_writes,
+)
 from paymigrate.demo.seed import TABLES, seed
 from paymigrate.freeze import (
     FENCE_TRIGGER,
@@ -32,7 +39,6 @@ from paymigrate.freeze import (
 )
 from paymigrate.local.stack import APP_USER
 from paymigrate.replication.logical import LogicalEngine
-from paymigrate.router import RouterAdmin, read_routes
 from paymigrate.workload import Workload, report
 
 pytestmark = pytest.mark.integration
@@ -52,31 +58,16 @@ class Pair:
     target_dsn: str
     app_source_dsn: str  # the application role, bypassing the router
     app_target_dsn: str
-    router_dsn: str  # the application role, through the router
+    router_dsn: str  # the application role, through the first router
+    router_dsns: list[str]  # through each router
     target_port: int
     source_port: int
-
-
-def _set_route_line(path: Path, name: str, line: str | None) -> None:
-    """Add (or with None remove) this test's entry, keeping the file's owner and mode and every
-    other line as it is."""
-    st = path.stat()
-    kept = [raw for raw in path.read_text().splitlines()
-            if raw.split("=", 1)[0].strip() != name]
-    if line is not None:
-        kept.append(line)
-    tmp = path.with_name(path.name + ".test")
-    tmp.write_text("\n".join(kept) + "\n")
-    os.chmod(tmp, st.st_mode & 0o777)
-    os.chown(tmp, st.st_uid, st.st_gid)
-    os.replace(tmp, path)
 
 
 @pytest.fixture
 def pair(stack):
     name = f"cut_{uuid.uuid4().hex[:10]}"
-    routes = stack.router().databases_file
-    admin = RouterAdmin(stack.endpoint("router-admin"))
+    routers = stack.router_nodes()
     source, target = stack.endpoint("source", dbname=name), stack.endpoint("target", dbname=name)
     engine = LogicalEngine(source=source, target=target, name=name, poll=0.05)
     for side in ("source", "target"):
@@ -86,10 +77,8 @@ def pair(stack):
         engine.start()
         status = engine.wait_full_load(timeout=60, poll=0.2)
         assert status.full_load_done, status
-        _set_route_line(routes, name, f"{name} = host=127.0.0.1 port={stack.port('source')} "
-                                      f"dbname={name}")
-        admin.reload()
-        sw = Switch(source=source, target=target, router=admin, routes_file=routes, database=name,
+        stack.add_route(name)
+        sw = Switch(source=source, target=target, routers=routers, database=name,
                     engine=engine, tables=tuple(engine.scope_tables()), max_write_pause=BUDGET,
                     pause_timeout=5.0, drain_timeout=10.0)
         yield Pair(name=name, switch=sw, engine=engine,
@@ -98,13 +87,14 @@ def pair(stack):
                    app_source_dsn=stack.dsn("source", user=APP_USER, dbname=name),
                    app_target_dsn=stack.dsn("target", user=APP_USER, dbname=name),
                    router_dsn=stack.dsn("router", dbname=name),
+                   router_dsns=stack.app_dsns(dbname=name),
                    source_port=stack.port("source"), target_port=stack.port("target"))
     finally:
-        admin.resume(name, quiet=True)
+        for node in routers:
+            node.admin.resume(name, quiet=True)
         for direction in ("reverse", "forward"):
             engine.drop(direction=direction)
-        _set_route_line(routes, name, None)
-        admin.reload()
+        stack.remove_route(name)
         for ep in (source, target):
             unfreeze(ep)
             remove_fence(ep)
@@ -115,6 +105,26 @@ def pair(stack):
 def _direct_write(dsn: str) -> None:
     """A write as the application role that bypasses the router."""
     _sql(dsn, "UPDATE accounts SET name = name WHERE id = (SELECT min(id) FROM accounts)")
+
+
+def _aborts(sw: Switch) -> SwitchResult:
+    with pytest.raises(CutoverAborted) as caught:
+        switch_writes(sw)
+    return caught.value.result
+
+
+def _live(sw: Switch, name: str) -> set[tuple[str, int]]:
+    """Where the routers send ``name`` now, as their PgBouncers report it."""
+    return {tuple(n.admin.route(name)) for n in sw.routers}
+
+
+def _files(sw: Switch, name: str) -> set[str]:
+    """What the routers' route files say for ``name``, as their agents report it."""
+    return {n.agent.state()["routes"][name] for n in sw.routers}
+
+
+def _paused(sw: Switch, name: str) -> bool:
+    return any(n.admin.paused(name) for n in sw.routers)
 
 
 def _events(dsn: str) -> int:
@@ -146,16 +156,19 @@ def _committing(wl: Workload, *, timeout: float = 10.0) -> None:
 def test_cutover_under_load_then_switch_back(pair, tmp_path):
     sw = pair.switch
     ledger = tmp_path / "workload"
-    wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=1).start()
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=1).start()
     try:
         _committing(wl)
         result = switch_writes(sw)
         at_switch = wl.stats().committed
-        assert sw.router.route(pair.name) == ("127.0.0.1", pair.target_port)
-        assert read_routes(sw.routes_file)[pair.name].port == pair.target_port
+        assert _live(sw, pair.name) == {("127.0.0.1", pair.target_port)}
+        assert _files(sw, pair.name) == {f"127.0.0.1:{pair.target_port}/{pair.name}"}
         # Held to its budget (the switch's own promise); its length is the bench's to measure.
         assert not result.budget_exceeded and result.write_pause_seconds <= result.budget_seconds, result.steps
-        assert set(result.steps) == set(SWITCH_STEPS)
+        assert set(result.steps) == {*SWITCH_STEPS, "confirm"}
+        assert result.routers == ["router", "router-b"] and set(result.pause_per_router) == {"router", "router-b"}
+        assert (result.unresumed, result.unconfirmed) == ([], [])
+        assert all(not n.agent.state()["pending"] for n in sw.routers)
         assert (result.tables, result.fenced, result.aborted) == (len(TABLES), True, False)
         # Writes go on, on the target, held by the reverse slot until the subscription reads it.
         _committing(wl)
@@ -174,11 +187,11 @@ def test_cutover_under_load_then_switch_back(pair, tmp_path):
     assert wl.stats().committed > at_switch + 20
     _assert_clean(report(directory=ledger, against_dsn=pair.target_dsn), "target")
 
-    wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=2).start()
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=2).start()
     try:
         _committing(wl)
         back = switch_back(sw)
-        assert sw.router.route(pair.name) == ("127.0.0.1", pair.source_port)
+        assert _live(sw, pair.name) == {("127.0.0.1", pair.source_port)}
         assert not back.budget_exceeded and back.write_pause_seconds <= back.budget_seconds, back.steps
         _committing(wl)
     finally:
@@ -199,7 +212,7 @@ def test_cutover_under_load_then_switch_back(pair, tmp_path):
 def test_a_failure_at_any_step_aborts_with_writes_back_on_the_source(pair, tmp_path, step):
     sw = pair.switch
     ledger = tmp_path / "workload"
-    wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=3).start()
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=3).start()
     try:
         _committing(wl)
         with pytest.raises(CutoverAborted) as caught:
@@ -208,9 +221,9 @@ def test_a_failure_at_any_step_aborts_with_writes_back_on_the_source(pair, tmp_p
         assert result.failed_step == step
         assert "InjectedFailure" in result.error
         assert not [a for a in result.abort if "FAILED" in a], result.abort
-        assert sw.router.route(pair.name) == ("127.0.0.1", pair.source_port)
-        assert read_routes(sw.routes_file)[pair.name].port == pair.source_port
-        assert not sw.router.paused(pair.name)
+        assert _live(sw, pair.name) == {("127.0.0.1", pair.source_port)}
+        assert _files(sw, pair.name) == {f"127.0.0.1:{pair.source_port}/{pair.name}"}
+        assert not _paused(sw, pair.name)
         assert not is_frozen(sw.source)
         _direct_write(pair.app_source_dsn)
         _committing(wl)
@@ -232,7 +245,7 @@ def test_a_pause_blocked_by_an_open_transaction_times_out_and_aborts(pair, tmp_p
     sw = replace(pair.switch, pause_timeout=1.0, max_write_pause=BUDGET)
     ledger = tmp_path / "workload"
     blocker = psycopg2.connect(pair.router_dsn)
-    wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=4).start()
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=4).start()
     try:
         _committing(wl)
         with blocker.cursor() as cur:  # a transaction left open holds its server connection
@@ -246,8 +259,8 @@ def test_a_pause_blocked_by_an_open_transaction_times_out_and_aborts(pair, tmp_p
         assert "within 1.0s" in result.error
         assert elapsed < sw.pause_timeout + 2.0, elapsed
         assert 1.0 <= result.write_pause_seconds < sw.pause_timeout + 2.0
-        assert not sw.router.paused(pair.name)
-        assert sw.router.route(pair.name) == ("127.0.0.1", pair.source_port)
+        assert not _paused(sw, pair.name)
+        assert _live(sw, pair.name) == {("127.0.0.1", pair.source_port)}
         assert not is_frozen(sw.source) and not is_fenced(sw.source)
         _committing(wl)
         # Nothing was frozen, so no session was ended: the long transaction is still there.
@@ -259,13 +272,47 @@ def test_a_pause_blocked_by_an_open_transaction_times_out_and_aborts(pair, tmp_p
     assert pair.engine.status(direction="forward").state in ("streaming", "starting")
 
 
+def test_a_router_killed_inside_the_pause_aborts_with_both_routers_back_on_the_source(
+        stack, pair, tmp_path):
+    """router-b's PgBouncer dies once the fence is shut: its agent cannot make it take the new
+    route, so the switch aborts. The other router is routed back and resumed; router-b's agent
+    puts its route file back, and router-b, started again, reads the source from it."""
+    victim = stack.router("router-b")
+    pid = victim.pid()
+    sw = replace(pair.switch, engine=_InsidePause(pair.engine, lambda: os.kill(pid, signal.SIGKILL)))
+    source = ("127.0.0.1", pair.source_port)
+    ledger = tmp_path / "workload"
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=8).start()
+    try:
+        _committing(wl)
+        result = _aborts(sw)
+        assert result.failed_step == "repoint" and "router-b" in result.error, result
+        assert "1 of 2 routers: router-b" in result.error, result.error
+        # The live router is back on the source and resumed; the dead one could not be told.
+        first = sw.routers[0]
+        assert first.admin.route(pair.name) == source and not first.admin.paused(pair.name)
+        failed = [a for a in result.abort if "FAILED" in a]
+        assert all("router-b" in a and " router (" not in a for a in failed), result.abort
+        assert _files(sw, pair.name) == {f"127.0.0.1:{pair.source_port}/{pair.name}"}
+        assert not is_frozen(sw.source) and not is_fenced(sw.source)
+        stack.up(bootstrap=False)  # router-b again, as its host's supervisor would restart it
+        assert _live(sw, pair.name) == {source} and not _paused(sw, pair.name)
+        _committing(wl)
+    finally:
+        wl.stop()
+        if victim.pid() is None:
+            stack.up(bootstrap=False)
+    _assert_clean(report(directory=ledger, against_dsn=pair.source_dsn), "source")
+    assert pair.engine.status(direction="forward").state in ("streaming", "starting")
+
+
 def test_a_table_too_busy_to_fence_before_the_pause_is_fenced_inside_it(pair, tmp_path):
     """An open write transaction that bypasses the router holds its table: prepare leaves it, the
     freeze ends that session (its write is rolled back, never half-committed) and fences the
     table inside the pause."""
     ledger = tmp_path / "workload"
     blocker = psycopg2.connect(pair.app_source_dsn)
-    wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=6).start()
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=6).start()
     try:
         _committing(wl)
         with blocker.cursor() as cur:
@@ -275,7 +322,7 @@ def test_a_table_too_busy_to_fence_before_the_pause_is_fenced_inside_it(pair, tm
         assert result.fenced_in_pause == ["public.accounts"] and not result.aborted
         with pytest.raises(psycopg2.OperationalError):
             blocker.commit()
-        assert pair.switch.router.route(pair.name) == ("127.0.0.1", pair.target_port)
+        assert _live(pair.switch, pair.name) == {("127.0.0.1", pair.target_port)}
         pair.engine.attach_reverse(from_position=result.reverse_position)
         _committing(wl)
     finally:
@@ -384,17 +431,15 @@ def test_reverse_replication_still_applies_onto_the_fenced_source(pair, tmp_path
 def test_a_pause_budget_too_small_aborts_naming_the_step(pair, tmp_path):
     sw = replace(pair.switch, max_write_pause=0.03)
     ledger = tmp_path / "workload"
-    wl = Workload(dsn=pair.router_dsn, directory=ledger, clients=4, tps=100, seed=5).start()
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=5).start()
     try:
         _committing(wl)
-        with pytest.raises(CutoverAborted) as caught:
-            switch_writes(sw)
-        result = caught.value.result
+        result = _aborts(sw)
         assert result.budget_exceeded and result.failed_step in SWITCH_STEPS, result
-        assert "budget of 30 ms" in str(caught.value) and result.failed_step in str(caught.value)
+        assert "budget of 30 ms" in result.error and result.failed_step in result.error
         assert not [a for a in result.abort if "FAILED" in a], result.abort
-        assert sw.router.route(pair.name) == ("127.0.0.1", pair.source_port)
-        assert not sw.router.paused(pair.name) and not is_fenced(sw.source)
+        assert _live(sw, pair.name) == {("127.0.0.1", pair.source_port)}
+        assert not _paused(sw, pair.name) and not is_fenced(sw.source)
         _direct_write(pair.app_source_dsn)
         _committing(wl)
     finally:

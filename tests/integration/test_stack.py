@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
@@ -15,7 +16,7 @@ from paymigrate import aws, contract, names
 from paymigrate.local import proc, scram
 from paymigrate.local.bootstrap import bootstrap
 from paymigrate.local.pgbouncer import ADMIN_USER
-from paymigrate.local.stack import APP_USER, LocalStack
+from paymigrate.local.stack import APP_USER, COMPONENTS, ROUTERS, LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +38,10 @@ def _pids(s: LocalStack) -> dict[str, int]:
 
 def test_all_components_healthy(own_stack):
     rows = own_stack.status()
-    assert [r.component for r in rows] == ["source", "target", "router", "moto"]
+    assert [r.component for r in rows] == ["source", "target", "router", "router-b", "moto"]
     assert all(r.healthy for r in rows), rows
-    assert len({r.port for r in rows}) == 4
+    assert all("route agent, generation" in r.detail for r in rows if r.component.startswith("router"))
+    assert len({r.port for r in rows}) == 5
 
 
 def test_every_socket_is_on_loopback(own_stack):
@@ -48,6 +50,9 @@ def test_every_socket_is_on_loopback(own_stack):
         found = proc.listening_sockets(pid)
         assert found, f"{comp} (pid {pid}) listens on nothing we can see"
         sockets[comp] = found
+    for name in ROUTERS:  # each router's route agent, which owns its route file
+        sockets[f"{name} agent"] = proc.listening_sockets(own_stack.agent(name).pid())
+        assert sockets[f"{name} agent"] == [("127.0.0.1", own_stack.agent(name).port)]
     for comp, found in sockets.items():
         for addr, port in found:
             assert addr == "127.0.0.1", f"{comp} listens on {addr}:{port}"
@@ -55,11 +60,13 @@ def test_every_socket_is_on_loopback(own_stack):
 
 
 def test_up_twice_gives_the_same_stack(own_stack):
-    before = (_pids(own_stack), {c: own_stack.port(c) for c in ("source", "target", "router", "moto")})
+    before = (_pids(own_stack), {c: own_stack.port(c) for c in COMPONENTS},
+              [own_stack.agent(n).pid() for n in ROUTERS])
     lines = LocalStack(own_stack.home).up()
-    after = (_pids(own_stack), {c: own_stack.port(c) for c in ("source", "target", "router", "moto")})
+    after = (_pids(own_stack), {c: own_stack.port(c) for c in COMPONENTS},
+             [own_stack.agent(n).pid() for n in ROUTERS])
     assert before == after
-    assert sum("already running" in line for line in lines) == 4
+    assert sum("already running" in line for line in lines) == 5
     assert "0 created, all present" in lines[-1]
 
 
@@ -102,6 +109,9 @@ def test_bootstrap_twice_creates_the_same_resources(own_stack):
     cfg = contract.read(ssm, "stacktest")
     assert set(cfg) == set(contract.PARAMETERS)
     assert cfg["router/endpoint"] == f"127.0.0.1:{own_stack.port('router')}"
+    routers = json.loads(cfg["router/routers"])
+    assert [(r["name"], r["admin"]) for r in routers] == [
+        (n, f"127.0.0.1:{own_stack.port(n)}") for n in ROUTERS]
 
 
 def test_bootstrap_keeps_what_an_operator_set(own_stack):
@@ -154,16 +164,17 @@ def test_the_server_and_python_agree_on_scram(own_stack):
 
 
 def test_files_holding_local_credentials_are_0600(own_stack):
-    router = own_stack.router()
-    for path in (own_stack.secrets_file, own_stack.passfile, router.auth_file, router.ini,
-                 router.databases_file):
-        assert path.stat().st_mode & 0o777 == 0o600, path
+    for name in ROUTERS:
+        router, agent = own_stack.router(name), own_stack.agent(name)
+        for path in (own_stack.secrets_file, own_stack.passfile, router.auth_file, router.ini,
+                     router.databases_file, agent.key_file, agent.config_file):
+            assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 def test_down_leaves_no_process_of_ours(own_stack):
-    pids = _pids(own_stack)
+    pids = {**_pids(own_stack), **{f"{n} agent": own_stack.agent(n).pid() for n in ROUTERS}}
     lines = own_stack.down()
-    assert len(lines) == 4
+    assert len(lines) == 7  # moto, two routers and their agents, two clusters
     for comp, pid in pids.items():
         assert not proc.pid_alive(pid), f"{comp} (pid {pid}) still running"
     assert all(not r.healthy for r in own_stack.status())

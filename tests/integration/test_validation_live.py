@@ -66,12 +66,8 @@ def live(databases, stack):
     sub = f"sub_{name}"
     run_sql(tgt, f"CREATE SUBSCRIPTION {sub} CONNECTION %s PUBLICATION live_pub",
             (stack.endpoint("source", dbname=name).dsn(),))
-    dbfile = stack.router().databases_file
-    original = dbfile.read_text()
     try:
-        with open(dbfile, "a") as fh:  # appending keeps the file's owner and mode
-            fh.write(f"{name} = host=127.0.0.1 port={stack.port('source')} dbname={name}\n")
-        run_sql(stack.dsn("router-admin"), "RELOAD")  # autocommit: the console has no transactions
+        stack.add_route(name)
         deadline = time.monotonic() + 60
         while run_sql(tgt, "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")[0][0]:
             assert time.monotonic() < deadline, "initial table sync did not finish in 60 s"
@@ -80,9 +76,7 @@ def live(databases, stack):
             source=stack.endpoint("source", dbname=name),
             target=stack.endpoint("target", dbname=name), name=sub, poll=0.2)
     finally:
-        with open(dbfile, "w") as fh:
-            fh.write(original)
-        run_sql(stack.dsn("router-admin"), "RELOAD")
+        stack.remove_route(name)
         run_sql(tgt, f"DROP SUBSCRIPTION IF EXISTS {sub}")
 
 

@@ -32,15 +32,9 @@ def app(stack, databases):
     source = databases[0]
     name = psycopg2.extensions.parse_dsn(source)["dbname"]
     seed(dsn=source, rows=300, seed=1)
-    dbfile = stack.router().databases_file
-    original = dbfile.read_text()
-    with open(dbfile, "a") as fh:  # appending keeps the file's owner and mode
-        fh.write(f"{name} = host=127.0.0.1 port={stack.port('source')} dbname={name}\n")
-    _admin(stack, "RELOAD")
+    stack.add_route(name)
     yield stack.dsn("router", dbname=name), source, name
-    with open(dbfile, "w") as fh:
-        fh.write(original)
-    _admin(stack, "RELOAD")
+    stack.remove_route(name)
 
 
 def test_report_finds_every_commit_then_an_injected_loss_duplicate_and_imbalance(app, tmp_path):

@@ -4,7 +4,6 @@ after a post-switch mismatch, and the schema dump's filter for the fence."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,14 +22,15 @@ from paymigrate.db import Endpoint
 from paymigrate.errors import PaymigrateError
 from paymigrate.replication import Lag
 from paymigrate.replication.schema import _FENCE
+from paymigrate.routing.fleet import RouterNode
 
 EP = Endpoint("127.0.0.1", 5432, "payments", "paymigrate")
 
 
 def _switch(**kw) -> Switch:
     kw.setdefault("engine", None)
-    return Switch(source=EP, target=EP, router=None, routes_file=Path("/nonexistent"), database="payments",
-                  **kw)
+    kw.setdefault("routers", (RouterNode("router", None, None),))
+    return Switch(source=EP, target=EP, database="payments", **kw)
 
 
 class CatchingUp:

@@ -23,10 +23,10 @@ from airflow.providers.amazon.aws.hooks.ssm import SsmHook
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
-from paymigrate.migration.platform import check_side, contract_engine
+from paymigrate.migration.platform import check_side, contract_engine, contract_routers
 from paymigrate.replication.base import Engine
 from paymigrate.replication.retention import SlotWal
-from paymigrate.router import RouterAdmin
+from paymigrate.routing.fleet import RouterNode
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,11 @@ class MigrationHook:
                                dms_client=lambda: DmsHook(aws_conn_id=self.aws_conn_id).conn,
                                cloudwatch_client=self.cloudwatch)
 
-    def router_admin(self) -> RouterAdmin:
-        """PgBouncer's admin console, from the secret the contract names."""
+    def routers(self) -> tuple[RouterNode, ...]:
+        """Every PgBouncer (console and route agent), with the secret the contract names."""
         credentials = SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_secret_as_dict(
             self.config["router/admin-secret-arn"])
-        return RouterAdmin(Endpoint.from_secret(credentials, dbname="pgbouncer"))
+        return contract_routers(self.config, credentials)
 
     def cloudwatch(self) -> Any:
         # The provider has no CloudWatch metrics hook: the base hook's client.

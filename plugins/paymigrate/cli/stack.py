@@ -48,7 +48,10 @@ Stop the processes the local stack started (and only those). With --purge also d
 stack's folders: data, logs, secrets and Airflow's home.""", environment=HOME_ENV, example="""\
   $ paymigrate down
   moto      stopped (pid 1295)
+  router    route agent stopped
   router    stopped (pid 1290)
+  router-b  route agent stopped
+  router-b  stopped (pid 1293)
   target    stopped (pid 1242)
   source    stopped (pid 1201)""")
     p.add_argument("--purge", action="store_true", help="also delete .local/ (all local data)")
@@ -56,17 +59,22 @@ stack's folders: data, logs, secrets and Airflow's home.""", environment=HOME_EN
     p.set_defaults(func=_down)
 
     p = command(sub, "status", summary="show each component, port, pid and health", description="""
-Show each component of the local stack with its port, pid and health; then which server the
-router sends each database's writes to (as PgBouncer reports it on its admin console), and the
+Show each component of the local stack with its port, pid and health (a router is healthy when
+its PgBouncer and its route agent answer); then which server each router sends each database's
+writes to (as PgBouncer reports it on its admin console), and the
 migration's phase, active writer, read share and lock state. Exit 0 when all are healthy, 1
 otherwise.""", environment=HOME_ENV, example="""\
   $ paymigrate status
   component  port   pid    health  detail
   source     40731  1201   ok      PostgreSQL 15.18 (Debian 15.18-0+deb12u1)
   target     39615  1242   ok      PostgreSQL 15.18 (Debian 15.18-0+deb12u1)
-  router     45129  1290   ok      PgBouncer 1.18.0
+  router     45129  1290   ok      PgBouncer 1.18.0; route agent, generation 4
+  router-b   43817  1293   ok      PgBouncer 1.18.0; route agent, generation 4
   moto       41023  1295   ok      moto (Step Functions executing)
   writes     router database payments -> target (127.0.0.1:39615)
+  writes     router database payments_ro -> target (127.0.0.1:39615)
+  writes     router-b database payments -> target (127.0.0.1:39615)
+  writes     router-b database payments_ro -> target (127.0.0.1:39615)
   migration  phase cutover, active writer target, 100% of reads to the target
   lock       cut-over (migration manual__2026-12-01T10:00:00, payment_cutover run ..., since ...)""")
     p.add_argument("--json", action="store_true", help="print the status as JSON")

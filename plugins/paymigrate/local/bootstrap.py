@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from paymigrate import contract, names, statemachines
 from paymigrate.replication import dms_task
 from paymigrate.replication.dms_task import SOURCE_POSTGRES_SETTINGS
+from paymigrate.routing.fleet import render_routers
 
 if TYPE_CHECKING:
     from paymigrate.local.stack import LocalStack
@@ -65,7 +66,7 @@ def bootstrap(stack: LocalStack) -> str:
         "router/endpoint": f"127.0.0.1:{rtr}",
         "router/admin-endpoint": f"127.0.0.1:{rtr}",
         "router/admin-secret-arn": secret_arns["router-admin"],
-        "router/databases-file": str(stack.router().databases_file),
+        "router/routers": render_routers(stack.router_specs()),
         "storage/checkpoints-bucket": buckets["checkpoints"],
         "storage/rollback-bucket": buckets["rollback"],
         "storage/dms-logs-bucket": buckets["dms-logs"],

@@ -19,13 +19,19 @@ from psycopg2 import sql
 
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
+from paymigrate.cutover import route_writes_to
 from paymigrate.db import connection
 from paymigrate.errors import PaymigrateError
 from paymigrate.freeze import remove_fence, unfreeze
 from paymigrate.local import airflow as local_airflow
 from paymigrate.local.dagrun import Api, RunResult
 from paymigrate.local.stack import DATABASE, LocalStack
-from paymigrate.router import Route, RouterAdmin, write_route
+from paymigrate.workload.reads import (
+    READ_ONLY_DATABASE,
+    ReadSplit,
+    cloudwatch_publisher,
+    contract_share,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +61,7 @@ def reset(stack: LocalStack) -> None:
     for ep in (source, target):
         unfreeze(ep)
         remove_fence(ep)
-    router = RouterAdmin(stack.endpoint("router-admin"))
-    write_route(stack.router().databases_file, Route(DATABASE, "127.0.0.1", stack.port("source"), DATABASE))
-    router.reload()
+    route_writes_to(stack.router_nodes(), DATABASE, source)
     with connection(target.with_db("postgres"), autocommit=True) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
@@ -122,9 +126,14 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
     _wait_for_dags(api, ("payment_migration", "payment_cutover"))
 
     directory = Path(stack.home) / "workload" / f"demo-{int(time.time())}"
-    workload = Workload(dsn=stack.dsn("router"), directory=directory, clients=clients, tps=tps, seed=seed)
+    # Reads follow the canary's share to the target through each router's read-only route.
+    reads = ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
+                      share=contract_share(stack.client("ssm"), stack.env),
+                      publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
+    workload = Workload(dsn=stack.app_dsns(), directory=directory, clients=clients, tps=tps, seed=seed,
+                        reads=reads)
     workload.start()
-    say(f"workload on: {clients} clients at {tps:.0f} TPS through PgBouncer; ledger {directory}")
+    say(f"workload on: {clients} clients at {tps:.0f} TPS over both PgBouncers; ledger {directory}")
     out = DemoResult()
     try:
         migration = api.run("payment_migration", {"engine": "postgres-logical"}, timeout=1800)

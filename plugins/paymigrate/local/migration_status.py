@@ -1,6 +1,6 @@
 """Where writes go and where the migration stands, for ``paymigrate status``.
 
-The router's answer comes from its admin console (``SHOW DATABASES``: what PgBouncer does now,
+Each router's answer comes from its admin console (``SHOW DATABASES``: what PgBouncer does now,
 not what its route file says); a route file that says otherwise is shown too, as it is what the
 next RELOAD applies. The phase and the lock come from the contract and the checkpoints bucket.
 Each part that cannot be read says why instead of failing the whole status.
@@ -13,11 +13,13 @@ from typing import Any
 
 from paymigrate import contract
 from paymigrate.checkpoints import CheckpointStore
+from paymigrate.local.stack import ROUTERS
 from paymigrate.router import RouterAdmin, read_routes
 
 
 @dataclass(frozen=True)
 class RouterRoute:
+    router: str
     database: str
     host: str
     port: int
@@ -44,7 +46,7 @@ class MigrationStatus:
             out.append(f"writes     unknown: {self.routes_error}")
         for r in self.routes:
             moved = f" (route file says {r.file_says}: applied at the next RELOAD)" if r.file_says else ""
-            out.append(f"writes     router database {r.database} -> {r.server} ({r.host}:{r.port}){moved}")
+            out.append(f"writes     {r.router} database {r.database} -> {r.server} ({r.host}:{r.port}){moved}")
         if self.migration_error:
             out.append(f"migration  unknown: {self.migration_error}")
             return out
@@ -72,17 +74,18 @@ def migration_status(stack: Any) -> MigrationStatus:
     out = MigrationStatus()
     try:
         servers = {side: stack.port(side) for side in ("source", "target")}
-        live = RouterAdmin(stack.endpoint("router-admin")).databases()
-        in_file = read_routes(stack.router().databases_file)
-        for name, row in sorted(live.items()):
-            if name == "pgbouncer":  # the admin console itself
-                continue
-            host, port = row["host"], int(row["port"])
-            file_route = in_file.get(name)
-            differs = file_route is not None and (file_route.host, file_route.port) != (host, port)
-            out.routes.append(RouterRoute(name, host, port, _server(host, port, servers),
-                                          f"{file_route.host}:{file_route.port}"
-                                          if file_route is not None and differs else None))
+        for router in ROUTERS:
+            live = RouterAdmin(stack.endpoint(f"{router}-admin")).databases()
+            in_file = read_routes(stack.router(router).databases_file)
+            for name, row in sorted(live.items()):
+                if name == "pgbouncer":  # the admin console itself
+                    continue
+                host, port = row["host"], int(row["port"])
+                file_route = in_file.get(name)
+                differs = file_route is not None and (file_route.host, file_route.port) != (host, port)
+                out.routes.append(RouterRoute(router, name, host, port, _server(host, port, servers),
+                                              f"{file_route.host}:{file_route.port}"
+                                              if file_route is not None and differs else None))
     except Exception as exc:  # noqa: BLE001 - a router that is down is a status, not a crash
         out.routes_error = f"router not readable ({type(exc).__name__}: {str(exc).strip()[:200]})"
     try:

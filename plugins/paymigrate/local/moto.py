@@ -56,20 +56,10 @@ class MotoServer:
                 raise StackError(f"moto server exited with {child.returncode}; see {self.logfile}")
             if self.healthy()[0]:
                 self.configure()
-                return self.server_pid(child.pid)
+                return proc.server_pid(child.pid)
             time.sleep(0.2)
         child.kill()
         raise StackError(f"moto server did not answer on {self.url} within {timeout:.0f}s")
-
-    @staticmethod
-    def server_pid(pid: int) -> int:
-        """The server's own pid: runuser forks it as a child, and that is the one to signal."""
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        try:
-            kids = [int(k) for k in children.read_text().split()]
-        except OSError:
-            kids = []
-        return kids[0] if kids and "runuser" in proc.cmdline(pid) else pid
 
     def configure(self) -> None:
         req = urllib.request.Request(f"{self.url}/moto-api/config", data=json.dumps(CONFIG).encode(),

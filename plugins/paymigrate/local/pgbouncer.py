@@ -1,4 +1,5 @@
-"""PgBouncer in front of the writer: the application's entry point and the cutover's switch."""
+"""PgBouncer in front of the writer: an application entry point and one of the switch's routers.
+Its ``[databases]`` file belongs to the route agent beside it (:mod:`paymigrate.local.route_agent`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ _AUTH_LINE = re.compile(r'^"([^"]+)" "([^"]*)"$')
 
 
 def databases_section(database: str, host: str, port: int) -> str:
-    """The ``[databases]`` file PgBouncer includes; the cutover rewrites it and RELOADs."""
+    """The ``[databases]`` file PgBouncer includes; its route agent rewrites it and RELOADs."""
     return f"[databases]\n{database} = host={host} port={port} dbname={database}\n"
 
 

@@ -201,3 +201,12 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
+
+
+def server_pid(pid: int) -> int:
+    """A server's own pid: runuser forks it as a child, and that is the one to signal."""
+    try:
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        kids = []
+    return kids[0] if kids and "runuser" in cmdline(pid) else pid

@@ -26,6 +26,10 @@ from paymigrate.local import proc, scram
 from paymigrate.local.moto import MotoServer
 from paymigrate.local.pgbouncer import ADMIN_USER, Router
 from paymigrate.local.postgres import Cluster
+from paymigrate.local.route_agent import LocalAgent
+from paymigrate.router import Route, read_routes
+from paymigrate.routing.fleet import RouterNode, RouterSpec
+from paymigrate.workload.reads import READ_ONLY_DATABASE
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,10 @@ DATABASE = "payments"
 SUPERUSER = "paymigrate"
 APP_USER = "payments_app"
 REGION = "ap-southeast-1"
-COMPONENTS = ("source", "target", "router", "moto")
+# Two PgBouncers, as a payments team runs at least two behind a load balancer; each has its own
+# route file, owned by the route agent beside it.
+ROUTERS = ("router", "router-b")
+COMPONENTS = ("source", "target", *ROUTERS, "moto")
 # Secret roles (names.SECRETS) and what each holds locally.
 SECRET_ROLES = ("source-db", "target-db", "app-db", "router-admin", "api-token")
 
@@ -145,23 +152,24 @@ class LocalStack:
                 port = self.port(side)
                 rows.append(f"127.0.0.1:{port}:*:{SUPERUSER}:{s[role]}")
                 rows.append(f"127.0.0.1:{port}:*:{APP_USER}:{s['app-db']}")
-        if "router" in self.state.get("components", {}):
-            port = self.port("router")
-            rows.append(f"127.0.0.1:{port}:*:{APP_USER}:{s['app-db']}")
-            rows.append(f"127.0.0.1:{port}:pgbouncer:{ADMIN_USER}:{s['router-admin']}")
+        for name in ROUTERS:
+            if name in self.state.get("components", {}):
+                port = self.port(name)
+                rows.append(f"127.0.0.1:{port}:*:{APP_USER}:{s['app-db']}")
+                rows.append(f"127.0.0.1:{port}:pgbouncer:{ADMIN_USER}:{s['router-admin']}")
         self._write_private(self.passfile, "\n".join(rows) + "\n")
 
     # ---- DSNs and environment ----------------------------------------------------------------
     def dsn(self, name: str, *, user: str | None = None, dbname: str = DATABASE) -> str:
         """A libpq DSN without the password (libpq reads it from the 0600 passfile).
 
-        ``name`` is ``source``, ``target``, ``router`` (the application's entry point) or
-        ``router-admin`` (PgBouncer's admin console).
+        ``name`` is ``source``, ``target``, a router (``router``, ``router-b``: the application's
+        entry points) or its admin console (``router-admin``, ``router-b-admin``).
         """
-        if name == "router-admin":
-            port, user, dbname = self.port("router"), ADMIN_USER, "pgbouncer"
-        elif name == "router":
-            port, user = self.port("router"), user or APP_USER
+        if name.removesuffix("-admin") in ROUTERS and name.endswith("-admin"):
+            port, user, dbname = self.port(name.removesuffix("-admin")), ADMIN_USER, "pgbouncer"
+        elif name in ROUTERS:
+            port, user = self.port(name), user or APP_USER
         elif name in ("source", "target"):
             port, user = self.port(name), user or SUPERUSER
         else:
@@ -173,10 +181,11 @@ class LocalStack:
         """Like :meth:`dsn` but as an :class:`Endpoint` carrying the password, for the places a
         server must connect on our behalf (a subscription's conninfo) and a passfile will not do."""
         s = self.secrets()
-        if name == "router-admin":
-            return Endpoint("127.0.0.1", self.port("router"), "pgbouncer", ADMIN_USER, s["router-admin"])
-        if name == "router":
-            return Endpoint("127.0.0.1", self.port("router"), dbname, APP_USER, s["app-db"])
+        if name.removesuffix("-admin") in ROUTERS and name.endswith("-admin"):
+            return Endpoint("127.0.0.1", self.port(name.removesuffix("-admin")), "pgbouncer",
+                            ADMIN_USER, s["router-admin"])
+        if name in ROUTERS:
+            return Endpoint("127.0.0.1", self.port(name), dbname, APP_USER, s["app-db"])
         if name in ("source", "target"):
             return Endpoint("127.0.0.1", self.port(name), dbname, SUPERUSER, s[f"{name}-db"])
         raise StackError(f"unknown component {name!r}; known: source, target, router, router-admin")
@@ -251,9 +260,39 @@ class LocalStack:
             proc.run(["chmod", "-R", "a+rX", str(copy)])
         return copied
 
-    def router(self) -> Router:
-        return Router(folder=self.data_root() / "router", port=self._component("router").get("port") or 0,
+    def router(self, name: str = "router") -> Router:
+        return Router(folder=self.data_root() / name, port=self._component(name).get("port") or 0,
                       user=self.user)
+
+    def agent(self, name: str = "router") -> LocalAgent:
+        comp = self._component(name)
+        return LocalAgent(folder=self.data_root() / name, port=comp.get("agent_port") or 0,
+                          router_port=comp.get("port") or 0, admin_user=ADMIN_USER, user=self.user)
+
+    def app_dsns(self, *, dbname: str = DATABASE) -> list[str]:
+        """The application's entry points, one per router (the workload spreads over them)."""
+        return [self.dsn(name, dbname=dbname) for name in ROUTERS]
+
+    def router_specs(self) -> tuple[RouterSpec, ...]:
+        return tuple(RouterSpec(name, "127.0.0.1", self.port(name), "127.0.0.1",
+                                int(self.state["components"][name]["agent_port"])) for name in ROUTERS)
+
+    def add_route(self, database: str, *, side: str = "source") -> None:
+        """Route ``database`` to ``side`` on every router, through its route agent (the one writer
+        of its route file; a database's first route needs no PAUSE). For tests and benches that
+        use a database of their own."""
+        for node in self.router_nodes():
+            node.agent.set_route(Route(database, "127.0.0.1", self.port(side), database),
+                                 generation=node.agent.state()["generation"])
+
+    def remove_route(self, database: str) -> None:
+        for node in self.router_nodes():
+            node.agent.remove(database, generation=node.agent.state()["generation"])
+
+    def router_nodes(self) -> tuple[RouterNode, ...]:
+        """Every router's console and route agent, as the switch reaches them."""
+        password = self.secrets()["router-admin"]
+        return tuple(s.node(user=ADMIN_USER, password=password) for s in self.router_specs())
 
     def moto(self) -> MotoServer:
         return MotoServer(port=self._component("moto").get("port") or 0,
@@ -270,7 +309,7 @@ class LocalStack:
         app = scram.reuse_or_make(self._verifier("source", APP_USER), s["app-db"])
         for side in ("source", "target"):
             self._ensure_roles(side, app)
-        lines.append(self._up_router(s, app))
+        lines += [self._up_router(name, s, app) for name in ROUTERS]
         lines.append(self._up_moto())
         self._write_passfile()
         self._save()
@@ -329,9 +368,9 @@ class LocalStack:
         finally:
             conn.close()
 
-    def _up_router(self, s: dict[str, str], app_verifier: str) -> str:
-        comp = self._component("router")
-        router = self.router()
+    def _up_router(self, name: str, s: dict[str, str], app_verifier: str) -> str:
+        comp = self._component(name)
+        router = self.router(name)
         verifiers = {APP_USER: app_verifier, ADMIN_USER: scram.reuse_or_make(
             router.verifiers().get(ADMIN_USER), s["router-admin"])}
         if router.pid() and not comp.get("port"):
@@ -340,14 +379,42 @@ class LocalStack:
             comp["pid"] = router.pid()
             router.configure(database=DATABASE, writer_port=self.port("source"),
                              verifiers=verifiers)
-            return f"router    already running on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
-        router.port = comp["port"] = proc.free_port(comp.get("port"))
-        router.configure(database=DATABASE, writer_port=self.port("source"),
-                         verifiers=verifiers)
-        comp["pid"] = router.start()
-        comp["folder"] = str(router.folder)
+            line = f"{name:<9} already running on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+        else:
+            router.port = comp["port"] = proc.free_port(comp.get("port"))
+            router.configure(database=DATABASE, writer_port=self.port("source"),
+                             verifiers=verifiers)
+            if not self.agent(name).pid():  # a live agent keeps its port (the contract names it)
+                comp["agent_port"] = proc.free_port(comp.get("agent_port"))
+            agent = self.agent(name)
+            agent.configure(routes_file=router.databases_file, key=s["router-admin"])
+            agent.recover()  # a route a switch never confirmed is undone before PgBouncer reads it
+            comp["pid"] = router.start()
+            comp["folder"] = str(router.folder)
+            line = f"{name:<9} PgBouncer started on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
         self._save()
-        return f"router    PgBouncer started on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
+        return line + self.start_agent(name)
+
+    def start_agent(self, name: str) -> str:
+        """The route agent of router ``name``, started unless it answers."""
+        comp = self._component(name)
+        if not comp.get("agent_port"):
+            comp["agent_port"] = proc.free_port()
+        agent = self.agent(name)
+        agent.configure(routes_file=self.router(name).databases_file, key=self.secrets()["router-admin"])
+        if agent.pid() and agent.healthy()[0]:
+            line = f"; route agent on :{agent.port}"
+        else:
+            agent.stop()
+            comp["agent_pid"] = agent.start()
+            self._save()
+            line = f"; route agent started on :{agent.port} (pid {comp['agent_pid']})"
+        if READ_ONLY_DATABASE not in read_routes(self.router(name).databases_file):
+            # The read canary's route: the target, for the share of reads the canary gives it.
+            client = agent.client()
+            client.set_route(Route(READ_ONLY_DATABASE, "127.0.0.1", self.port("target"), DATABASE),
+                             generation=client.state()["generation"])
+        return line
 
     def _up_moto(self) -> str:
         comp = self._component("moto")
@@ -371,13 +438,15 @@ class LocalStack:
             pid = cluster.pid()
             ok, detail = cluster.healthy(self.dsn(side)) if pid else (False, "not running")
             out.append(Status(side, cluster.port, pid, ok, detail))
-        if "router" in comps:
-            router = self.router()
+        for name in ROUTERS:
+            if name not in comps:
+                out.append(Status(name, None, None, False, "not created"))
+                continue
+            router, agent = self.router(name), self.agent(name)
             pid = router.pid()
-            ok, detail = router.healthy(self.dsn("router-admin")) if pid else (False, "not running")
-            out.append(Status("router", router.port, pid, ok, detail))
-        else:
-            out.append(Status("router", None, None, False, "not created"))
+            ok, detail = router.healthy(self.dsn(f"{name}-admin")) if pid else (False, "not running")
+            agent_ok, agent_detail = agent.healthy() if agent.pid() else (False, "route agent not running")
+            out.append(Status(name, router.port, pid, ok and agent_ok, f"{detail}; {agent_detail}"))
         if "moto" in comps:
             pid = comps["moto"].get("pid")
             alive = bool(pid and proc.pid_alive(pid) and "moto" in proc.cmdline(pid))
@@ -409,12 +478,16 @@ class LocalStack:
             if pid and proc.pid_alive(pid) and "moto" in proc.cmdline(pid):
                 proc.terminate(pid)
                 lines.append(f"moto      stopped (pid {pid})")
-        if "router" in comps:
-            router = self.router()
-            pid = router.pid()
-            if pid:
-                router.stop()
-                lines.append(f"router    stopped (pid {pid})")
+        for name in ROUTERS:
+            if name in comps:
+                agent, router = self.agent(name), self.router(name)
+                if agent.pid():
+                    agent.stop()
+                    lines.append(f"{name:<9} route agent stopped")
+                pid = router.pid()
+                if pid:
+                    router.stop()
+                    lines.append(f"{name:<9} stopped (pid {pid})")
         for side in ("target", "source"):
             if side in comps:
                 cluster = self.cluster(side)
@@ -424,6 +497,7 @@ class LocalStack:
                     lines.append(f"{side:<9} stopped (pid {pid})")
         for comp in comps.values():
             comp.pop("pid", None)
+            comp.pop("agent_pid", None)
         if purge:
             root = Path(self.state.get("data_root", self.home / "data"))
             for folder in {root, self.home}:

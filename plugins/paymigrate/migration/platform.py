@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
-from paymigrate.router import RouterAdmin
+from paymigrate.routing.fleet import RouterNode, parse_routers
 
 SIDES = ("source", "target")
 
@@ -32,7 +32,7 @@ class Platform(Protocol):
     def checkpoints(self) -> CheckpointStore: ...
     def rollback_store(self) -> CheckpointStore: ...
     def publish(self, topic: str, *, subject: str, message: str) -> None: ...
-    def router_admin(self) -> RouterAdmin: ...
+    def routers(self) -> tuple[RouterNode, ...]: ...
     def cloudwatch(self) -> Any: ...
 
 
@@ -40,6 +40,15 @@ def check_side(side: str) -> str:
     if side not in SIDES:
         raise ValueError(f"side {side!r} is not source or target")
     return side
+
+
+def contract_routers(config: Mapping[str, Any], secret: Mapping[str, Any] | str) -> tuple[RouterNode, ...]:
+    """Every router the contract names (``router/routers``), each with its console and route
+    agent, both reached with the router-admin secret's user and password."""
+    admin = Endpoint.from_secret(secret, dbname="pgbouncer")
+    assert admin.password is not None  # from_secret requires one
+    specs = parse_routers(config["router/routers"], admin_endpoint=config["router/admin-endpoint"])
+    return tuple(s.node(user=admin.user, password=admin.password) for s in specs)
 
 
 def contract_engine(config: Mapping[str, Any], env: str, *, name: str | None, source: Endpoint,
@@ -111,10 +120,10 @@ class ClientPlatform:
         self.client("sns").publish(TopicArn=self.config[f"notifications/{topic}-topic-arn"],
                                    Subject=subject[:100], Message=message)
 
-    def router_admin(self) -> RouterAdmin:
+    def routers(self) -> tuple[RouterNode, ...]:
         secret = self.client("secretsmanager").get_secret_value(
             SecretId=self.config["router/admin-secret-arn"])["SecretString"]
-        return RouterAdmin(Endpoint.from_secret(secret, dbname="pgbouncer"))
+        return contract_routers(self.config, secret)
 
     def cloudwatch(self) -> Any:
         return self.client("cloudwatch")

@@ -16,7 +16,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from paymigrate import names, scope
@@ -258,8 +257,7 @@ class MigrationService:
 
         cfg = self.config
         source = self.platform.endpoint("source")
-        moved = route_writes_to(self.platform.router_admin(), Path(cfg["router/databases-file"]),
-                                cfg["router/database"], source)
+        moved = route_writes_to(self.platform.routers(), cfg["router/database"], source)
         self.platform.set("workflow/traffic-split-percentage", 0)
         self.platform.set("database/active-writer", "source")
         self.platform.set("workflow/mode", "rollback")
@@ -342,26 +340,35 @@ class MigrationService:
     def shift_read_traffic(self, plan: Mapping[str, Any], *, steps: Sequence[int], soak_seconds: float,
                            lag_threshold: Any = None) -> list[dict[str, Any]]:
         """The read canary: raise the share of reads sent to the target step by step; after each
-        step's soak, any alarm of this environment or a lag over the threshold puts the share
-        back to 0 and refuses."""
+        step's soak, any alarm of this environment, a lag over the threshold, or an error rate of
+        the application's reads through the target route (as it reported them to CloudWatch)
+        over ``rollback/error-threshold-percentage`` puts the share back to 0 and refuses."""
+        from paymigrate.workload.reads import read_figures, verdict
+
         engine = self.engine(Plan.of(plan))
         threshold = self.lag_threshold(lag_threshold)
+        max_error_rate = float(self.config["rollback/error-threshold-percentage"])
         cloudwatch = self.platform.cloudwatch()
         seen = []
         for pct in sorted(int(p) for p in steps):
             self.platform.set("workflow/traffic-split-percentage", pct)
             log.info("reads to the target: %d%%; soaking %ss", pct, soak_seconds)
+            since = datetime.now(UTC)
             self.sleep(float(soak_seconds))
+            reads = read_figures(cloudwatch, self.platform.env, "target", since=since)
+            reads_ok = verdict(reads, percent=pct, max_error_rate=max_error_rate)
+            log.info("reads through the target route at %d%%: %s", pct, reads.to_dict())
             alarms = [a["AlarmName"] for a in cloudwatch.describe_alarms(
                 AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM").get("MetricAlarms", [])
                 if a["AlarmName"].endswith(f"-{self.platform.env}")]
             lag = summary(engine.lag())
             history.record_lag(self.platform.checkpoints(), Plan.of(plan).migration_id, lag,
                                where=f"canary {pct}%")
-            seen.append({"percent": pct, "alarms": alarms, "lag": lag})
-            if alarms or (lag.get("seconds") is not None and lag["seconds"] > threshold):
+            seen.append({"percent": pct, "alarms": alarms, "lag": lag, "reads": reads.to_dict()})
+            if alarms or (lag.get("seconds") is not None and lag["seconds"] > threshold) or not reads_ok.ok:
                 self.platform.set("workflow/traffic-split-percentage", 0)
-                raise Refused(f"canary at {pct}%: alarms {alarms or 'none'}, lag {lag}; reads are "
+                raise Refused(f"canary at {pct}%: alarms {alarms or 'none'}, lag {lag}"
+                              f"{'; ' + reads_ok.reason if not reads_ok.ok else ''}; reads are "
                               "all back on the source")
         return seen
 
@@ -372,8 +379,7 @@ class MigrationService:
 
         cfg = self.config
         return Switch(source=self.platform.endpoint("source"), target=self.platform.endpoint("target"),
-                      router=self.platform.router_admin(), routes_file=Path(cfg["router/databases-file"]),
-                      database=cfg["router/database"], engine=engine,
+                      routers=self.platform.routers(), database=cfg["router/database"], engine=engine,
                       tables=tuple(engine.scope_tables()), **limits)
 
     def switch_writes(self, plan: Mapping[str, Any], *, run_id: str, max_write_pause: float,

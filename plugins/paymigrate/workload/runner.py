@@ -16,6 +16,7 @@ import secrets
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,7 @@ from paymigrate.errors import WorkloadError
 from paymigrate.workload import ops
 from paymigrate.workload.client import ABANDONED, COMMITTED, UNRESOLVED, Client
 from paymigrate.workload.ledger import LedgerWriter, new_ledger_path
+from paymigrate.workload.reads import ReadSplit
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ MIX = (("authorize", 40), ("capture", 23), ("settle", 17), ("refund", 11), ("exp
 # Share of beats that also read a payment back first; reads do not count toward the target rate,
 # which is a rate of write transactions.
 READ_CHECK_SHARE = 0.12
+# Share of beats that also run a read-only query, routed by the read canary's split (with reads).
+READ_ONLY_SHARE = 0.3
 POOL_LIMIT = 2000  # payments a client remembers per state
 
 
@@ -49,6 +53,7 @@ class WorkloadStats:
     reads: int = 0
     read_mismatches: int = 0
     unresolved: int = 0
+    read_routes: dict[str, dict] = field(default_factory=dict)  # the canary's reads, per route
 
     @property
     def tps(self) -> float:
@@ -109,11 +114,12 @@ class Workload:
     """``start()`` returns at once; ``stop()`` joins the clients and flushes the ledger.
 
     Bounded by ``duration`` seconds and/or ``count`` write operations attempted; with neither,
-    it runs until ``stop()``."""
+    it runs until ``stop()``. ``dsn`` may be several entry points (one per router, as behind a
+    load balancer): client ``n`` uses the ``n % len``-th, so the clients spread over all of them."""
 
-    def __init__(self, *, dsn: str, directory: Path | str, clients: int = 4, tps: float = 100.0,
+    def __init__(self, *, dsn: str | Sequence[str], directory: Path | str, clients: int = 4, tps: float = 100.0,
                  duration: float | None = None, count: int | None = None, seed: int | None = None,
-                 retry_timeout: float = 60.0):
+                 retry_timeout: float = 60.0, reads: ReadSplit | None = None):
         if isinstance(clients, bool) or not isinstance(clients, int) or clients < 1:
             raise WorkloadError(f"clients={clients!r}: expected a positive integer")
         if not tps or tps <= 0:
@@ -122,10 +128,14 @@ class Workload:
             raise WorkloadError(f"duration={duration!r}: expected positive seconds")
         if count is not None and (isinstance(count, bool) or count < 1):
             raise WorkloadError(f"count={count!r}: expected a positive integer")
-        self.dsn, self.directory = dsn, Path(directory)
+        self.dsns = [dsn] if isinstance(dsn, str) else list(dsn)
+        if not self.dsns:
+            raise WorkloadError("dsn: expected at least one entry point")
+        self.dsn, self.directory = self.dsns[0], Path(directory)
         self.clients, self.tps, self.duration, self.count = clients, float(tps), duration, count
         self.seed = seed
         self.retry_timeout = retry_timeout
+        self.reads = reads
         self.run_id = secrets.token_hex(4)
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -154,6 +164,8 @@ class Workload:
         log.info("workload %s: %d clients at %.0f tps (duration %s, count %s), ledger %s",
                  self.run_id, self.clients, self.tps, self.duration, self.count, self.ledger_path)
         self._alive = self.clients
+        if self.reads is not None:
+            self.reads.start()
         for n in range(self.clients):
             rng = random.Random(None if self.seed is None else self.seed * 1000 + n)
             t = threading.Thread(target=self._client, args=(n, rng, accounts),
@@ -175,6 +187,8 @@ class Workload:
         if not self.wait(timeout):
             log.warning("workload %s: clients still busy after %.0fs; their operations in flight "
                         "are not in the ledger", self.run_id, timeout)
+        if self.reads is not None:
+            self.reads.stop()
         if self._ledger is not None:
             stats = self.stats()
             self._ledger.append({"type": "end", "run": self.run_id, "t": self._now(),
@@ -199,7 +213,8 @@ class Workload:
                 committed=sum(self._committed.values()),
                 committed_by_kind=dict(self._committed), failed_by_kind=dict(self._failed),
                 retries_by_kind=dict(self._retries), reads=self._reads,
-                read_mismatches=self._mismatches, unresolved=self._unresolved)
+                read_mismatches=self._mismatches, unresolved=self._unresolved,
+                read_routes={r: f.to_dict() for r, f in self.reads.totals().items()} if self.reads else {})
 
     # ---- internals -------------------------------------------------------------------------
     def _now(self) -> float:
@@ -217,12 +232,16 @@ class Workload:
         self._ledger.append(record)
 
     def _client(self, n: int, rng: random.Random, accounts: Accounts) -> None:
-        client = Client(dsn=self.dsn, name=f"paymigrate-workload-{n}",
+        client = Client(dsn=self.dsns[n % len(self.dsns)], name=f"paymigrate-workload-{n}",
                         retry_timeout=self.retry_timeout, should_stop=self._stop.is_set,
                         on_retry=lambda kind, op, detail: self._on_retry(n, kind, op, detail))
         pools: dict[str, deque[ops.Payment]] = {s: deque(maxlen=POOL_LIMIT) for s in
                                                  ("authorized", "captured", "refundable")}
         known: OrderedDict[str, ops.Payment] = OrderedDict()  # payment id -> last committed
+        readers = {"writer": client}
+        if self.reads is not None:
+            targets = self.reads.target_dsns
+            readers["target"] = Client(dsn=targets[n % len(targets)], name=f"paymigrate-reads-{n}")
         interval = self.clients / self.tps
         next_at = time.monotonic() + rng.random() * interval  # spread the clients' first beats
         seq = 0
@@ -238,6 +257,9 @@ class Workload:
                 next_at = max(next_at + interval, now - 1.0)
                 if known and rng.random() < READ_CHECK_SHARE:
                     self._read_check(n, client, known[rng.choice(list(known))])
+                if self.reads is not None and known and rng.random() < READ_ONLY_SHARE:
+                    route = self.reads.route(rng)
+                    self._read_only(readers[route], route, known[rng.choice(list(known))])
                 kind = rng.choices([k for k, _ in MIX], [w for _, w in MIX])[0]
                 if not self._claim():
                     break
@@ -249,7 +271,8 @@ class Workload:
             with self._lock:
                 self._failed["client_crashed"] += 1
         finally:
-            client.close()
+            for reader in readers.values():
+                reader.close()
             with self._lock:
                 self._alive -= 1
                 if self._alive == 0:
@@ -332,6 +355,20 @@ class Workload:
                           "found": list(row) if row else None})
             log.warning("workload client %d: read-your-writes mismatch on payment %s: expected %s, "
                         "found %s", n, p.id, expected, row)
+
+    def _read_only(self, reader: Client, route: str, p: ops.Payment) -> None:
+        """One read-only query through ``route``, timed; stale when the payment is not in the
+        state this client last committed (the route lags the writer)."""
+        assert self.reads is not None
+        started = time.monotonic()
+        try:
+            row = reader.read_payment(p.id)
+        except psycopg2.Error as exc:
+            self.reads.record(route, ok=False, seconds=time.monotonic() - started,
+                              error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            return
+        self.reads.record(route, ok=True, seconds=time.monotonic() - started,
+                          stale=row is None or row[0] != p.status)
 
     def _on_retry(self, n: int, kind: str, op: ops.Operation | None, detail: str) -> None:
         with self._lock:

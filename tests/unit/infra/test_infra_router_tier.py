@@ -62,7 +62,8 @@ def test_user_data_installs_pgbouncer_and_the_agent_with_credentials_from_secret
     assert parsed.returncode == 0, parsed.stderr
     assert "apt-get install -y pgbouncer" in script
     assert "pip install --no-deps https://artifacts.example.com/paymigrate-0.1.0" in script
-    assert f"-m {router_host.AGENT_MODULE} --listen 0.0.0.0:{AGENT_PORT}" in script
+    assert f"-m {router_host.AGENT_MODULE} serve --config {router_host.AGENT_CONFIG}" in script
+    assert f"-m {router_host.AGENT_MODULE} recover --config {router_host.AGENT_CONFIG}" in script
     assert "host pgbouncer all 0.0.0.0/0 reject" in script  # the console: loopback only
     assert "pool_mode = transaction" in script and "server_tls_sslmode = verify-full" in script
     secrets = {s.inputs["name"]: s.state["arn"]
@@ -172,10 +173,9 @@ def _boot(tmp_path, monkeypatch, writer):
         for key, value in {"database/active-writer": writer,
                            "database/production/endpoint": "src.example:5432",
                            "database/migration/endpoint": "tgt.example:5433",
-                           "database/name": "payments", "router/database": "payments",
-                           "router/databases-file": str(routes)}.items():
+                           "database/name": "payments", "router/database": "payments"}.items():
             contract.write(ssm, key, value, env)
-        monkeypatch.setattr("sys.argv", ["-", env, region, json.dumps(arns), str(tmp_path)])
+        monkeypatch.setattr("sys.argv", ["-", env, region, json.dumps(arns), str(tmp_path), "6433"])
         exec(compile(router_host.BOOT_SCRIPT, "boot", "exec"), {"__name__": "__main__"})
     return routes
 
@@ -191,6 +191,13 @@ def test_boot_writes_credentials_from_secrets_and_routes_to_the_current_writer(
                                     '"app-db-user" "app-db-pw"\n')
     assert userlist.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "admin_users").read_text() == "router-admin-user"
+    # The route agent's config and key, as the agent itself loads them.
+    from paymigrate.routing.agent import AgentConfig
+
+    agent = AgentConfig.load(tmp_path / "agent.json")
+    assert (agent.listen, agent.port, agent.routes_file) == ("0.0.0.0", 6433, routes)
+    assert (agent.admin.host, agent.admin.port, agent.admin.user) == ("127.0.0.1", 6432, "router-admin-user")
+    assert agent.key == b"router-admin-pw" and (tmp_path / "router-admin.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_boot_after_a_reboot_keeps_the_route_the_agent_wrote(tmp_path, monkeypatch):
