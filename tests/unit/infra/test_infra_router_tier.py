@@ -70,7 +70,8 @@ def test_user_data_installs_pgbouncer_and_the_agent_with_credentials_from_secret
                for s in mocks.of("aws:secretsmanager/secret:Secret")}
     for role in ("router-admin", "app-db"):
         assert secrets[names.secret_name(role, ENV)] in script, role
-    assert "password" not in script.replace('u["password"]', "")  # no credential in the template
+    # No credential in the template: "password" only as the key read from the secrets at boot.
+    assert "password" not in script.replace('["password"]', "")
     logs = {g.inputs["name"] for g in mocks.of("aws:cloudwatch/logGroup:LogGroup")}
     assert f"/paymigrate/{ENV}/router-hosts" in logs and f"/paymigrate/{ENV}/router-hosts" in script
 
