@@ -135,10 +135,11 @@ class BackgroundWriter(threading.Thread):
             self.error = exc
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def answerer(stack, airflow):
     """An api-server on the tests' metadata DB, answering payment_cutover's approval through
-    its REST API as the admin user ("Approve" unless a test says otherwise)."""
+    its REST API as the admin user ("Approve" unless a test says otherwise, and then back).
+    One for the session: each start costs seconds."""
     server = ApiServer(stack, airflow)
     thread = Answerer(server.start(), "payment_cutover", "Approve")
     thread.start()

@@ -116,6 +116,11 @@ class Services:
         self.logs = Path(stack.airflow_home) / "service-logs"
 
     def _state(self) -> dict[str, Any]:
+        # Read from the file each time: another process (`paymigrate demo`, run by a test or
+        # an operator) may have started or stopped the services since this stack was loaded.
+        on_disk = self.stack._load().get("airflow")
+        if on_disk is not None:
+            self.stack.state["airflow"] = on_disk
         return self.stack.state.setdefault("airflow", {})
 
     @property
