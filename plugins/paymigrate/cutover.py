@@ -194,6 +194,14 @@ class _Clock:
             self.result.budget_exceeded = True
             raise PauseBudgetExceeded(f"write pause budget of {self.result.budget_seconds * 1000:.0f} "
                                       f"ms ran out during {name}: {exc}") from None
+        except Exception as exc:
+            # A call bounded by what was left of the budget (the routers' repoint) fails by
+            # timing out: that is the budget running out, and the abort says so.
+            if self.paused_at is not None and name not in _AFTER_RESUME and self.left() <= 0:
+                self.result.budget_exceeded = True
+                raise PauseBudgetExceeded(f"write pause budget of {self.result.budget_seconds * 1000:.0f}"
+                                          f" ms ran out during {name}: {exc}") from None
+            raise
         self.result.steps[name] = round(time.monotonic() - started, 4)
         log.info("switch %s: %s done in %.0f ms", self.result.direction, name,
                  self.result.steps[name] * 1000)

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from conftest import BackgroundWriter
 from conftest import sql_rows as _sql
-from test_cutover_switch import _assert_clean, _committing, pair  # noqa: F401 (pair is a fixture)
+from test_cutover_switch import _assert_clean, _committing, _live, pair  # noqa: F401 (pair is a fixture)
 
 from paymigrate.after_switch import validate_new_writer
 from paymigrate.cutover import CutoverAborted, switch_writes
@@ -44,7 +44,7 @@ def _refused_at_prepare(p) -> str:
     assert time.monotonic() - started < 60
     result = caught.value.result
     assert result.failed_step == "prepare" and result.write_pause_seconds is None, result
-    assert p.switch.router.route(p.name) == ("127.0.0.1", p.source_port)
+    assert _live(p.switch, p.name) == {("127.0.0.1", p.source_port)}
     assert not is_frozen(p.switch.source)
     return result.error
 

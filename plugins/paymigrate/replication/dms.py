@@ -212,7 +212,27 @@ class DmsEngine:
         progress (:meth:`status`)."""
         self.setup()
         self.apply_scope()
-        return self._start("forward")
+        return self._start("forward", reload=self.reload or self._new_load())
+
+    def _new_load(self) -> bool:
+        """Whether a task that ran before (an earlier migration, a rehearsal) meets an empty
+        target: that is a new migration, whose rows need a new full load (``reload-target``).
+        Resuming the old run's CDC would never copy the rows already on the source."""
+        task = self.task()
+        ran = task.get("ReplicationTaskStartDate") or (task.get("ReplicationTaskStats") or {}).get("StartDate")
+        if not ran or self.source is None or self.target is None:
+            return False
+        with connection(self.source) as conn, conn.cursor() as cur:
+            oids, _ = pf.scope_oids(cur, tables=self.tables or None, exclude=self.exclude or None)
+            names = pf.table_names(cur, oids)
+        with connection(self.target) as conn, conn.cursor() as cur:
+            for name in names:  # quoted by format('%I.%I')
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")
+                if cur.fetchone()[0]:
+                    return False
+        log.info("DMS task %s ran before and the target's %d table(s) are empty: a new full load",
+                 task["ReplicationTaskIdentifier"], len(names))
+        return bool(names)
 
     def table_mappings(self) -> dict[str, Any]:
         """The mappings of the migration's scope (``tables``/``exclude`` resolved on the source),
@@ -344,9 +364,10 @@ class DmsEngine:
                         "WHERE slot_name = %s AND NOT active", (name,))
             return cur.rowcount > 0
 
-    def _start(self, direction: Direction, *, cdc_start_position: str | None = None) -> StartResult:
+    def _start(self, direction: Direction, *, cdc_start_position: str | None = None,
+               reload: bool = False) -> StartResult:
         task = self.task(direction=direction)
-        kind = start_type(task, reload=self.reload)
+        kind = start_type(task, reload=reload)
         if kind is not None and cdc_start_position:
             kind = "start-replication"  # from the position given, whatever ran before
         if kind is None:
