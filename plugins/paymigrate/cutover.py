@@ -196,8 +196,10 @@ class _Clock:
                                       f"ms ran out during {name}: {exc}") from None
         except Exception as exc:
             # A call bounded by what was left of the budget (the routers' repoint) fails by
-            # timing out: that is the budget running out, and the abort says so.
-            if self.paused_at is not None and name not in _AFTER_RESUME and self.left() <= 0:
+            # timing out: that is the budget running out, and the abort says so. PAUSE itself
+            # waits on the routers' own pause_timeout: a router not answering it is named as such.
+            if (self.paused_at is not None and name not in _AFTER_RESUME and name != "pause"
+                    and self.left() <= 0):
                 self.result.budget_exceeded = True
                 raise PauseBudgetExceeded(f"write pause budget of {self.result.budget_seconds * 1000:.0f}"
                                           f" ms ran out during {name}: {exc}") from None

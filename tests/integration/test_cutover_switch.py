@@ -429,14 +429,15 @@ def test_reverse_replication_still_applies_onto_the_fenced_source(pair, tmp_path
 
 
 def test_a_pause_budget_too_small_aborts_naming_the_step(pair, tmp_path):
-    sw = replace(pair.switch, max_write_pause=0.03)
+    # 1 ms: no switch fits in it on any machine (PAUSE alone takes longer), so a step aborts.
+    sw = replace(pair.switch, max_write_pause=0.001)
     ledger = tmp_path / "workload"
     wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=5).start()
     try:
         _committing(wl)
         result = _aborts(sw)
         assert result.budget_exceeded and result.failed_step in SWITCH_STEPS, result
-        assert "budget of 30 ms" in result.error and result.failed_step in result.error
+        assert "budget of 1 ms" in result.error and result.failed_step in result.error
         assert not [a for a in result.abort if "FAILED" in a], result.abort
         assert _live(sw, pair.name) == {("127.0.0.1", pair.source_port)}
         assert not _paused(sw, pair.name) and not is_fenced(sw.source)

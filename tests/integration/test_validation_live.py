@@ -87,6 +87,7 @@ def test_unique_key_and_keyless_tables_match_under_live_updates_and_a_loss_is_fo
     writer.start()
     try:
         time.sleep(0.5)
+        before = writer.commits
         for _ in range(3):
             report = validate(source=src, target=tgt, catch_up=catch_up, tuning=SMALL)
             assert report.status == "match", report.to_dict()
@@ -103,7 +104,8 @@ def test_unique_key_and_keyless_tables_match_under_live_updates_and_a_loss_is_fo
             assert (list(holds.missing), list(holds.extra), list(holds.different)) == (
                 [], [], [f"r{VICTIM}"]), holds.to_dict()
             assert (audit.source_surplus, audit.target_surplus) == (1, 1), audit.to_dict()
-        assert writer.commits > 40 and writer.error is None
+        # The validations ran while the updates went on (how many is the machine's pace).
+        assert writer.commits > before and writer.error is None
     finally:
         writer.stop.set()
         writer.join(10)
