@@ -1,6 +1,6 @@
 """Airflow against the local stand-ins: its environment, its metadata DB, and its services.
 
-``airflow standalone`` would serve task logs on every interface (0.0.0.0), so the four services are started
+``airflow standalone`` would serve task logs on every interface, not loopback alone, so the four services are started
 one by one, each on 127.0.0.1, with the venv's bin on PATH for their subprocesses.
 """
 

@@ -186,17 +186,18 @@ def check_run_conf(dag_id: str, conf: Any) -> dict[str, Any]:
     return check_conf(dag_id, specs, conf)
 
 
-def human_tasks(dag_id: str) -> list[str]:
-    """The tasks of ``dag_id`` that wait for a person's answer (Airflow's human-in-the-loop)."""
+def human_tasks(dag: Any) -> list[str]:
+    """The tasks of ``dag`` that wait for a person's answer (Airflow's human-in-the-loop)."""
     from airflow.providers.standard.operators.hitl import HITLOperator
 
-    return sorted(t.task_id for t in load_dag(dag_id).tasks if isinstance(t, HITLOperator))
+    return sorted(t.task_id for t in dag.tasks if isinstance(t, HITLOperator))
 
 
-def run_in_process(dag_id: str, conf: dict[str, Any]) -> RunResult:
-    """``dag.test()`` in this process; the caller has set the Airflow environment already."""
+def run_in_process(dag_id: str, conf: dict[str, Any], *, dag: Any = None) -> RunResult:
+    """``dag.test()`` in this process; the caller has set the Airflow environment already
+    (``dag``: the DAG already parsed, else it is parsed here)."""
     started = time.monotonic()
-    dag = load_dag(dag_id)
+    dag = dag if dag is not None else load_dag(dag_id)
     dr = dag.test(run_conf=conf)
     tasks = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
               "seconds": ti.duration}
@@ -232,9 +233,10 @@ def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3
     env = local_airflow.environment(stack)
     os.environ.update(env)
     local_airflow.migrate(env)
-    waiting = human_tasks(dag_id)
+    dag = load_dag(dag_id)  # parsed once: the DAG folder takes seconds to parse
+    waiting = human_tasks(dag)
     if not waiting:
-        return run_in_process(dag_id, conf)
+        return run_in_process(dag_id, conf, dag=dag)
     from pathlib import Path
 
     from paymigrate.local.approver import Answerer, ApiServer
@@ -252,7 +254,7 @@ def run_dag(stack: Any, dag_id: str, conf: dict[str, Any], *, timeout: float = 3
               f"{env['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE']}), or rerun with --answer",
               file=sys.stderr, flush=True)
     try:
-        result = run_in_process(dag_id, conf)
+        result = run_in_process(dag_id, conf, dag=dag)
     finally:
         if answerer:
             answerer.stop()
