@@ -95,7 +95,7 @@ with DAG(
         retries=0, plan_task=PLAN)
     approve_cutover = CutoverApprovalOperator(
         task_id="approve_cutover", plan_task=PLAN, canary_task="shift_read_traffic",
-        max_write_pause_ms="{{ params.max_write_pause_ms }}", retries=0)
+        max_write_pause_ms="{{ params.max_write_pause_ms }}", retries=1)
     write_switch = WriteSwitchOperator(
         task_id="write_switch", pause_timeout="{{ params.pause_timeout_seconds }}",
         drain_timeout="{{ params.drain_timeout_seconds }}", sequence_gap="{{ params.sequence_gap }}",

@@ -76,6 +76,7 @@ def test_demo_prints_json_alone_and_who_approved(stack):
         local_airflow.Services(stack).stop()
     assert done.returncode == 0, done.stderr[-3000:] + logs
     assert summary["lost"] == 0 and summary["validation_after_cutover"] == "match"
-    assert len(summary["approved_by"]) == 1 and summary["approved_by"][0].startswith("admin at ")
+    # One approval per try of approve_cutover (a retry asks again)
+    assert summary["approved_by"] and all(a.startswith("admin at ") for a in summary["approved_by"])
     assert "approve_cutover: Approve by admin at" in done.stderr
     assert "[demo] seeded 1000 payments" in done.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from typing import Any
 
 import pytest
@@ -275,3 +276,40 @@ def test_the_lag_wait_logs_the_wal_drained_with_an_eta(monkeypatch, capfd):
     assert len(drained) == 2, drained
     assert "WAL drained 0.0 of ~40.0 MB" in drained[0] and "ETA unknown" in drained[0]
     assert "WAL drained 10.0 of ~40.0 MB" in drained[1] and re.search(r"ETA \d+ s", drained[1]), drained
+
+
+def test_the_trigger_waits_a_poll_before_its_first_check(monkeypatch):
+    # The sensor checked just before deferring; a trigger that fires at once can resume the
+    # task before the scheduler has seen the deferring try end (apache/airflow#72716).
+    import asyncio
+
+    from paymigrate.airflow import sensors
+
+    calls: list[float] = []
+
+    def check(**kw):
+        calls.append(time.monotonic())
+        return True, {}
+
+    monkeypatch.setattr(sensors, "check", check)
+    trigger = sensors.ReplicationTrigger(condition="stopped", engine="x", tables=None, exclude=None,
+                                         aws_conn_id="aws", env="unit", poll_interval=0.3)
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    started = time.monotonic()
+    assert asyncio.run(first_event()).payload == {"status": "done", "seen": {}, "polls": 1}
+    assert calls[0] - started >= 0.3
+
+
+@pytest.mark.parametrize("error_type", ["timeout", "unknown"])
+def test_an_approval_without_a_usable_answer_fails_without_a_retry(error_type):
+    # The approval has a retry for Airflow's "state mismatch"; a timeout asked again would only
+    # wait as long again.
+    from paymigrate.airflow.approval import CutoverApprovalOperator
+
+    op = CutoverApprovalOperator(task_id="approve_cutover", plan_task="p", canary_task="c", retries=1)
+    with pytest.raises(AirflowFailException, match="no usable answer"):
+        op.execute_complete(context={}, event={"error": "no response", "error_type": error_type})

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.standard.exceptions import HITLTriggerEventError
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from paymigrate import approval
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
@@ -22,7 +24,12 @@ from paymigrate.checkpoints import LAST_VALIDATION as SCHEDULED_VALIDATION
 class CutoverApprovalOperator(ApprovalOperator):
     """Ask for the approval with the figures in its body; on "Reject" put reads back on the
     source and the lock back to ``cutover-ready`` (the state before this run), and skip every
-    later task: the source stays the writer and nothing else was changed."""
+    later task: the source stays the writer and nothing else was changed.
+
+    Give it a retry: Airflow 3.3.2 may fail a try whose answer came within moments of the
+    question (apache/airflow#72716); the retry asks again with fresh figures. A timeout or a
+    broken answer fails at once.
+    """
 
     template_fields = (*ApprovalOperator.template_fields, "max_write_pause_ms")
 
@@ -52,8 +59,11 @@ class CutoverApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        if "error" in event:  # a timeout or a broken response: the base class raises it
-            return super().execute_complete(context=context, event=event)
+        if "error" in event:  # a timeout or a broken response: asking again would not answer it
+            try:
+                return super().execute_complete(context=context, event=event)
+            except HITLTriggerEventError as exc:  # HITLTimeoutError among them
+                raise AirflowFailException(f"no usable answer to the approval: {exc}") from exc
         answer = approval.decision(event)
         answer["figures"] = context["ti"].xcom_pull(task_ids=self.task_id, key="figures")
         if answer["approved"]:

@@ -85,6 +85,10 @@ class ReplicationTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         polls, first = 0, None
         while True:
+            # Sleep first: the sensor checked just before it deferred, and a trigger that fires at
+            # once can resume the task before the scheduler has seen the deferring try end, which
+            # Airflow 3.3.2 fails as a "state mismatch" (apache/airflow#72716).
+            await asyncio.sleep(self.poll_interval)
             try:
                 ok, seen = await asyncio.to_thread(check, **self.kwargs)
             except Exception as exc:
@@ -103,7 +107,6 @@ class ReplicationTrigger(BaseTrigger):
                               drained.line(), seen)
             else:
                 self.log.info("waiting for %s: %s", self.kwargs["condition"], seen)
-            await asyncio.sleep(self.poll_interval)
 
 
 class ReplicationSensor(BaseSensorOperator):

@@ -109,19 +109,39 @@ def admin_password(env: dict[str, str]) -> str:
 
 
 class Services:
-    """The four Airflow services as background processes, pids kept in the stack's state."""
+    """The four Airflow services as background processes, their pids and port in
+    ``services.json`` under the Airflow home.
+
+    A file of their own, not the stack's ``stack.json``: a process that loaded the stack before
+    another one (``paymigrate demo`` run by a test or an operator) started the services would
+    otherwise save its stale copy over theirs, and the services would run on with nobody
+    knowing their pids.
+    """
 
     def __init__(self, stack: Any):
         self.stack = stack
-        self.logs = Path(stack.airflow_home) / "service-logs"
+        self.home = Path(stack.airflow_home)
+        self.logs = self.home / "service-logs"
+        self.state_file = self.home / "services.json"
 
     def _state(self) -> dict[str, Any]:
-        # Read from the file each time: another process (`paymigrate demo`, run by a test or
-        # an operator) may have started or stopped the services since this stack was loaded.
-        on_disk = self.stack._load().get("airflow")
-        if on_disk is not None:
-            self.stack.state["airflow"] = on_disk
-        return self.stack.state.setdefault("airflow", {})
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise StackError(f"{self.state_file} is not valid JSON ({exc}); stop the airflow "
+                             "processes by hand and delete it") from None
+
+    def _save(self, state: dict[str, Any]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.state_file)
+
+    def known(self) -> list[str]:
+        """The services ever started here, running or not."""
+        return list(self._state().get("pids", {}))
 
     @property
     def port(self) -> int | None:
@@ -159,7 +179,7 @@ class Services:
             pids[name] = child.pid
             lines.append(f"airflow {name:<13} started (pid {child.pid})")
         state["pids"] = pids
-        self.stack._save()
+        self._save(state)
         self.wait_healthy()
         return lines
 
@@ -187,6 +207,6 @@ class Services:
         for name, pid in self.running().items():
             proc.terminate_group(pid)
             lines.append(f"airflow {name:<13} stopped (pid {pid})")
-        self._state()["pids"] = {}
-        self.stack._save()
+        if self.state_file.exists():
+            self._save({**self._state(), "pids": {}})
         return lines

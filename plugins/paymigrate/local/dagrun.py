@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("success", "failed")
 AWAITING_INPUT = "awaiting_input"  # a human-in-the-loop task waiting for its response
+# How long a task waits for its response before an automatic answer gives it. Airflow 3.3.2
+# fails a deferred task whose trigger fires and whose resumed try starts before the scheduler
+# has drained the executor's success event of the deferring try (apache/airflow#72716,
+# "state mismatch"): an answer given within milliseconds, as a script gives it, can meet that.
+ANSWER_SETTLE_SECONDS = 5.0
 
 
 class RunFailed(PaymigrateError):
@@ -114,6 +119,7 @@ class Api:
         log.info("triggered %s run %s", dag_id, run_id)
         seen: dict[str, str] = {}
         answers: list[dict[str, Any]] = []
+        waiting_since: dict[tuple[str, int], float] = {}  # (task, try) -> when first seen waiting
         while True:
             run = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}")
             tis = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{_q(run_id)}/taskInstances"
@@ -123,10 +129,15 @@ class Api:
                 if ti["state"] and seen.get(key) != ti["state"]:
                     seen[key] = ti["state"]
                     log.info("%s: %s", key, ti["state"])
-                if (answer and ti["state"] == AWAITING_INPUT and ti["map_index"] < 0
-                        and ti["task_id"] not in {a["task_id"] for a in answers}):
-                    answers.append(self.answer(dag_id, run_id, ti["task_id"], answer))
-                    log.info("%s: %s by %s at %s", ti["task_id"], answer, answers[-1]["by"], answers[-1]["at"])
+                if answer and ti["state"] == AWAITING_INPUT and ti["map_index"] < 0:
+                    asked = (ti["task_id"], ti["try_number"])  # a retry asks again
+                    since = waiting_since.setdefault(asked, time.monotonic())
+                    if (time.monotonic() - since >= ANSWER_SETTLE_SECONDS
+                            and asked not in {(a["task_id"], a["try_number"]) for a in answers}):
+                        answers.append({**self.answer(dag_id, run_id, ti["task_id"], answer),
+                                        "try_number": ti["try_number"]})
+                        log.info("%s: %s by %s at %s", ti["task_id"], answer, answers[-1]["by"],
+                                 answers[-1]["at"])
             if run["state"] in FINISHED:
                 break
             if time.monotonic() - started > timeout:

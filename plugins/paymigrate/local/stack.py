@@ -454,12 +454,12 @@ class LocalStack:
             out.append(Status("moto", self.port("moto"), pid if alive else None, ok, detail))
         else:
             out.append(Status("moto", None, None, False, "not created"))
-        if self.state.get("airflow", {}).get("pids"):
-            from paymigrate.local.airflow import Services
+        from paymigrate.local.airflow import Services
 
-            services = Services(self)
+        services = Services(self)
+        if services.known():
             running = services.running()
-            for name in self.state["airflow"]["pids"]:
+            for name in services.known():
                 pid = running.get(name)
                 out.append(Status(f"airflow {name}", services.port if name == "api-server" else None,
                                   pid, pid is not None, "running" if pid else "not running"))
@@ -468,10 +468,9 @@ class LocalStack:
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop the processes recorded as ours; with ``purge`` also delete the folders."""
         lines = []
-        if self.state.get("airflow", {}).get("pids"):
-            from paymigrate.local.airflow import Services
+        from paymigrate.local.airflow import Services
 
-            lines += Services(self).stop()
+        lines += Services(self).stop()
         comps = self.state.get("components", {})
         if "moto" in comps:
             pid = comps["moto"].get("pid")
