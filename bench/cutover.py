@@ -87,8 +87,8 @@ def forward(engine: LogicalEngine, stack: LocalStack, name: str) -> None:
 def bare_pause(routers: tuple[RouterNode, ...], name: str) -> float:
     """PAUSE then RESUME on every router, each in parallel, as the switch sends them."""
     started = time.monotonic()
-    for action, fn in (("PAUSE", lambda n: n.admin.pause(name, timeout=10)),
-                       ("RESUME", lambda n: n.admin.resume(name))):
+    for action, fn in (("PAUSE", lambda n: n.console.pause(name, timeout=10)),
+                       ("RESUME", lambda n: n.console.resume(name))):
         done = on_every(routers, action, fn, timeout=15)
         if not done.ok:
             raise SystemExit(done.message())

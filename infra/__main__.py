@@ -114,6 +114,7 @@ routers = RouterTier("routers", RouterTierArgs(
     secret_arns={role: secrets.arns[role] for role in router_host.SECRETS},
     package=settings.router_package, host_count=settings.router_count,
     instance_type=settings.router_instance_type, agent_port=router_agent_port,
+    agent_caller_sg_ids=[network.lambda_sg_id],
     log_retention_days=settings.log_retention_days), opts=with_provider)
 
 # ---- functions, API, workflows ----
@@ -121,7 +122,7 @@ functions = Functions("functions", FunctionsArgs(
     env=env, region=settings.region, partition=partition, account_id=account_id,
     kms_key_arn=keys.key_arn, private_subnet_ids=network.migration.private_subnet_ids,
     lambda_security_group_id=network.lambda_sg_id, source_secret_arn=secrets.arns["source-db"],
-    target_secret_arn=secrets.arns["target-db"],
+    target_secret_arn=secrets.arns["target-db"], router_admin_secret_arn=secrets.arns["router-admin"],
     alert_topic_arns=[topics["validation-alerts"], topics["error-alerts"]],
     log_retention_days=settings.log_retention_days,
     validation_layer_arns=validation_layer_arns,

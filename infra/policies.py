@@ -180,7 +180,9 @@ def rollback_steps_policy(*, partition: str, region: str, account_id: str, param
                           dms_task_arn: str) -> Doc:
     """The rollback-steps Lambda: what the validator may, plus switching back: write the
     contract's parameters (active writer, split, mode), read and write the checkpoints and
-    rollback buckets (the lock), and drive the DMS task."""
+    rollback buckets (the lock), drive the DMS task, and find the router hosts (their Auto
+    Scaling group's instances; these two calls take no resource ARN). ``secret_arns`` includes
+    the router-admin secret, which signs the route agents' calls."""
     doc = validator_policy(partition=partition, region=region, account_id=account_id,
                            parameter_root=parameter_root, secret_arns=secret_arns,
                            topic_arns=topic_arns, log_group_arn=log_group_arn, key_arn=key_arn)
@@ -195,6 +197,8 @@ def rollback_steps_policy(*, partition: str, region: str, account_id: str, param
          "Action": ["dms:StartReplicationTask", "dms:StopReplicationTask",
                     "dms:DescribeTableStatistics"], "Resource": dms_task_arn},
         _describe_dms_tasks(),
+        {"Sid": "FindRouterHosts", "Effect": "Allow",
+         "Action": ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"], "Resource": "*"},
         _kms_via(key_arn, region, ("s3",), ("kms:Decrypt", "kms:GenerateDataKey")),
     ]
     return doc

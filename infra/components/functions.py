@@ -71,6 +71,8 @@ class FunctionsArgs:
     # and the DMS task.
     state_bucket_arns: Sequence[pulumi.Input[str]] = field(default_factory=tuple)
     dms_task_arn: pulumi.Input[str] = ""
+    # The key that signs the route agents' calls (the rollback steps move routes).
+    router_admin_secret_arn: pulumi.Input[str] = ""
 
 
 class Functions(pulumi.ComponentResource):
@@ -155,12 +157,12 @@ class Functions(pulumi.ComponentResource):
             concurrency=1,
             policy=lambda log_arn: pulumi.Output.all(
                 args.partition, args.account_id, args.kms_key_arn, log_arn,
-                args.source_secret_arn, args.target_secret_arn, args.dms_task_arn,
-                *args.state_bucket_arns, *args.alert_topic_arns,
+                args.source_secret_arn, args.target_secret_arn, args.router_admin_secret_arn,
+                args.dms_task_arn, *args.state_bucket_arns, *args.alert_topic_arns,
             ).apply(lambda a: json.dumps(policies.rollback_steps_policy(
                 partition=a[0], region=args.region, account_id=a[1], parameter_root=root,
-                secret_arns=a[4:6], dms_task_arn=a[6], bucket_arns=a[7:7 + buckets],
-                topic_arns=a[7 + buckets:], log_group_arn=a[3], key_arn=a[2]))))
+                secret_arns=a[4:7], dms_task_arn=a[7], bucket_arns=a[8:8 + buckets],
+                topic_arns=a[8 + buckets:], log_group_arn=a[3], key_arn=a[2]))))
 
         # API authorizer.
         authorizer_name = names.resource_name("api-authorizer", env)

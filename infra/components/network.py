@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 from layout import subnet_layout
 
-from paymigrate import names
+from paymigrate import contract, names
 
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443
@@ -29,6 +29,9 @@ class NetworkArgs:
     production_cidr: str = "10.0.0.0/16"
     migration_cidr: str = "10.1.0.0/16"
     nat_per_az: bool = False
+    # The route agents on the router hosts (production VPC), which the rollback-steps function
+    # (in the Lambda group) calls to switch writes back.
+    agent_port: int = contract.PARAMETERS["router/agent-port"].default
 
 
 @dataclass
@@ -152,6 +155,8 @@ class Network(pulumi.ComponentResource):
             default_route_table_association="enable",
             default_route_table_propagation="enable",
             dns_support="enable",
+            # The router hosts admit the Lambda group (in the other VPC) by reference.
+            security_group_referencing_support="enable",
             tags={"Name": names.resource_name("tgw", env)},
             opts=child,
         )
@@ -164,6 +169,7 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.vpc_id,
                 subnet_ids=vpc.private_subnet_ids,
                 dns_support="enable",
+                security_group_referencing_support="enable",
                 tags={"Name": names.resource_name(f"{role}-tgw-attachment", env)},
                 opts=child,
             )
@@ -218,6 +224,8 @@ class Network(pulumi.ComponentResource):
                        f"PostgreSQL to the {vpc_role} VPC", cidr, POSTGRES_PORT)
             # AWS APIs (Secrets Manager, SSM, SNS, CloudWatch) through the NAT gateway.
             egress(f"{role}-to-aws-apis", sg, "HTTPS to AWS APIs", ANYWHERE, HTTPS_PORT)
+        egress("lambda-to-route-agents", lambda_sg, "Route agents on the router hosts (rollback "
+               "steps)", args.production_cidr, args.agent_port)
 
         self.transit_gateway_id = tgw.id
         self.source_db_sg_id = source_db.id

@@ -50,6 +50,9 @@ class RouterTierArgs:
     instance_type: str = "t3.medium"
     agent_port: int = contract.PARAMETERS["router/agent-port"].default
     log_retention_days: int = 90
+    # Groups in the migration VPC that call the agents over the transit gateway (the
+    # rollback-steps function); the Airflow workers join the operators group instead.
+    agent_caller_sg_ids: Sequence[pulumi.Input[str]] = ()
 
 
 class RouterTier(pulumi.ComponentResource):
@@ -102,6 +105,9 @@ class RouterTier(pulumi.ComponentResource):
              peer=hosts_sg.id)
         rule("hosts-agent-from-operators", "in", hosts_sg, args.agent_port,
              "Route agent from the orchestration side only", peer=operators.id)
+        for i, caller in enumerate(args.agent_caller_sg_ids):
+            rule(f"hosts-agent-from-caller-{i}", "in", hosts_sg, args.agent_port,
+                 "Route agent from the rollback steps (migration VPC, over the TGW)", peer=caller)
         for i, cidr in enumerate(args.database_cidrs):
             rule(f"hosts-to-postgres-{i}", "out", hosts_sg, POSTGRES_PORT,
                  f"PostgreSQL writers in {cidr}", cidr=cidr)

@@ -166,8 +166,9 @@ _ALL = (
     _p("router/agent-port", "int", "TCP port of the route agent on each router host", default=6433,
        minimum=1024, maximum=65535),
     _p("router/routers", "text",
-       "Every PgBouncer of the tier, JSON: [{name, admin: host:port, agent: host:port}]; [] is "
-       "the one at router/admin-endpoint, its route agent on port 6433 of that host", default="[]"),
+       "Every PgBouncer of the tier when router/hosts-group is local, JSON: [{name, agent: "
+       "host:port}]; [] is the one at router/admin-endpoint, its route agent on port 6433 of that "
+       "host", default="[]"),
     # Storage, notifications, workflows, functions, replication (design): names and ARNs.
     _p("storage/checkpoints-bucket", "text", "S3 bucket of the migration checkpoints"),
     _p("storage/rollback-bucket", "text", "S3 bucket of the saved rollback state"),

@@ -37,10 +37,9 @@ lengthen it for nothing.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +63,7 @@ _AFTER_RESUME = ("stop_reverse", "confirm")
 # Seconds a router may take to answer a call that does not wait for clients (RESUME, a route).
 ROUTER_TIMEOUT = 5.0
 PAUSE_GRACE = 0.5  # past a PAUSE's own timeout, for the RESUME that undoes it
+PAUSE_HOLD_MARGIN = 60.0  # seconds past the pause budget before a router resumes on its own
 
 
 class CutoverAborted(PaymigrateError):
@@ -221,16 +221,8 @@ def switch_writes(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     before ``resume`` fails. Reverse replication is then attached by ``engine.attach_reverse``."""
     sw.check_tables_given()
     # Connections opened before the pause serve every statement inside it (db.reuse).
-    with reuse(sw.source, sw.target), _consoles_held(sw):
+    with reuse(sw.source, sw.target):
         return _switch_writes(sw, fail_at)
-
-
-@contextlib.contextmanager
-def _consoles_held(sw: Switch) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for node in sw.routers:
-            stack.enter_context(node.admin.held())
-        yield
 
 
 def _switch_writes(sw: Switch, fail_at: str | None) -> SwitchResult:
@@ -291,7 +283,7 @@ def switch_back(sw: Switch, *, fail_at: str | None = None) -> SwitchResult:
     """After a cutover: move the writer back to the source once reverse replication has carried
     every write made on the target. Clients wait in ``PAUSE`` meanwhile."""
     sw.check_tables_given()
-    with reuse(sw.source, sw.target), _consoles_held(sw):
+    with reuse(sw.source, sw.target):
         return _switch_back(sw, fail_at)
 
 
@@ -360,7 +352,9 @@ def _pause(sw: Switch, clock: _Clock, result: SwitchResult) -> float:
     timeout = _budgeted(clock, sw.pause_timeout)
     # Each PAUSE gives up (and RESUMEs) at ``timeout``; the fleet's wait is the backstop for a
     # router whose console does not even answer that RESUME.
-    done = on_every(sw.routers, "PAUSE", lambda n: n.admin.pause(sw.database, timeout=timeout),
+    # The hold outlasts any pause this switch can take; it only ends a dead switch's pause.
+    hold = sw.max_write_pause + PAUSE_HOLD_MARGIN
+    done = on_every(sw.routers, "PAUSE", lambda n: n.console.pause(sw.database, timeout=timeout, hold=hold),
                     timeout=timeout + PAUSE_GRACE)
     result.pause_per_router = done.per_router()
     if not done.ok:
@@ -423,7 +417,7 @@ def _resume_all(sw: Switch, result: SwitchResult) -> None:
     """RESUME every router. Past the commit point (every router took the new route) a router
     that fails to resume is reported, not aborted: another one may already have let writes reach
     the new writer, and routing back would lose them."""
-    done = on_every(sw.routers, "RESUME", lambda n: n.admin.resume(sw.database), timeout=ROUTER_TIMEOUT)
+    done = on_every(sw.routers, "RESUME", lambda n: n.console.resume(sw.database), timeout=ROUTER_TIMEOUT)
     result.unresumed = list(done.failed)
     if not done.ok:
         log.error("%s; their clients wait until they are resumed by hand", done.message())
@@ -441,7 +435,7 @@ def _confirm_all(sw: Switch, result: SwitchResult) -> None:
 
 def routes_of(routers: tuple[RouterNode, ...], database: str) -> FleetResult:
     """Where each router sends ``database`` now, as its PgBouncer reports it: ``(host, port)``."""
-    return on_every(routers, "SHOW DATABASES", lambda n: n.admin.route(database), timeout=ROUTER_TIMEOUT)
+    return on_every(routers, "SHOW DATABASES", lambda n: n.console.route(database), timeout=ROUTER_TIMEOUT)
 
 
 def route_writes_to(routers: tuple[RouterNode, ...], database: str, writer: Endpoint, *,
@@ -464,12 +458,13 @@ def route_writes_to(routers: tuple[RouterNode, ...], database: str, writer: Endp
     route = Route(database, writer.host, writer.port, writer.dbname)
 
     def move(node: RouterNode) -> None:
-        node.admin.pause(database, timeout=pause_timeout)
+        node.console.pause(database, timeout=pause_timeout,
+                           hold=pause_timeout + 2 * ROUTER_TIMEOUT + PAUSE_HOLD_MARGIN)
         try:
             node.agent.set_route(route, generation=generation)
             node.agent.confirm(database, generation=generation)
         finally:
-            node.admin.resume(database)
+            node.console.resume(database)
 
     done = on_every(astray, "route", move, timeout=pause_timeout + 2 * ROUTER_TIMEOUT)
     if not done.ok:
@@ -501,7 +496,7 @@ def _abort(sw: Switch, result: SwitchResult, *, paused: bool, repointed: bool, w
 
 
 def _resume_or_raise(sw: Switch) -> None:
-    done = on_every(sw.routers, "RESUME", lambda n: n.admin.resume(sw.database), timeout=ROUTER_TIMEOUT)
+    done = on_every(sw.routers, "RESUME", lambda n: n.console.resume(sw.database), timeout=ROUTER_TIMEOUT)
     if not done.ok:
         raise RouterError(done.message())
 

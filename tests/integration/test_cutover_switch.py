@@ -91,7 +91,7 @@ def pair(stack):
                    source_port=stack.port("source"), target_port=stack.port("target"))
     finally:
         for node in routers:
-            node.admin.resume(name, quiet=True)
+            node.console.resume(name, quiet=True)
         for direction in ("reverse", "forward"):
             engine.drop(direction=direction)
         stack.remove_route(name)
@@ -115,7 +115,7 @@ def _aborts(sw: Switch) -> SwitchResult:
 
 def _live(sw: Switch, name: str) -> set[tuple[str, int]]:
     """Where the routers send ``name`` now, as their PgBouncers report it."""
-    return {tuple(n.admin.route(name)) for n in sw.routers}
+    return {tuple(n.console.route(name)) for n in sw.routers}
 
 
 def _files(sw: Switch, name: str) -> set[str]:
@@ -124,7 +124,7 @@ def _files(sw: Switch, name: str) -> set[str]:
 
 
 def _paused(sw: Switch, name: str) -> bool:
-    return any(n.admin.paused(name) for n in sw.routers)
+    return any(n.console.paused(name) for n in sw.routers)
 
 
 def _events(dsn: str) -> int:
@@ -290,7 +290,7 @@ def test_a_router_killed_inside_the_pause_aborts_with_both_routers_back_on_the_s
         assert "1 of 2 routers: router-b" in result.error, result.error
         # The live router is back on the source and resumed; the dead one could not be told.
         first = sw.routers[0]
-        assert first.admin.route(pair.name) == source and not first.admin.paused(pair.name)
+        assert first.console.route(pair.name) == source and not first.console.paused(pair.name)
         failed = [a for a in result.abort if "FAILED" in a]
         assert all("router-b" in a and " router (" not in a for a in failed), result.abort
         assert _files(sw, pair.name) == {f"127.0.0.1:{pair.source_port}/{pair.name}"}

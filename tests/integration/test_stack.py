@@ -110,8 +110,8 @@ def test_bootstrap_twice_creates_the_same_resources(own_stack):
     assert set(cfg) == set(contract.PARAMETERS)
     assert cfg["router/endpoint"] == f"127.0.0.1:{own_stack.port('router')}"
     routers = json.loads(cfg["router/routers"])
-    assert [(r["name"], r["admin"]) for r in routers] == [
-        (n, f"127.0.0.1:{own_stack.port(n)}") for n in ROUTERS]
+    assert [(r["name"], r["agent"]) for r in routers] == [
+        (n, f"127.0.0.1:{own_stack.agent(n).port}") for n in ROUTERS]
 
 
 def test_bootstrap_keeps_what_an_operator_set(own_stack):

@@ -26,7 +26,7 @@ from paymigrate.db import Endpoint
 from paymigrate.errors import ContractError
 from paymigrate.router import Route, RouterError, read_routes
 from paymigrate.routing.agent import Agent, AgentConfig, decide, recover, serve
-from paymigrate.routing.client import AgentClient, AgentError, sign, verify
+from paymigrate.routing.client import AgentClient, AgentConsole, AgentError, sign, verify
 from paymigrate.routing.fleet import (
     Answer,
     FleetResult,
@@ -85,6 +85,20 @@ class FakeConsole:
         r = self.live[database]
         return r.host, r.port
 
+    def databases(self):
+        self._check()
+        return {db: {"host": r.host, "port": r.port, "paused": int(self.paused_flag)}
+                for db, r in self.live.items()}
+
+    def pause(self, database, *, timeout):
+        self._check()
+        self.paused_flag = True
+        return 0.002
+
+    def resume(self, database, quiet=False):
+        self._check()
+        self.paused_flag = False
+
 
 @pytest.fixture
 def agent(tmp_path):
@@ -95,7 +109,7 @@ def agent(tmp_path):
     config_file.write_text(json.dumps({"port": 0, "routes_file": str(routes), "key_file": str(tmp_path / "key"),
                                        "admin": {"host": "127.0.0.1", "port": 6432, "user": "admin"}}))
     a = Agent(AgentConfig.load(config_file))
-    a.console = FakeConsole(routes)
+    a.console = a.switch_console = FakeConsole(routes)
     return a
 
 
@@ -133,6 +147,32 @@ def test_a_dead_pgbouncer_gets_its_file_written_and_the_call_says_it_did_not_tak
     assert read_routes(agent.config.routes_file)["payments"] == _route(TARGET)
 
 
+def test_a_pause_whose_switch_goes_silent_is_resumed_on_the_route_it_had(agent):
+    assert agent.pause("payments", timeout=0.1, hold=0.2) == (200, {"seconds": 0.002})
+    assert agent.console.paused_flag
+    time.sleep(0.4)
+    assert not agent.console.paused_flag
+    assert read_routes(agent.config.routes_file)["payments"] == _route(SOURCE)
+
+
+def test_a_pause_whose_route_moved_stays_held_past_its_hold(agent):
+    agent.pause("payments", timeout=0.1, hold=0.2)
+    assert agent.set_route(_route(TARGET), 1)[0] == 200
+    time.sleep(0.4)
+    assert agent.console.paused_flag  # resuming could send writes to a writer never handed over
+    assert agent.resume("payments") == (200, {"resumed": "payments"})
+    assert not agent.console.paused_flag
+
+
+def test_a_resume_ends_the_hold_and_a_later_pause_gets_a_new_one(agent):
+    agent.pause("payments", timeout=0.1, hold=0.2)
+    agent.resume("payments")
+    agent.pause("payments", timeout=0.1, hold=5)
+    time.sleep(0.4)  # the first hold would have run out by now
+    assert agent.console.paused_flag
+    assert agent.pause("payments", timeout=2, hold=1)[0] == 400  # a hold shorter than its timeout
+
+
 def test_a_foreign_reload_changes_nothing(agent):
     agent.console.reload()
     assert agent.console.route("payments") == ("10.0.0.1", 5432)
@@ -147,15 +187,21 @@ def test_signatures_refuse_a_wrong_key_a_changed_body_and_an_old_call():
     assert "more than 30s away" in verify(b"k", "POST", "/routes/payments", "100.0", b"{}", sig, now=200)
 
 
-def test_the_agent_over_http_refuses_an_unsigned_caller(agent):
-    server = serve(agent.config)
+def test_the_agent_over_http_refuses_an_unsigned_caller_and_proxies_the_console(agent):
+    server = serve(agent.config, agent=agent)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(AgentError, match="401.*bad signature"):
             AgentClient("127.0.0.1", port, b"wrong").state()
-        state = AgentClient("127.0.0.1", port, b"s3cret").state()
-        assert state["routes"] == {"payments": "10.0.0.1:5432/payments"}
+        client = AgentClient("127.0.0.1", port, b"s3cret")
+        assert client.state()["routes"] == {"payments": "10.0.0.1:5432/payments"}
+        console = AgentConsole(client)
+        assert console.pause("payments", timeout=1) == 0.002 and console.paused("payments")
+        console.resume("payments")
+        assert console.route("payments") == ("10.0.0.1", 5432) and not console.paused("payments")
+        with pytest.raises(AgentError, match="404.*no database 'ledger'"):
+            console.route("ledger")
     finally:
         server.shutdown()
         server.server_close()
@@ -163,16 +209,14 @@ def test_the_agent_over_http_refuses_an_unsigned_caller(agent):
 
 # ---- the contract's routers ------------------------------------------------------------------
 def test_routers_round_trip_and_bad_entries_are_named():
-    specs = parse_routers('[{"name": "a", "admin": "10.0.1.5:6432", "agent": "10.0.1.5:6433"}, '
-                          '{"name": "b", "admin": "10.0.2.5:6432", "agent": "10.0.2.5:6433"}]',
+    specs = parse_routers('[{"name": "a", "agent": "10.0.1.5:6433"}, {"name": "b", "agent": "10.0.2.5:6433"}]',
                           admin_endpoint="x:1")
-    assert [s.name for s in specs] == ["a", "b"]
+    assert [(s.name, s.agent_host) for s in specs] == [("a", "10.0.1.5"), ("b", "10.0.2.5")]
     assert parse_routers(render_routers(specs), admin_endpoint="x:1") == specs
     with pytest.raises(ContractError, match="not unique"):
-        parse_routers('[{"name": "a", "admin": "h:1", "agent": "h:2"}, '
-                      '{"name": "a", "admin": "h:3", "agent": "h:4"}]', admin_endpoint="x:1")
+        parse_routers('[{"name": "a", "agent": "h:2"}, {"name": "a", "agent": "h:4"}]', admin_endpoint="x:1")
     with pytest.raises(ContractError, match="'h:99999' is not host:port"):
-        parse_routers('[{"name": "a", "admin": "h:99999", "agent": "h:2"}]', admin_endpoint="x:1")
+        parse_routers('[{"name": "a", "agent": "h:99999"}]', admin_endpoint="x:1")
 
 
 def test_next_generation_and_the_fleet_message():
@@ -189,8 +233,9 @@ class FakeAdmin:
         self.is_paused = False
         self.where = (SOURCE.host, SOURCE.port)
 
-    def pause(self, database, *, timeout):
+    def pause(self, database, *, timeout, hold=None):
         self.log.append(("PAUSE", self.name, time.monotonic()))
+        assert hold is None or hold >= timeout
         if self.pause_hangs:
             time.sleep(timeout + 5)
         if self.pause_fails:
@@ -274,13 +319,13 @@ def test_the_abort_routes_every_router_back_and_resumes_every_one():
     sw, log = _fleet(("a", {}), ("b", {"agent_fails": True}), ("c", {}))
     result = SwitchResult("source->target", 0.5, generation=7)
     for n in sw.routers:
-        n.admin.is_paused = True
-        n.admin.where = (TARGET.host, TARGET.port)
+        n.console.is_paused = True
+        n.console.where = (TARGET.host, TARGET.port)
     _abort(sw, result, paused=True, repointed=True, writer=SOURCE, frozen=None)
     assert [n.agent.calls[-1] for n in sw.routers] == [("10.0.0.1", 7)] * 3
-    assert [n.admin.where for n in sw.routers] == [(SOURCE.host, SOURCE.port), (TARGET.host, TARGET.port),
+    assert [n.console.where for n in sw.routers] == [(SOURCE.host, SOURCE.port), (TARGET.host, TARGET.port),
                                                    (SOURCE.host, SOURCE.port)]
-    assert not any(n.admin.is_paused for n in sw.routers)
+    assert not any(n.console.is_paused for n in sw.routers)
     assert result.abort[0].startswith("route back: FAILED") and "b (" in result.abort[0]
     assert result.abort[1] == "resume: ok"
 

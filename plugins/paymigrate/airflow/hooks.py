@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
+from airflow.providers.amazon.aws.hooks.ec2 import EC2Hook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 from airflow.providers.amazon.aws.hooks.sns import SnsHook
@@ -71,7 +72,11 @@ class MigrationHook:
         """Every PgBouncer (console and route agent), with the secret the contract names."""
         credentials = SecretsManagerHook(aws_conn_id=self.aws_conn_id).get_secret_as_dict(
             self.config["router/admin-secret-arn"])
-        return contract_routers(self.config, credentials)
+        return contract_routers(
+            self.config, credentials,
+            # The provider has no Auto Scaling hook: the base hook's client.
+            autoscaling=lambda: AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="autoscaling").conn,
+            ec2=lambda: EC2Hook(aws_conn_id=self.aws_conn_id, api_type="client_type").conn)
 
     def cloudwatch(self) -> Any:
         # The provider has no CloudWatch metrics hook: the base hook's client.

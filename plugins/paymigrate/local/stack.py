@@ -274,8 +274,8 @@ class LocalStack:
         return [self.dsn(name, dbname=dbname) for name in ROUTERS]
 
     def router_specs(self) -> tuple[RouterSpec, ...]:
-        return tuple(RouterSpec(name, "127.0.0.1", self.port(name), "127.0.0.1",
-                                int(self.state["components"][name]["agent_port"])) for name in ROUTERS)
+        return tuple(RouterSpec(name, "127.0.0.1", int(self.state["components"][name]["agent_port"]))
+                     for name in ROUTERS)
 
     def add_route(self, database: str, *, side: str = "source") -> None:
         """Route ``database`` to ``side`` on every router, through its route agent (the one writer
@@ -290,9 +290,9 @@ class LocalStack:
             node.agent.remove(database, generation=node.agent.state()["generation"])
 
     def router_nodes(self) -> tuple[RouterNode, ...]:
-        """Every router's console and route agent, as the switch reaches them."""
+        """Every router's console and route agent, as the switch reaches them: through the agent."""
         password = self.secrets()["router-admin"]
-        return tuple(s.node(user=ADMIN_USER, password=password) for s in self.router_specs())
+        return tuple(s.node(password=password) for s in self.router_specs())
 
     def moto(self) -> MotoServer:
         return MotoServer(port=self._component("moto").get("port") or 0,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from paymigrate import contract, names
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
-from paymigrate.routing.fleet import RouterNode, parse_routers
+from paymigrate.routing.fleet import RouterNode, hosts_group_routers, parse_routers
 
 SIDES = ("source", "target")
 
@@ -42,13 +42,19 @@ def check_side(side: str) -> str:
     return side
 
 
-def contract_routers(config: Mapping[str, Any], secret: Mapping[str, Any] | str) -> tuple[RouterNode, ...]:
-    """Every router the contract names (``router/routers``), each with its console and route
-    agent, both reached with the router-admin secret's user and password."""
+def contract_routers(config: Mapping[str, Any], secret: Mapping[str, Any] | str, *,
+                     autoscaling: Callable[[], Any], ec2: Callable[[], Any]) -> tuple[RouterNode, ...]:
+    """Every router, each reached through its route agent, whose calls are signed with the
+    router-admin secret's password: the instances of ``router/hosts-group`` in AWS, the list
+    ``router/routers`` when that group is ``local``. The clients are made only for AWS."""
     admin = Endpoint.from_secret(secret, dbname="pgbouncer")
     assert admin.password is not None  # from_secret requires one
-    specs = parse_routers(config["router/routers"], admin_endpoint=config["router/admin-endpoint"])
-    return tuple(s.node(user=admin.user, password=admin.password) for s in specs)
+    group = config["router/hosts-group"]
+    if group == "local":
+        specs = parse_routers(config["router/routers"], admin_endpoint=config["router/admin-endpoint"])
+    else:
+        specs = hosts_group_routers(autoscaling(), ec2(), group, agent_port=config["router/agent-port"])
+    return tuple(s.node(password=admin.password) for s in specs)
 
 
 def contract_engine(config: Mapping[str, Any], env: str, *, name: str | None, source: Endpoint,
@@ -123,7 +129,8 @@ class ClientPlatform:
     def routers(self) -> tuple[RouterNode, ...]:
         secret = self.client("secretsmanager").get_secret_value(
             SecretId=self.config["router/admin-secret-arn"])["SecretString"]
-        return contract_routers(self.config, secret)
+        return contract_routers(self.config, secret, autoscaling=lambda: self.client("autoscaling"),
+                                ec2=lambda: self.client("ec2"))
 
     def cloudwatch(self) -> Any:
         return self.client("cloudwatch")

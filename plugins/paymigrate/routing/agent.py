@@ -18,6 +18,14 @@ The rules (:func:`decide`), which are what makes a RELOAD by anyone else harmles
 * a moved route is *pending* until the switch confirms it after ``RESUME``. Undoing a pending
   route is always allowed, and :func:`recover` undoes it before PgBouncer starts: a host that
   reboots mid-switch comes back on the old writer, which the switch's fence keeps safe either way.
+
+The agent is also the switch's only way to its PgBouncer's console, which listens on loopback:
+``PAUSE``, ``RESUME`` and where PgBouncer routes a database now. A ``PAUSE`` carries a *hold*,
+longer than the switch's whole write-pause budget: a switch that dies inside its pause (its
+worker killed) would otherwise leave every client waiting. When the hold runs out and no route
+moved since the ``PAUSE``, the agent resumes its clients on the route they had, which is what an
+aborted switch does. If a route did move, it stays paused for an operator: resuming there could
+send writes to a writer the dead switch never finished handing over.
 """
 
 from __future__ import annotations
@@ -47,7 +55,8 @@ from paymigrate.routing.client import verify
 
 log = logging.getLogger(__name__)
 
-_PATH = re.compile(r"^/routes(?:/(?P<db>[A-Za-z0-9_.\-]+)(?P<confirm>/confirm)?)?$")
+_PATH = re.compile(r"^/routes(?:/(?P<db>[A-Za-z0-9_.\-]+)(?:/(?P<verb>confirm|pause|resume))?)?$")
+MAX_HOLD = 3600.0  # seconds: no switch pauses its clients for longer
 
 
 @dataclass(frozen=True)
@@ -155,6 +164,14 @@ class Agent:
         self._holding = self.console.held()
         self._holding.__enter__()
         self._lock = threading.Lock()
+        # PAUSE waits for in-flight transactions: on a connection of its own, so that the
+        # route checks above never queue behind it.
+        self.switch_console = RouterAdmin(config.admin)
+        self._switch_holding = self.switch_console.held()
+        self._switch_holding.__enter__()
+        self._switch_lock = threading.Lock()
+        self._holds: dict[str, threading.Timer] = {}  # database -> its PAUSE's hold
+        self._moved: set[str] = set()  # databases whose route moved since their PAUSE
 
     def state(self) -> dict[str, Any]:
         st = AgentState.load(self.config.state_file)
@@ -184,6 +201,8 @@ class Agent:
                             wanted.port, generation, decision.reason)
                 return 409, {"error": decision.reason}
             st.generation = max(st.generation, generation)
+            if decision.action == "write" and wanted.database in self._holds:
+                self._moved.add(wanted.database)
             if decision.action == "write":
                 if is_pending and wanted == st.previous(wanted.database):
                     del st.pending[wanted.database]  # undone
@@ -208,6 +227,72 @@ class Agent:
             return 503, {**body, "error": f"route written; PgBouncer still sends {wanted.database} "
                                           f"to {host}:{port} after RELOAD"}
         return 200, {**body, "live": f"{host}:{port}"}
+
+    def pause(self, database: str, *, timeout: float, hold: float) -> tuple[int, dict[str, Any]]:
+        """``PAUSE database`` (undone with ``RESUME`` if in-flight transactions outlast
+        ``timeout``), then a hold of ``hold`` seconds after which a switch gone silent is taken
+        as dead (see the module's notes)."""
+        if not 0 < timeout <= MAX_HOLD or not timeout <= hold <= MAX_HOLD:
+            return 400, {"error": f"timeout {timeout} and hold {hold} must satisfy "
+                                  f"0 < timeout <= hold <= {MAX_HOLD:.0f}"}
+        try:
+            with self._switch_lock:
+                seconds = self.switch_console.pause(database, timeout=timeout)
+        except RouterError as exc:
+            return 503, {"error": str(exc)}
+        with self._lock:
+            self._end_hold(database)
+            timer = threading.Timer(hold, self._hold_ran_out, args=(database,))
+            timer.daemon = True
+            self._holds[database] = timer
+            timer.start()
+        log.info("PAUSE %s in %.0f ms; held for at most %.0f s", database, seconds * 1000, hold)
+        return 200, {"seconds": seconds}
+
+    def resume(self, database: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with self._switch_lock:
+                self.switch_console.resume(database)
+        except RouterError as exc:
+            return 503, {"error": str(exc)}
+        with self._lock:
+            self._end_hold(database)
+        return 200, {"resumed": database}
+
+    def _end_hold(self, database: str) -> None:
+        timer = self._holds.pop(database, None)
+        if timer is not None:
+            timer.cancel()
+        self._moved.discard(database)
+
+    def _hold_ran_out(self, database: str) -> None:
+        with self._lock:
+            if database not in self._holds:
+                return  # resumed meanwhile
+            if database in self._moved:
+                log.error("%s: the switch that paused it went silent after moving its route; its "
+                          "clients stay held until an operator resumes them (see the runbook)", database)
+                self._holds.pop(database, None)
+                return
+            self._end_hold(database)
+        log.error("%s: the switch that paused it went silent; clients resumed on the route they had",
+                  database)
+        try:
+            with self._switch_lock:
+                self.switch_console.resume(database)
+        except RouterError as exc:
+            log.error("%s: RESUME after the hold failed: %s", database, exc)
+
+    def live_route(self, database: str) -> tuple[int, dict[str, Any]]:
+        """Where PgBouncer sends ``database`` now, as it reports it, and whether it is paused."""
+        with self._lock:
+            try:
+                row = self.console.databases().get(database)
+            except RouterError as exc:
+                return 503, {"error": str(exc)}
+        if row is None:
+            return 404, {"error": f"router has no database {database!r}"}
+        return 200, {"host": row["host"], "port": int(row["port"]), "paused": bool(int(row.get("paused") or 0))}
 
     def confirm(self, database: str, generation: int) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -283,14 +368,22 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
                 data = json.loads(body or b"{}")
                 generation = int(data.get("generation", 0))
                 db = m["db"]
+                verb = m["verb"]
                 if self.command == "GET" and db is None:
                     return self._answer(200, agent.state())
-                if self.command == "POST" and db and m["confirm"]:
+                if self.command == "GET" and db and not verb:
+                    return self._answer(*agent.live_route(db))
+                if self.command == "POST" and verb == "confirm":
                     return self._answer(*agent.confirm(db, generation))
-                if self.command == "POST" and db:
+                if self.command == "POST" and verb == "pause":
+                    return self._answer(*agent.pause(db, timeout=float(data["timeout"]),
+                                                     hold=float(data["hold"])))
+                if self.command == "POST" and verb == "resume":
+                    return self._answer(*agent.resume(db))
+                if self.command == "POST" and db and not verb:
                     wanted = Route(db, str(data["host"]), int(data["port"]), str(data["dbname"]))
                     return self._answer(*agent.set_route(wanted, generation))
-                if self.command == "DELETE" and db:
+                if self.command == "DELETE" and db and not verb:
                     return self._answer(*agent.remove(db, generation))
             except (KeyError, ValueError, TypeError, RouterError) as exc:
                 return self._answer(400, {"error": f"{type(exc).__name__}: {exc}"})
@@ -301,9 +394,10 @@ def _handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(config: AgentConfig) -> ThreadingHTTPServer:
-    """The HTTP server (not yet serving: call ``serve_forever``)."""
-    server = ThreadingHTTPServer((config.listen, config.port), _handler(Agent(config)))
+def serve(config: AgentConfig, *, agent: Agent | None = None) -> ThreadingHTTPServer:
+    """The HTTP server of ``agent`` (made from ``config`` unless given); not yet serving: call
+    ``serve_forever``."""
+    server = ThreadingHTTPServer((config.listen, config.port), _handler(agent or Agent(config)))
     server.daemon_threads = True
     return server
 

@@ -8,18 +8,24 @@ newer than :data:`MAX_SKEW` seconds is refused, so a captured call cannot be rep
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from paymigrate.errors import PaymigrateError
 from paymigrate.router import Route
 
+log = logging.getLogger(__name__)
+
 MAX_SKEW = 30.0
+HTTP_GRACE = 5.0  # past a PAUSE's own timeout, for the agent's answer to arrive
 
 
 class AgentError(PaymigrateError):
@@ -103,3 +109,50 @@ class AgentClient:
 
     def remove(self, database: str, *, generation: int, timeout: float = 10.0) -> dict[str, Any]:
         return self.call("DELETE", f"/routes/{database}", {"generation": generation}, timeout=timeout)
+
+    def pause(self, database: str, *, timeout: float, hold: float) -> float:
+        """``PAUSE database`` on the agent's PgBouncer; seconds it took. The agent resumes it by
+        itself after ``hold`` seconds unless a route moved meanwhile."""
+        body = self.call("POST", f"/routes/{database}/pause", {"timeout": timeout, "hold": hold},
+                         timeout=timeout + HTTP_GRACE)
+        return float(body["seconds"])
+
+    def resume(self, database: str, *, timeout: float = 10.0) -> dict[str, Any]:
+        return self.call("POST", f"/routes/{database}/resume", {}, timeout=timeout)
+
+    def live_route(self, database: str, *, timeout: float = 10.0) -> dict[str, Any]:
+        """``{"host", "port", "paused"}`` as PgBouncer reports them (not as its file says)."""
+        return self.call("GET", f"/routes/{database}", timeout=timeout)
+
+
+@dataclass(frozen=True)
+class AgentConsole:
+    """A router's console as the switch reaches it: through its route agent, since PgBouncer's
+    own console listens on the router host's loopback only. ``hold`` (seconds) is how long a
+    ``PAUSE`` may last before the agent takes the switch as dead."""
+
+    agent: AgentClient
+    hold: float = 60.0
+
+    def pause(self, database: str, *, timeout: float, hold: float | None = None) -> float:
+        return self.agent.pause(database, timeout=timeout, hold=max(hold or self.hold, timeout))
+
+    def resume(self, database: str, *, quiet: bool = False) -> None:
+        try:
+            self.agent.resume(database)
+        except AgentError as exc:
+            if not quiet:
+                raise
+            log.info("RESUME %s: %s", database, exc)
+
+    def route(self, database: str) -> tuple[str, int]:
+        found = self.agent.live_route(database)
+        return str(found["host"]), int(found["port"])
+
+    def paused(self, database: str) -> bool:
+        return bool(self.agent.live_route(database)["paused"])
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The agent keeps its console connection open for its life: nothing to hold here."""
+        yield

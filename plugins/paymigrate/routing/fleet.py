@@ -1,9 +1,10 @@
 """The switch's steps over every router at once, and what they decide, as plain values.
 
 Each router is a :class:`RouterNode`: its PgBouncer console (PAUSE, RESUME, where it routes) and
-its route agent (the only writer of its route file). :func:`on_every` runs one action on all of
-them in parallel, bounded by a timeout, and returns a :class:`FleetResult`: one
-:class:`Answer` per router, a router that did not answer in time being a failed answer.
+its route agent (the only writer of its route file), both reached through the agent, which runs
+on the router host. :func:`on_every` runs one action on all of them in parallel, bounded by a
+timeout, and returns a :class:`FleetResult`: one :class:`Answer` per router, a router that did
+not answer in time being a failed answer.
 """
 
 from __future__ import annotations
@@ -15,10 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from paymigrate.db import Endpoint
 from paymigrate.errors import ContractError
-from paymigrate.router import RouterAdmin
-from paymigrate.routing.client import AgentClient
+from paymigrate.routing.client import AgentClient, AgentConsole
 
 AGENT_PORT = 6433  # the agent's port when the contract names only the console (one router)
 
@@ -26,24 +25,22 @@ AGENT_PORT = 6433  # the agent's port when the contract names only the console (
 @dataclass(frozen=True)
 class RouterNode:
     name: str
-    admin: RouterAdmin
+    console: AgentConsole
     agent: AgentClient
 
 
 @dataclass(frozen=True)
 class RouterSpec:
-    """Where one router's console and agent listen (``router/routers`` in the contract)."""
+    """Where one router's route agent listens (``router/routers`` in the contract, or found in
+    the router hosts' Auto Scaling group)."""
 
     name: str
-    admin_host: str
-    admin_port: int
     agent_host: str
     agent_port: int
 
-    def node(self, *, user: str, password: str) -> RouterNode:
-        admin = Endpoint(self.admin_host, self.admin_port, "pgbouncer", user, password)
-        return RouterNode(self.name, RouterAdmin(admin),
-                          AgentClient(self.agent_host, self.agent_port, password.encode()))
+    def node(self, *, password: str) -> RouterNode:
+        agent = AgentClient(self.agent_host, self.agent_port, password.encode())
+        return RouterNode(self.name, AgentConsole(agent), agent)
 
 
 def _host_port(value: Any, what: str) -> tuple[str, int]:
@@ -54,32 +51,31 @@ def _host_port(value: Any, what: str) -> tuple[str, int]:
 
 
 def parse_routers(text: str, *, admin_endpoint: str) -> tuple[RouterSpec, ...]:
-    """The contract's ``router/routers``: a JSON list of ``{"name", "admin": "host:port",
-    "agent": "host:port"}``. ``[]`` means one router, the ``router/admin-endpoint``, with its
-    agent on :data:`AGENT_PORT` of the same host.
+    """The contract's ``router/routers``: a JSON list of ``{"name", "agent": "host:port"}``.
+    ``[]`` means one router, at the host of ``router/admin-endpoint``, its agent on
+    :data:`AGENT_PORT`.
 
     >>> parse_routers("[]", admin_endpoint="10.0.1.5:6432")[0].agent_port
     6433
-    >>> parse_routers('[{"name": "a", "admin": "h:1"}]', admin_endpoint="x:1")
+    >>> parse_routers('[{"name": "a"}]', admin_endpoint="x:1")
     Traceback (most recent call last):
     ...
-    paymigrate.errors.ContractError: router/routers entry {'name': 'a', 'admin': 'h:1'}: needs name, admin and agent
+    paymigrate.errors.ContractError: router/routers entry {'name': 'a'}: needs name and agent
     """
     try:
         entries = json.loads(text)
     except ValueError:
         raise ContractError(f"router/routers {text[:80]!r} is not JSON") from None
     if entries == []:
-        host, port = _host_port(admin_endpoint, "router/admin-endpoint")
-        return (RouterSpec("router", host, port, host, AGENT_PORT),)
+        host, _ = _host_port(admin_endpoint, "router/admin-endpoint")
+        return (RouterSpec("router", host, AGENT_PORT),)
     if not isinstance(entries, list):
         raise ContractError(f"router/routers {text[:80]!r}: expected a list")
     specs = []
     for e in entries:
-        if not isinstance(e, Mapping) or not all(e.get(k) for k in ("name", "admin", "agent")):
-            raise ContractError(f"router/routers entry {e!r}: needs name, admin and agent")
-        specs.append(RouterSpec(str(e["name"]), *_host_port(e["admin"], f"router {e['name']} admin"),
-                                *_host_port(e["agent"], f"router {e['name']} agent")))
+        if not isinstance(e, Mapping) or not all(e.get(k) for k in ("name", "agent")):
+            raise ContractError(f"router/routers entry {e!r}: needs name and agent")
+        specs.append(RouterSpec(str(e["name"]), *_host_port(e["agent"], f"router {e['name']} agent")))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ContractError(f"router/routers names {names} are not unique")
@@ -87,8 +83,7 @@ def parse_routers(text: str, *, admin_endpoint: str) -> tuple[RouterSpec, ...]:
 
 
 def render_routers(specs: Iterable[RouterSpec]) -> str:
-    return json.dumps([{"name": s.name, "admin": f"{s.admin_host}:{s.admin_port}",
-                        "agent": f"{s.agent_host}:{s.agent_port}"} for s in specs])
+    return json.dumps([{"name": s.name, "agent": f"{s.agent_host}:{s.agent_port}"} for s in specs])
 
 
 @dataclass(frozen=True)
@@ -170,3 +165,26 @@ def on_every(routers: Sequence[RouterNode], action: str, fn: Callable[[RouterNod
                                                   f"no answer within {timeout:.3f}s")
                     for n in routers)
     return FleetResult(action, out)
+
+
+def hosts_group_routers(autoscaling: Any, ec2: Any, group: str, *, agent_port: int) -> tuple[RouterSpec, ...]:
+    """The routers of the Auto Scaling group ``group``, each by its instance's private address,
+    found when a switch starts (the group replaces hosts; a list written at deploy time would go
+    stale). Every instance the group holds counts, whatever its lifecycle state: one still
+    serving clients must be paused with the others, and one whose agent does not answer stops
+    the switch before the pause."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    if not groups:
+        raise ContractError(f"router/hosts-group {group!r}: no such Auto Scaling group")
+    ids = sorted(i["InstanceId"] for i in groups[0].get("Instances", []))
+    if not ids:
+        raise ContractError(f"router/hosts-group {group!r} has no instances: no router to switch")
+    found = {}
+    for page in ec2.get_paginator("describe_instances").paginate(InstanceIds=ids):
+        for reservation in page["Reservations"]:
+            for inst in reservation["Instances"]:
+                found[inst["InstanceId"]] = inst.get("PrivateIpAddress")
+    missing = [i for i in ids if not found.get(i)]
+    if missing:
+        raise ContractError(f"router/hosts-group {group!r}: no private address for {', '.join(missing)}")
+    return tuple(RouterSpec(i, found[i], agent_port) for i in ids)

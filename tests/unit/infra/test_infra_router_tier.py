@@ -95,18 +95,28 @@ def test_6432_and_the_admin_path_are_open_only_between_named_security_groups(pro
     mocks, _ = program_stack
     clients, operators = _sg_id(mocks, "clients"), _sg_id(mocks, "operators")
     nlb, hosts = _sg_id(mocks, "nlb"), _sg_id(mocks, "hosts")
+    rollback_lambda = "network-validation-lambda-sg-id"
     for port in (6432, AGENT_PORT):
-        for typ in (INGRESS, EGRESS):
-            for rule in _rules(mocks, typ, port):
-                # Not only 0.0.0.0/0: no address range at all reaches these ports.
-                assert not rule.inputs.get("cidrIpv4") and not rule.inputs.get("cidrIpv6"), rule.name
+        for rule in _rules(mocks, INGRESS, port):
+            # Not only 0.0.0.0/0: no address range at all reaches these ports.
+            assert not rule.inputs.get("cidrIpv4") and not rule.inputs.get("cidrIpv6"), rule.name
+            assert rule.inputs["referencedSecurityGroupId"], rule.name
+        for rule in _rules(mocks, EGRESS, port):
+            # A group may leave its VPC toward the hosts by address only (the TGW carries
+            # references inbound, not outbound): the rollback steps' way to the agents.
+            if rule.inputs.get("cidrIpv4"):
+                assert (rule.inputs["securityGroupId"], port, rule.inputs["cidrIpv4"]) == (
+                    rollback_lambda, AGENT_PORT, "10.0.0.0/16"), rule.name
+            else:
                 assert rule.inputs["referencedSecurityGroupId"], rule.name
     ingress_6432 = {(r.inputs["securityGroupId"], r.inputs["referencedSecurityGroupId"])
                     for r in _rules(mocks, INGRESS, 6432)}
     assert ingress_6432 == {(nlb, clients), (hosts, nlb)}
     ingress_agent = {(r.inputs["securityGroupId"], r.inputs["referencedSecurityGroupId"])
                      for r in _rules(mocks, INGRESS, AGENT_PORT)}
-    assert ingress_agent == {(hosts, operators)}
+    assert ingress_agent == {(hosts, operators), (hosts, rollback_lambda)}
+    tgw = mocks.of("aws:ec2transitgateway/transitGateway:TransitGateway")
+    assert [t.inputs["securityGroupReferencingSupport"] for t in tgw] == ["enable"]
     # The hosts reach out to the databases' VPCs on 5432 and to AWS on 443 and 80, nothing else.
     out = {(r.inputs["fromPort"], r.inputs.get("cidrIpv4")) for r in mocks.of(EGRESS)
            if r.inputs["securityGroupId"] == hosts}
@@ -220,3 +230,16 @@ def test_example_stack_config_builds_the_tier():
     (group,) = mocks.of("aws:autoscaling/group:Group")
     assert group.inputs["desiredCapacity"] == raw["paymigrate:routerCount"]
     assert not {"paymigrate:routerEndpoint", "paymigrate:routerAdminEndpoint"} & set(raw)
+
+
+def test_the_rollback_steps_may_find_the_router_hosts_and_sign_the_agents_calls(program_stack):
+    mocks, _ = program_stack
+    policy = json.loads(next(p for p in mocks.of("aws:iam/rolePolicy:RolePolicy")
+                             if p.name == "functions-rollback-steps-policy").inputs["policy"])
+    statements = policy["Statement"]
+    router_admin = next(s.state["arn"] for s in mocks.of("aws:secretsmanager/secret:Secret")
+                        if s.inputs["name"] == names.secret_name("router-admin", ENV))
+    assert any(router_admin in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])
+               and "secretsmanager:GetSecretValue" in st["Action"] for st in statements)
+    find = next(st for st in statements if st["Sid"] == "FindRouterHosts")
+    assert sorted(find["Action"]) == ["autoscaling:DescribeAutoScalingGroups", "ec2:DescribeInstances"]
