@@ -438,18 +438,33 @@ def routes_of(routers: tuple[RouterNode, ...], database: str) -> FleetResult:
     return on_every(routers, "SHOW DATABASES", lambda n: n.console.route(database), timeout=ROUTER_TIMEOUT)
 
 
+def routed_to(routers: tuple[RouterNode, ...], database: str, endpoint: Endpoint) -> tuple[str, ...]:
+    """The routers whose PgBouncer sends ``database`` to ``endpoint`` now. After a switch whose
+    process died, any router on the target means the target may hold writes the source lacks:
+    only a switch back (reverse replication drained) may undo it, never a plain repoint."""
+    where = routes_of(routers, database)
+    if not where.ok:
+        raise RouterError(where.message())
+    return tuple(a.router for a in where.answers if tuple(a.value) == (endpoint.host, endpoint.port))
+
+
 def route_writes_to(routers: tuple[RouterNode, ...], database: str, writer: Endpoint, *,
                     pause_timeout: float = 30.0) -> bool:
     """Outside a switch (a rollback's last word on routing): make every client of ``database``
-    reach ``writer``. Only a switch that failed half-way leaves a route elsewhere; then that
-    router holds its clients (PAUSE) while its agent repoints it. Returns whether a route moved;
-    raises if a router does not send ``database`` to ``writer`` in the end."""
+    reach ``writer``, and resume every router. Only a switch that failed half-way leaves a
+    route elsewhere; then that router holds its clients (PAUSE) while its agent repoints it. A
+    switch whose process died leaves its routers paused: they are resumed here, not when their
+    hold runs out. Returns whether a route moved; raises if a router does not send ``database``
+    to ``writer`` in the end, or cannot be resumed."""
     where = routes_of(routers, database)
     if not where.ok:
         raise RouterError(where.message())
     astray = tuple(n for n, a in zip(routers, where.answers, strict=True)
                    if tuple(a.value) != (writer.host, writer.port))
     if not astray:
+        resumed = on_every(routers, "RESUME", lambda n: n.console.resume(database), timeout=ROUTER_TIMEOUT)
+        if not resumed.ok:
+            raise RouterError(resumed.message())
         return False
     states = on_every(routers, "route agent state", lambda n: n.agent.state(), timeout=ROUTER_TIMEOUT)
     if not states.ok:
@@ -469,6 +484,10 @@ def route_writes_to(routers: tuple[RouterNode, ...], database: str, writer: Endp
     done = on_every(astray, "route", move, timeout=pause_timeout + 2 * ROUTER_TIMEOUT)
     if not done.ok:
         raise RouterError(done.message())
+    rest = tuple(n for n in routers if n not in astray)
+    resumed = on_every(rest, "RESUME", lambda n: n.console.resume(database), timeout=ROUTER_TIMEOUT)
+    if not resumed.ok:
+        raise RouterError(resumed.message())
     return True
 
 

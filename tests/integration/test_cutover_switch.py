@@ -8,6 +8,7 @@ database and route are never touched. The workload spreads its clients over both
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -25,6 +26,8 @@ from paymigrate.cutover import (
     CutoverAborted,
     Switch,
     SwitchResult,
+    route_writes_to,
+    routed_to,
     switch_back,
     switch_writes,
 )
@@ -458,3 +461,63 @@ def test_schema_copies_leave_the_fence_behind(pair):
     with SchemaDump(pair.switch.source) as dump:
         entries = dump.toc("pre-data") + dump.toc("post-data")
     assert entries and not [e for e in entries if FENCE_TRIGGER in e or "write_fence" in e], entries
+
+
+def _switch_killed_at(sw: Switch, step: str) -> None:
+    """``switch_writes`` in a child process that SIGKILLs itself as ``step`` begins: nothing of
+    the switch's own (no abort, no finally) runs after that."""
+
+    def child() -> None:
+        import paymigrate.cutover as cutover
+
+        step_of = cutover._Clock.step
+
+        def step_or_die(self, name, fn):
+            if name == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step_of(self, name, fn)
+
+        cutover._Clock.step = step_or_die
+        switch_writes(sw)
+        os._exit(3)  # the switch ran to its end: the kill never came
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == -signal.SIGKILL, proc.exitcode
+
+
+@pytest.mark.parametrize("step", ["freeze_source", "resume", "confirm"])
+def test_a_switch_killed_at_a_step_is_put_right_by_the_rollback_steps(pair, tmp_path, step):
+    """The three states a dead switch can leave: routers paused on the source (freeze_source),
+    routers moved to the target but still paused with the source frozen (resume), and the switch
+    committed with clients writing on the target (confirm). The rollback's steps, in its order,
+    bring every write back to the source: switch back when any router sends writes to the target
+    (reverse replication drained first), then route and resume every router, then unfreeze."""
+    sw = pair.switch
+    source = ("127.0.0.1", pair.source_port)
+    ledger = tmp_path / "workload"
+    wl = Workload(dsn=pair.router_dsns, directory=ledger, clients=4, tps=100, seed=11).start()
+    try:
+        _committing(wl)
+        _switch_killed_at(sw, step)
+        assert _paused(sw, pair.name) == (step != "confirm")
+        on_target = routed_to(sw.routers, pair.name, sw.target)
+        assert bool(on_target) == (step != "freeze_source")
+        if step == "confirm":
+            _committing(wl)  # the switch was committed: writes land on the target
+        # payment_rollback: switch_writes_to_source, route_traffic_to_source, unfreeze_source
+        if on_target:
+            back = switch_back(sw)
+            assert back.direction == "target->source" and not back.aborted
+        route_writes_to(sw.routers, pair.name, sw.source)
+        unfreeze(sw.source)
+        remove_fence(sw.source)
+        assert _live(sw, pair.name) == {source} and not _paused(sw, pair.name)
+        assert all(not n.agent.state()["pending"] for n in sw.routers)
+        assert not is_frozen(sw.source) and not is_fenced(sw.source)
+        _direct_write(pair.app_source_dsn)
+        _committing(wl)
+    finally:
+        wl.stop()
+    _assert_clean(report(directory=ledger, against_dsn=pair.source_dsn), "source")

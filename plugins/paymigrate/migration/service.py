@@ -233,11 +233,20 @@ class MigrationService:
         """After a cutover: drain reverse replication and move writes back to the source (raises
         :class:`~paymigrate.cutover.CutoverAborted` with writes left on the target). Before a
         cutover there is nothing to drain: ``{"switched": False}``."""
-        from paymigrate.cutover import switch_back
+        from paymigrate.cutover import routed_to, switch_back
 
+        routers, target = self.platform.routers(), self.platform.endpoint("target")
+        on_target = routed_to(routers, self.config["router/database"], target)
         if self.config["database/active-writer"] == "source":
-            log.info("the source is the writer: no cutover to undo, nothing to drain")
-            return {"switched": False}
+            if not on_target:
+                log.info("the source is the writer and every router sends writes there: no "
+                         "cutover to undo, nothing to drain")
+                return {"switched": False}
+            # A switch that died past its repoint: the parameter was never set, but clients may
+            # have written on the target. Only reverse replication carries those back.
+            log.warning("the contract says the source writes, yet routers %s send writes to the "
+                        "target: switching back with reverse replication drained first",
+                        ", ".join(on_target))
         engine = self.engine(Plan.of(plan))
         result = switch_back(self.switch(engine, max_write_pause=max_write_pause,
                                          pause_timeout=pause_timeout, drain_timeout=drain_timeout))
