@@ -5,7 +5,11 @@ Trigger it with your name in `approved_by` and this environment's name in
 `confirm_environment`: that form says who may start the run. The cutover itself is approved on
 live figures by `approve_cutover`, after the lag gate and the canary.
 
-1. **preflight_cutover**: approved, cutover enabled, migration cutover-ready, replication streaming
+1. **preflight_cutover**: approved, cutover enabled, migration cutover-ready, replication streaming,
+   materialized views refreshed on the target, and schema parity: every extension, view,
+   materialized view (populated), function, index (valid), constraint (validated), trigger
+   (enabled alike) and privilege the clients have on the source is on the target, or the
+   cutover is refused naming each one
 2. **lag_gate**: replication lag under the threshold (deferred while it is not)
 3. **shift_read_traffic**: the read canary, step by step, with alarm and lag gates
 4. **approve_cutover**: a human-in-the-loop approval (Required Actions page, or the REST API)

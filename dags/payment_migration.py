@@ -16,7 +16,8 @@ machine, so either can be used):
    held), then the deferred secondary indexes and constraints.
 5. **checkpoint_replication**
 6. **validate**: counts, checksums and exact keys; differences re-checked after catch-up.
-7. **decide**: cutover ready only on a full match and a lag under the threshold.
+7. **decide**: cutover ready only on a full match and a lag under the threshold; the target's
+   materialized views are then filled from its own rows (a schema copy leaves them empty).
 8. **checkpoint_validation**, **notify_cutover_ready**
 
 Any failure: **notify_failure** alerts the error topic with a link and marks the migration failed;

@@ -27,6 +27,7 @@ from paymigrate.migration import history
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan, lag_threshold, summary
 from paymigrate.migration.platform import Platform
+from paymigrate.replication import parity
 from paymigrate.replication.ddl import SchemaDrift, raise_for_drift
 from paymigrate.replication.preflight import wal_retention
 
@@ -186,8 +187,11 @@ class MigrationService:
         if lag.get("seconds") is not None and lag["seconds"] > threshold:
             raise Refused(f"replication lag {lag['seconds']:.1f}s is above the threshold "
                           f"{threshold}s: not ready for cutover")
+        # The schema copy left them empty; the read canary may read them on the target.
+        refreshed = parity.refresh_materialized_views(source=self.platform.endpoint("source"),
+                                                      target=self.platform.endpoint("target"))
         return {"validation": "match", "tables": len(report["tables"]), "lag": lag,
-                "threshold_seconds": threshold}
+                "threshold_seconds": threshold, "materialized_views_refreshed": refreshed}
 
     def fail_run(self, *, what: str, run_id: str, failed_tasks: Sequence[str], link: str) -> str:
         """A run failed: move the lock this run holds (a run refused as a duplicate must not
@@ -342,9 +346,21 @@ class MigrationService:
         status = summary(engine.status())
         if status["state"] != "streaming":
             raise Refused(f"replication is {status['state']}, not streaming: {status}")
+        self._require_parity(engine)
         store.set_state(LockState.CUTTING_OVER, run_id=run_id)
         log.info("cutover of migration %s approved by %s", plan.migration_id, approved_by)
         return {**plan.to_dict(), "approved_by": approved_by}
+
+    def _require_parity(self, engine: Any) -> None:
+        """Materialized views filled from the target's rows now (outside the write pause), then
+        the target must have every object the clients will need there, or no cutover."""
+        source, target = self.platform.endpoint("source"), self.platform.endpoint("target")
+        parity.refresh_materialized_views(source=source, target=target)
+        found = parity.check(source=source, target=target, tables=engine.scope_tables())
+        if found:
+            raise Refused(f"the target's schema lacks {len(found)} thing(s) the source has: "
+                          + "; ".join(d.line() for d in found[:20])
+                          + (" ..." if len(found) > 20 else ""))
 
     def shift_read_traffic(self, plan: Mapping[str, Any], *, steps: Sequence[int], soak_seconds: float,
                            lag_threshold: Any = None) -> list[dict[str, Any]]:
