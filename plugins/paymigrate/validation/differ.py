@@ -238,8 +238,8 @@ def _keyed(pair: Pair, table: Table, max_keys: int, tuning: Tuning) -> Found:
 
 def _aggregates(side: Side, table: Table, bounds: list[tuple[str, ...]], where) -> dict[int, tuple]:
     """``{segment number: (count, sum of high halves, sum of low halves)}`` of rows in ``where``."""
-    return {int(s): (int(c), int(h1), int(h2))
-            for s, c, h1, h2 in side.query(dialect.aggregates(table, bounds, where))}
+    return {int(s): (int(c), int(hi), int(lo))
+            for s, c, hi, lo in side.query(dialect.aggregates(table, bounds, where))}
 
 
 def _differing(segments: list[seg.Segment], src: dict[int, tuple], tgt: dict[int, tuple]
@@ -296,7 +296,7 @@ def _one_sided(pair: Pair, table: Table, segment: seg.Segment, found: Found, *, 
 def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
     n, _ = _segment_count(pair.source, table, tuning, min(tuning.max_segments, 65536))
     buckets = 1 << (n - 1).bit_length()
-    src, tgt = pair.both(lambda s: {int(b): (int(c), int(h1), int(h2)) for b, c, h1, h2 in
+    src, tgt = pair.both(lambda s: {int(b): (int(c), int(hi), int(lo)) for b, c, hi, lo in
                                     s.query(dialect.multiset_aggregates(table, buckets))})
     found = Found(source_rows=sum(a[0] for a in src.values()),
                   target_rows=sum(a[0] for a in tgt.values()), buckets=buckets)
@@ -311,8 +311,7 @@ def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
 
 def _copies(side: Side, table: Table, buckets: int, wanted: list[int]) -> dict[tuple, int]:
     """``{row hash: copies}`` of the rows in the ``wanted`` buckets."""
-    return {(int(h1), int(h2)): int(n)
-            for h1, h2, n in side.query(dialect.multiset_rows(table, buckets, wanted))}
+    return {(int(h),): int(n) for h, n in side.query(dialect.multiset_rows(table, buckets, wanted))}
 
 
 def _recheck_multiset(pair: Pair, table: Table, before: Found, catch_up: CatchUp,

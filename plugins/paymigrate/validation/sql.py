@@ -19,23 +19,23 @@ Casting every column to text first, as this did before, cost 1.17x in CPU over 4
 
 A row's text is ``ROW(col1, col2, ...)::text`` over the normalized columns in name order (column
 order may differ between the sides). The record text form quotes values, so ``NULL`` (nothing)
-and the empty string (``""``) differ and no value can forge a column boundary. Its hash is two
-64-bit ``hashtextextended`` of that text under two seeds (:data:`SEEDS`): 128 bits without
-parsing hex. Measured on one core over 4.1M ledger lines, row text included: md5 split into
-two bigints 16.2 s, the two seeded hashes 7.9 s, one 32-bit ``hashtext`` 8.5 s. The aggregate
-per segment is ``count(*)`` and the exact (numeric) sums of the two hashes: order-independent
-and, unlike XOR, not cancelled by a duplicated row.
+and the empty string (``""``) differ and no value can forge a column boundary. Its hash is one
+64-bit ``hashtextextended`` of that text. The aggregate per segment is ``count(*)`` and the sums
+of the hash's two 32-bit halves, each summed as an integer (``sum(int4)`` accumulates in a
+bigint; ``sum(bigint)`` would accumulate in numeric): together exactly the sum of the 64-bit
+hashes, order-independent and, unlike XOR, not cancelled by a duplicated row. Measured on one
+core over 4.1M ledger lines, row text included: md5 split into two bigints 16.2 s, two seeded
+64-bit hashes with numeric sums 7.9 s, one 32-bit ``hashtext`` 8.5 s.
 
 Collisions we accept: a difference hides only if the changed rows of one segment give the same
-count and the same two sums on both sides. Treating the two hashes as even a single 64-bit
-hash (the seeds are not guaranteed independent), an accidental match has probability 2^-64
-(5.4e-20) per differing segment: a million segments per validation, ten thousand validations,
-still below 1e-9 in all. That is enough for payments: the inputs are not chosen by an adversary
-who sees the hash (md5, used before, is no better there: its collisions are public), and a
-persistent difference would need to hide in every later validation too. The hash family is the
-one PostgreSQL's hash partitioning routes rows with, which pg_upgrade carries across major
-versions unchanged, so it cannot change between them; it differs between big- and little-endian
-servers, which shows as every segment differing, never as a hidden difference.
+count and the same sum of 64-bit hashes on both sides. An accidental match has probability about
+2^-64 (5.4e-20) per differing segment: a million segments per validation, ten thousand
+validations, still below 1e-9 in all. That is enough for payments: the inputs are not chosen by
+an adversary who sees the hash (md5, used before, is no better there: its collisions are
+public), and a persistent difference would need to hide in every later validation too. The hash
+family is the one PostgreSQL's hash partitioning routes rows with, which pg_upgrade carries
+across major versions unchanged, so it cannot change between them; it differs between big- and
+little-endian servers, which shows as every segment differing, never as a hidden difference.
 
 Keys are compared with ``COLLATE "C"`` for collatable types: byte order is the same on every
 server, so a segment holds the same rows on both sides even if their collations differ.
@@ -77,9 +77,7 @@ def normalized(col: Column) -> sql.Composable:
     return c
 
 
-# Two seeds for two 64-bit hashes of one row text: 128 bits. Any two distinct values do.
-SEEDS = (0, 0x5BD1E9955BD1E995)
-HASH_WIDTH = len(SEEDS)  # columns a row's hash takes in a result row
+HASH_WIDTH = 1  # columns a row's hash takes in a result row
 
 
 def row_text(table: Table) -> sql.Composable:
@@ -93,15 +91,13 @@ def row_text(table: Table) -> sql.Composable:
 # volatile but parallel safe, so the scan may still run in parallel workers; unlike OFFSET 0.
 # Our own columns are named _pm_*, unlikely to be a table's column names.
 _FENCE = sql.SQL("pg_catalog.clock_timestamp() AS _pm_fence")
-_HASHES = sql.SQL(", ").join(
-    sql.SQL("pg_catalog.hashtextextended(_pm_r, {}) AS _pm_h{}").format(sql.Literal(seed), sql.SQL(str(i)))
-    for i, seed in enumerate(SEEDS, 1))
+_HASHES = sql.SQL("pg_catalog.hashtextextended(_pm_r, 0) AS _pm_h")
 
 
 def _hashed(table: Table, where: sql.Composable, carried: Sequence[tuple[sql.Composable, str]] = ()
             ) -> sql.Composed:
-    """``SELECT carried names..., _pm_h1, _pm_h2`` of the rows in ``where``: the row text made
-    once per row, beside the ``carried`` ``(expression, name)`` pairs (key columns, segment)."""
+    """``SELECT carried names..., _pm_h`` of the rows in ``where``: the row text made once per
+    row, beside the ``carried`` ``(expression, name)`` pairs (key columns, segment)."""
     inner = sql.SQL("").join(sql.SQL("{} AS {}, ").format(e, sql.Identifier(n)) for e, n in carried)
     outer = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(n)) for _, n in carried)
     return sql.SQL("SELECT {outer}{hashes} FROM (SELECT {inner}{text} AS _pm_r, {fence} FROM {t} "
@@ -195,7 +191,7 @@ def segment_of(table: Table, bounds: Sequence[Sequence[str]]) -> sql.Composable:
 
 
 def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composable) -> sql.Composed:
-    """Per segment: ``(segment, count, sum of first hashes, sum of second hashes)``.
+    """Per segment: ``(segment, count, sum of the hashes' high halves, sum of their low halves)``.
 
     The segment number is computed behind the fence with the row text: grouped by it there, the
     planner sees a column without statistics and expects a few hundred groups (a hash aggregate
@@ -205,13 +201,16 @@ def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composa
 
 
 def _grouped(hashed: sql.Composable) -> sql.Composed:
-    return sql.SQL("SELECT _pm_seg, count(*), sum(_pm_h1), sum(_pm_h2) FROM ({}) _pm_h "
+    # The high half fits an int4 as it is (an arithmetic shift); the low half, shifted down by
+    # 2^31, too: both sums stay exact integers, and together they give the 64-bit sum.
+    return sql.SQL("SELECT _pm_seg, count(*), sum((_pm_h >> 32)::int4), "
+                   "sum(((_pm_h & 4294967295) - 2147483648)::int4) FROM ({}) _pm_g "
                    "GROUP BY _pm_seg").format(hashed)
 
 
 def rows(table: Table, where: sql.Composable, limit: int | None = None) -> sql.Composed:
-    """``(key output columns..., h1, h2)`` of the rows in ``where``."""
-    q = sql.SQL("SELECT {k}, _pm_h1, _pm_h2 FROM ({rows}) _pm_h").format(
+    """``(key output columns..., row hash)`` of the rows in ``where``."""
+    q = sql.SQL("SELECT {k}, _pm_h FROM ({rows}) _pm_g").format(
         k=key_output(table), rows=_hashed(table, where, _key_columns(table)))
     if limit is not None:
         q = sql.SQL("{} ORDER BY {} LIMIT {}").format(q, key_order(table), sql.Literal(limit))
@@ -246,27 +245,27 @@ def bounds(table: Table, *, where: sql.Composable, step: int,
 
 def multiset_aggregates(table: Table, buckets: int) -> sql.Composed:
     """For a table without key: per bucket of the row hash, count and sums."""
-    return _grouped(sql.SQL("SELECT {seg} AS _pm_seg, _pm_h1, _pm_h2 FROM ({rows}) _pm_s").format(
+    return _grouped(sql.SQL("SELECT {seg} AS _pm_seg, _pm_h FROM ({rows}) _pm_s").format(
         seg=bucket_of(buckets), rows=_hashed(table, sql.SQL("true"))))
 
 
 def multiset_rows(table: Table, buckets: int, wanted: Sequence[int]) -> sql.Composed:
-    """``(h1, h2, copies)`` of the rows in the ``wanted`` buckets."""
+    """``(row hash, copies)`` of the rows in the ``wanted`` buckets."""
     return sql.SQL(
-        "SELECT _pm_h1, _pm_h2, count(*) FROM ({rows}) _pm_h WHERE {seg} = ANY ({wanted}) "
-        "GROUP BY _pm_h1, _pm_h2"
+        "SELECT _pm_h, count(*) FROM ({rows}) _pm_g WHERE {seg} = ANY ({wanted}) "
+        "GROUP BY _pm_h"
     ).format(rows=_hashed(table, sql.SQL("true")), seg=bucket_of(buckets),
              wanted=sql.Literal(list(wanted)))
 
 
 def bucket_of(buckets: int) -> sql.Composable:
-    """A row's bucket: the low bits of its first hash (what :func:`bucket` computes here)."""
+    """A row's bucket: the low bits of its hash (what :func:`bucket` computes here)."""
     _check_buckets(buckets)
-    return sql.SQL("(_pm_h1 & {})").format(sql.Literal(buckets - 1))
+    return sql.SQL("(_pm_h & {})").format(sql.Literal(buckets - 1))
 
 
 def bucket(h1: int, buckets: int) -> int:
-    """The bucket of a row whose first hash is ``h1``, as :func:`bucket_of` computes it.
+    """The bucket of a row whose hash is ``h1``, as :func:`bucket_of` computes it.
 
     >>> bucket(-1, 8), bucket(12, 8)
     (7, 4)
