@@ -350,11 +350,14 @@ def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack,
 
 def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves_writes(
         stack, story, capfd):
-    """A grant revoked on the target: the application's reads through the read-only route fail,
-    the canary gate sees their error rate in CloudWatch, puts the share back to 0 and fails."""
-    revoke = f"REVOKE SELECT ON payments FROM {APP_USER}"
+    """The application's role may not log in on the target: its reads through the read-only
+    route fail, the canary gate sees their error rate in CloudWatch, puts the share back to 0 and
+    fails. (A grant revoked on the target never gets this far: preflight_cutover's schema parity
+    refuses it by name, tests/integration/test_schema_parity.py.)"""
     with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(revoke)
+        cur.execute(f"ALTER ROLE {APP_USER} NOLOGIN")
+        # The router's pooled server connections logged in before: end them.
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (APP_USER,))
     reads = _read_split(stack)
     work = _workload(stack, story, tps=100, clients=4, reads=reads)
     try:
@@ -363,9 +366,9 @@ def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves
     finally:
         stats = work.stop()
         with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute(revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
+            cur.execute(f"ALTER ROLE {APP_USER} LOGIN")
     states = _states(run)
-    assert states["shift_read_traffic"] == "failed" and states["write_switch"] != "success", states
+    assert states["shift_read_traffic"] == "failed" and states["write_switch"] != "success", (states, _errors(story))
     assert "error rate 100.0%" in _errors(story) and "is over 5.0%" in _errors(story), _errors(story)
     cfg = contract.read(stack.client("ssm"), stack.env)
     assert cfg["workflow/traffic-split-percentage"] == 0 and cfg["database/active-writer"] == "source"
@@ -373,7 +376,7 @@ def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves
     assert _writer_ports(stack) == {stack.port("source")}
     assert _store(stack).lock().state == "cutover-ready"
     target, writer = stats.read_routes["target"], stats.read_routes["writer"]
-    assert target["errors"] > 0 and target["reads"] == 0 and "permission denied" in target["last_error"]
+    assert target["errors"] > 0 and target["reads"] == 0 and "not permitted to log in" in target["last_error"]
     assert writer["reads"] > 0 and writer["errors"] == 0
     r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
