@@ -45,8 +45,18 @@ class RouteFigures:
         tried = self.reads + self.errors
         return 100.0 * self.errors / tried if tried else 0.0
 
+    @property
+    def stale_rate(self) -> float:
+        """Stale reads over the reads that answered, in percent (0 with none).
+
+        >>> RouteFigures("target", reads=40, stale=2).stale_rate
+        5.0
+        """
+        return 100.0 * self.stale / self.reads if self.reads else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "error_rate": round(self.error_rate, 2)}
+        return {**asdict(self), "error_rate": round(self.error_rate, 2),
+                "stale_rate": round(self.stale_rate, 2)}
 
 
 def p99(values: Sequence[float]) -> float | None:
@@ -68,24 +78,32 @@ class Verdict:
 
 
 def verdict(target: RouteFigures, *, percent: int, max_error_rate: float,
-            max_p99_ms: float | None = None) -> Verdict:
-    """The canary gate on the target route's reads during one step. No reads measured is no
-    evidence either way (a step with no soak, or no application reading): it passes.
+            max_p99_ms: float | None = None, max_stale_rate: float | None = None) -> Verdict:
+    """The canary gate on the target route's reads during one step: every figure over its
+    limit is named. No reads measured is no evidence either way (a step with no soak, or no
+    application reading): it passes.
 
     >>> verdict(RouteFigures("target", reads=5, errors=20, last_error="permission denied"),
     ...         percent=10, max_error_rate=5.0).reason
     'reads through the target route at 10%: error rate 80.0% (20 of 25) is over 5.0%; last error: permission denied'
+    >>> verdict(RouteFigures("target", reads=50, stale=6, p99_ms=900), percent=50, max_error_rate=5.0,
+    ...         max_p99_ms=250, max_stale_rate=5.0).reason
+    'reads through the target route at 50%: p99 latency 900 ms is over 250 ms, stale reads 12.0% (6 of 50) are over 5.0%'
     """
     tried = target.reads + target.errors
+    over = []
     if tried and target.error_rate > max_error_rate:
-        return Verdict(False, f"reads through the target route at {percent}%: error rate "
-                              f"{target.error_rate:.1f}% ({target.errors} of {tried}) is over "
-                              f"{max_error_rate:.1f}%" + (f"; last error: {target.last_error}"
-                                                          if target.last_error else ""))
+        over.append(f"error rate {target.error_rate:.1f}% ({target.errors} of {tried}) is over "
+                    f"{max_error_rate:.1f}%")
     if max_p99_ms is not None and target.p99_ms is not None and target.p99_ms > max_p99_ms:
-        return Verdict(False, f"reads through the target route at {percent}%: p99 latency "
-                              f"{target.p99_ms:.0f} ms is over {max_p99_ms:.0f} ms")
-    return Verdict(True)
+        over.append(f"p99 latency {target.p99_ms:.0f} ms is over {max_p99_ms:.0f} ms")
+    if max_stale_rate is not None and target.reads and target.stale_rate > max_stale_rate:
+        over.append(f"stale reads {target.stale_rate:.1f}% ({target.stale} of {target.reads}) are "
+                    f"over {max_stale_rate:.1f}%")
+    if not over:
+        return Verdict(True)
+    return Verdict(False, f"reads through the target route at {percent}%: {', '.join(over)}"
+                          + (f"; last error: {target.last_error}" if target.last_error else ""))
 
 
 class ReadSplit:
