@@ -46,11 +46,12 @@ class NewWriterMismatch(Refused):
 
 def environment_alarms(cloudwatch: Any, env: str) -> list[str]:
     """The names of this environment's alarms in ALARM: every alarm infra makes is named
-    ``paymigrate-<role>-<env>`` (:func:`paymigrate.names.resource_name`)."""
+    ``paymigrate-<role>-<env>`` (:func:`paymigrate.names.resource_name`). The state is checked
+    here too: moto ignores ``StateValue`` beside a name prefix."""
     pages = cloudwatch.get_paginator("describe_alarms").paginate(
         AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM")
     return [a["AlarmName"] for page in pages for a in page.get("MetricAlarms", [])
-            if a["AlarmName"].endswith(f"-{env}")]
+            if a["AlarmName"].endswith(f"-{env}") and a.get("StateValue") == "ALARM"]
 
 
 class MigrationService:

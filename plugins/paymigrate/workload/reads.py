@@ -22,6 +22,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 NAMESPACE = "Migration/Reads"
+# Per route, by Environment and Route: reads that answered, reads that failed, answered reads that
+# were stale, the interval's p99 latency (ms). Infra alarms on the target route's.
+READS, READ_ERRORS, STALE_READS, READ_LATENCY_P99 = "Reads", "ReadErrors", "StaleReads", "ReadLatencyP99"
 ROUTES = ("writer", "target")
 READ_ONLY_DATABASE = "payments_ro"  # the routers' read-only route, to the target
 
@@ -183,16 +186,20 @@ def _figures(book: Mapping[str, list[Any]]) -> dict[str, RouteFigures]:
             for route, (reads, errors, stale, latencies, last) in book.items()}
 
 
+def dimensions(env: str, route: str) -> list[dict[str, str]]:
+    return [{"Name": "Environment", "Value": env}, {"Name": "Route", "Value": route}]
+
+
 def metric_data(figures: Sequence[RouteFigures], *, env: str) -> list[dict[str, Any]]:
     """CloudWatch datums of one interval, per route."""
     data = []
     for f in figures:
-        dims = [{"Name": "Environment", "Value": env}, {"Name": "Route", "Value": f.route}]
-        data += [{"MetricName": "Reads", "Value": float(f.reads), "Unit": "Count", "Dimensions": dims},
-                 {"MetricName": "ReadErrors", "Value": float(f.errors), "Unit": "Count", "Dimensions": dims},
-                 {"MetricName": "StaleReads", "Value": float(f.stale), "Unit": "Count", "Dimensions": dims}]
+        dims = dimensions(env, f.route)
+        data += [{"MetricName": READS, "Value": float(f.reads), "Unit": "Count", "Dimensions": dims},
+                 {"MetricName": READ_ERRORS, "Value": float(f.errors), "Unit": "Count", "Dimensions": dims},
+                 {"MetricName": STALE_READS, "Value": float(f.stale), "Unit": "Count", "Dimensions": dims}]
         if f.p99_ms is not None:
-            data.append({"MetricName": "ReadLatencyP99", "Value": f.p99_ms, "Unit": "Milliseconds",
+            data.append({"MetricName": READ_LATENCY_P99, "Value": f.p99_ms, "Unit": "Milliseconds",
                          "Dimensions": dims})
     return data
 
@@ -207,7 +214,7 @@ def read_figures(cloudwatch: Any, env: str, route: str, *, since: datetime,
     """What the application reported for ``route`` between ``since`` and ``until``: counts
     summed, the worst interval's p99."""
     until = until or datetime.now(UTC)
-    dims = [{"Name": "Environment", "Value": env}, {"Name": "Route", "Value": route}]
+    dims = dimensions(env, route)
 
     def stat(metric: str, how: str) -> list[float]:
         points = cloudwatch.get_metric_statistics(
@@ -215,9 +222,9 @@ def read_figures(cloudwatch: Any, env: str, route: str, *, since: datetime,
             EndTime=until + timedelta(seconds=1), Period=60, Statistics=[how])["Datapoints"]
         return [p[how] for p in points]
 
-    latency = stat("ReadLatencyP99", "Maximum")
-    return RouteFigures(route, int(sum(stat("Reads", "Sum"))), int(sum(stat("ReadErrors", "Sum"))),
-                        int(sum(stat("StaleReads", "Sum"))), max(latency) if latency else None)
+    latency = stat(READ_LATENCY_P99, "Maximum")
+    return RouteFigures(route, int(sum(stat(READS, "Sum"))), int(sum(stat(READ_ERRORS, "Sum"))),
+                        int(sum(stat(STALE_READS, "Sum"))), max(latency) if latency else None)
 
 
 def contract_share(ssm: Any, env: str) -> Callable[[], int]:
