@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,10 +28,9 @@ from paymigrate.db import connection
 from paymigrate.demo.seed import seed
 from paymigrate.local.dagrun import run_in_process
 from paymigrate.local.demo import reset
-from paymigrate.local.stack import APP_USER, ROUTERS
+from paymigrate.local.stack import READ_ONLY_USER, ROUTERS
 from paymigrate.workload import Workload, report
 from paymigrate.workload.reads import (
-    READ_ONLY_DATABASE,
     ReadSplit,
     cloudwatch_publisher,
     contract_share,
@@ -124,7 +123,7 @@ def _workload(stack, story, tps=40, clients=2, reads=None):
 def _read_split(stack):
     """The application's read canary: the contract's share of its reads through each router's
     read-only route (to the target), figures to CloudWatch every second."""
-    return ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
+    return ReadSplit(target_dsns=stack.read_only_dsns(),
                      share=contract_share(stack.client("ssm"), stack.env), refresh=1.0,
                      publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
 
@@ -348,32 +347,70 @@ def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack,
         assert cur.fetchone()[0] == "off"
 
 
-def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves_writes(
-        stack, story, capfd):
-    """A grant revoked on the target: the application's reads through the read-only route fail,
-    the canary gate sees their error rate in CloudWatch, puts the share back to 0 and fails."""
-    revoke = f"REVOKE SELECT ON payments FROM {APP_USER}"
+@contextmanager
+def _reads_denied(stack, reads):
+    """The read-only role's grant revoked on the target: every read through its route fails."""
     with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(revoke)
+        cur.execute(f"REVOKE pg_read_all_data FROM {READ_ONLY_USER}")
+    try:
+        yield
+    finally:
+        with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(f"GRANT pg_read_all_data TO {READ_ONLY_USER}")
+
+
+@contextmanager
+def _reads_held(stack, reads, seconds=1.0):
+    """Once the application sends reads to the target, a lock on the target's payments for
+    ``seconds``: the reads through the read-only route wait behind it, and answer."""
+    stop = threading.Event()
+
+    def hold():
+        while not stop.wait(0.05):
+            if reads.percent > 0:
+                with connection(stack.dsn("target")) as conn, conn.cursor() as cur:
+                    cur.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+                    time.sleep(seconds)
+                return
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        holder.join()
+
+
+@pytest.mark.parametrize(("fault", "named"), [(_reads_denied, ("error rate 100.0%", "is over 5.0%")),
+                                              (_reads_held, ("p99 latency", "is over 250 ms"))],
+                         ids=["grant-revoked", "reads-held"])
+def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves_writes(
+        stack, story, capfd, fault, named):
+    """Reads through the read-only route that fail (a grant revoked on the target) or answer
+    slowly (held by a lock): the canary gate sees their error rate or their p99 in CloudWatch,
+    puts the share back to 0 and fails, naming it."""
     reads = _read_split(stack)
     work = _workload(stack, story, tps=100, clients=4, reads=reads)
     try:
-        run = _run(story, capfd, "payment_cutover", {
-            "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 3})
+        with fault(stack, reads):
+            run = _run(story, capfd, "payment_cutover", {
+                "approved_by": "pytest", "confirm_environment": stack.env, "canary_soak_seconds": 3})
     finally:
         stats = work.stop()
-        with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute(revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
     states = _states(run)
     assert states["shift_read_traffic"] == "failed" and states["write_switch"] != "success", states
-    assert "error rate 100.0%" in _errors(story) and "is over 5.0%" in _errors(story), _errors(story)
+    assert all(text in _errors(story) for text in named), _errors(story)
     cfg = contract.read(stack.client("ssm"), stack.env)
     assert cfg["workflow/traffic-split-percentage"] == 0 and cfg["database/active-writer"] == "source"
     assert reads.percent == 0  # the application followed the share back
     assert _writer_ports(stack) == {stack.port("source")}
     assert _store(stack).lock().state == "cutover-ready"
     target, writer = stats.read_routes["target"], stats.read_routes["writer"]
-    assert target["errors"] > 0 and target["reads"] == 0 and "permission denied" in target["last_error"]
+    if fault is _reads_denied:
+        assert target["errors"] > 0 and target["reads"] == 0 and "permission denied" in target["last_error"]
+    else:
+        assert target["errors"] == 0 and target["p99_ms"] > 250, target
     assert writer["reads"] > 0 and writer["errors"] == 0
     r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
