@@ -315,10 +315,9 @@ class LocalStack:
         lines = [self._up_cluster("source", s["source-db"]), self._up_cluster("target", s["target-db"])]
         self._write_passfile()
         app = scram.reuse_or_make(self._verifier("source", APP_USER), s["app-db"])
-        for side in ("source", "target"):
-            self._ensure_roles(side, app)
         reader = scram.reuse_or_make(self._verifier("target", READ_ONLY_USER), s["reader-db"])
-        self._ensure_reader(reader)
+        for side in ("source", "target"):
+            self._ensure_roles(side, app, reader if side == "target" else None)
         verifiers = {APP_USER: app, READ_ONLY_USER: reader}
         lines += [self._up_router(name, s, verifiers) for name in ROUTERS]
         lines.append(self._up_moto())
@@ -360,42 +359,34 @@ class LocalStack:
             conn.close()
         return row[0] if row else None
 
-    def _ensure_roles(self, side: str, app_verifier: str) -> None:
-        """The application role and the database on each side, with the one SCRAM verifier that
-        PgBouncer's auth file holds too (the statement carries the verifier, not the password)."""
+    def _ensure_roles(self, side: str, app_verifier: str, reader_verifier: str | None = None) -> None:
+        """The application role and the database on each side; with ``reader_verifier`` (the
+        target) the read-only route's role too, granted :data:`READ_ONLY_GRANTS`."""
         conn = psycopg2.connect(self.dsn(side, dbname="postgres"))
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_USER,))
-                row = cur.fetchone()
-                if row is None or row[0] != app_verifier:
-                    verb = "ALTER" if row else "CREATE"
-                    cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(
-                        sql.Identifier(APP_USER)), (app_verifier,))
+                self._ensure_login(cur, APP_USER, app_verifier)
+                if reader_verifier is not None:
+                    self._ensure_login(cur, READ_ONLY_USER, reader_verifier)
+                    for grant in READ_ONLY_GRANTS:
+                        cur.execute(sql.SQL(grant).format(role=sql.Identifier(READ_ONLY_USER)))
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
                 if not cur.fetchone():
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         finally:
             conn.close()
 
-    def _ensure_reader(self, verifier: str) -> None:
-        """The read-only route's role on the target (:data:`READ_ONLY_GRANTS`), with the SCRAM
-        verifier PgBouncer's auth file holds too."""
-        conn = psycopg2.connect(self.dsn("target", dbname="postgres"))
-        conn.autocommit = True
-        role = sql.Identifier(READ_ONLY_USER)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (READ_ONLY_USER,))
-                row = cur.fetchone()
-                if row is None or row[0] != verifier:
-                    verb = "ALTER" if row else "CREATE"
-                    cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(role), (verifier,))
-                for grant in READ_ONLY_GRANTS:
-                    cur.execute(sql.SQL(grant).format(role=role))
-        finally:
-            conn.close()
+    @staticmethod
+    def _ensure_login(cur: Any, role: str, verifier: str) -> None:
+        """``role`` logs in with the SCRAM verifier PgBouncer's auth file holds too (the
+        statement carries the verifier, not the password)."""
+        cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+        row = cur.fetchone()
+        if row is None or row[0] != verifier:
+            verb = "ALTER" if row else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)),
+                        (verifier,))
 
     def _up_router(self, name: str, s: dict[str, str], users: dict[str, str]) -> str:
         comp = self._component(name)
