@@ -11,7 +11,9 @@ live figures by `approve_cutover`, after the lag gate and the canary.
    (enabled alike) and privilege the clients have on the source is on the target, or the
    cutover is refused naming each one
 2. **lag_gate**: replication lag under the threshold (deferred while it is not)
-3. **shift_read_traffic**: the read canary, step by step, with alarm and lag gates
+3. **shift_read_traffic**: the read canary, step by step, with alarm and lag gates and the
+   application's reads through the read-only route (error rate, p99, stale reads) held to the
+   contract's limits
 4. **approve_cutover**: a human-in-the-loop approval (Required Actions page, or the REST API)
    showing the lag now, the last validation and its age, the canary's figures and the write
    pause the rehearsal drills took. Reject: reads go back to the source, the migration is

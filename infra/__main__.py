@@ -213,7 +213,11 @@ monitoring = Monitoring("monitoring", MonitoringArgs(
     validation_log_group=functions.validation_log_group_name,
     api_name=api.api_name, api_stage=api.stage_name,
     migration_machine_arn=workflows.migration_arn, rollback_machine_arn=workflows.rollback_arn,
-    replication_lag_threshold_seconds=lag_threshold), opts=with_provider)
+    replication_lag_threshold_seconds=lag_threshold,
+    read_error_rate_percent=settings.contract_value("rollback/error-threshold-percentage"),
+    read_p99_ms=settings.contract_value("workflow/canary-max-p99-ms"),
+    stale_read_percent=settings.contract_value("workflow/canary-max-stale-read-percentage"),
+), opts=with_provider)
 
 pulumi.export("env", env)
 pulumi.export("api_url", api.invoke_url)

@@ -6,10 +6,13 @@ database from any other address): the agent on the same host is the only way in 
 network, and its port is open to the orchestration side alone. The first route a host serves is
 the contract's ``database/active-writer``, read at boot, so a host that replaces a failed one
 after the cutover never sends writes back to the old writer; one that boots in the middle of a
-switch points at the fenced source and its writes fail instead of landing there.
+switch points at the fenced source and its writes fail instead of landing there. Beside it, the
+read-only route (``payments_ro``) to the target, which only the ``reader-db`` role may use
+(:mod:`paymigrate.routing.access`).
 
 >>> text = user_data(env="dev", region="eu-west-1", package="paymigrate==0.1.0",
-...     secret_arns={"router-admin": "arn:a", "app-db": "arn:b"}, log_group="/g", agent_port=6433)
+...     secret_arns={"router-admin": "arn:a", "app-db": "arn:b", "reader-db": "arn:c"}, log_group="/g",
+...     agent_port=6433)
 >>> "host pgbouncer all 0.0.0.0/0 reject" in text, text.startswith("#!/bin/bash")
 (True, True)
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
+
+from paymigrate.routing.access import hba_rules
 
 PGBOUNCER_PORT = 6432
 # Owned by the route agent (paymigrate.routing.agent): the switch never writes it itself.
@@ -35,14 +40,13 @@ CLOUDWATCH_AGENT = ("https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/amd6
 AGENT_MODULE = "paymigrate.routing.agent"
 LOG_FILES = {"pgbouncer": "/var/log/postgresql/pgbouncer.log",
              "route-agent": "/var/log/paymigrate/route-agent.log"}
-SECRETS = ("router-admin", "app-db")
+SECRETS = ("router-admin", "app-db", "reader-db")
+READ_ONLY_USER_FILE = "/etc/pgbouncer/read_only_user"
 
-HBA = """\
-# The admin console from loopback only: the route agent on this host.
-host pgbouncer all 127.0.0.1/32 scram-sha-256
-host pgbouncer all 0.0.0.0/0 reject
-host all all 0.0.0.0/0 scram-sha-256
-"""
+# The admin console from loopback only (the route agent on this host), the read-only route for the
+# read-only role only. The role's name is the reader-db secret's, written at boot; the security
+# groups, not this file, say which addresses reach 6432.
+HBA = hba_rules(reader=f"$(cat {READ_ONLY_USER_FILE})", clients="0.0.0.0/0")
 
 # Runs once at first boot, as root, with the package installed: credentials from Secrets
 # Manager, the first route from the contract. Nothing secret reaches the console or a log.
@@ -50,6 +54,7 @@ BOOT_SCRIPT = """\
 import json, os, sys, time
 import boto3
 from paymigrate import contract
+from paymigrate.workload.reads import READ_ONLY_DATABASE
 env, region, arns, etc, agent_port = (sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4],
                                       int(sys.argv[5]))
 KEYS = ("database/active-writer", "database/production/endpoint", "database/migration/endpoint",
@@ -75,6 +80,8 @@ with open(os.path.join(etc, "userlist.txt"), "w") as f:
         f.write('"%s" "%s"\\n' % (u["username"], u["password"]))
 with open(os.path.join(etc, "admin_users"), "w") as f:
     f.write(users["router-admin"]["username"])
+with open(os.path.join(etc, "read_only_user"), "w") as f:
+    f.write(users["reader-db"]["username"])
 # The route agent: its key signs the switch's calls and logs it into this PgBouncer's console.
 with open(os.path.join(etc, "router-admin.key"), "w") as f:
     f.write(users["router-admin"]["password"])
@@ -84,9 +91,11 @@ with open(os.path.join(etc, "agent.json"), "w") as f:
                "admin": {"host": "127.0.0.1", "port": 6432, "user": users["router-admin"]["username"]},
                "key_file": os.path.join(etc, "router-admin.key")}, f)
 if not os.path.exists(routes):  # a reboot keeps the route the agent last wrote
+    target_host, target_port = cfg["database/migration/endpoint"].rsplit(":", 1)
     with open(routes, "w") as f:
-        f.write("[databases]\\n%s = host=%s port=%s dbname=%s\\n"
-                % (cfg["router/database"], host, port, cfg["database/name"]))
+        f.write("[databases]\\n%s = host=%s port=%s dbname=%s\\n%s = host=%s port=%s dbname=%s\\n"
+                % (cfg["router/database"], host, port, cfg["database/name"],
+                   READ_ONLY_DATABASE, target_host, target_port, cfg["database/name"]))
 """
 
 
@@ -170,7 +179,7 @@ install -d -o postgres -g postgres -m 0750 /var/log/paymigrate
 systemctl stop pgbouncer
 /opt/paymigrate/bin/python - {q(env)} {q(region)} {q(arns)} /etc/pgbouncer {agent_port} <<'PY'
 {BOOT_SCRIPT}PY
-cat > /etc/pgbouncer/pg_hba.conf <<'HBA'
+cat > /etc/pgbouncer/pg_hba.conf <<HBA
 {HBA}HBA
 cat > /etc/pgbouncer/pgbouncer.ini <<INI
 {pgbouncer_ini()}INI

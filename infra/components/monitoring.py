@@ -14,10 +14,32 @@ import pulumi_aws as aws
 from paymigrate import names
 from paymigrate.replication import retention
 from paymigrate.validation import metrics
+from paymigrate.workload import reads
 
 REPLICATION_NAMESPACE = retention.NAMESPACE
 VALIDATION_NAMESPACE = metrics.NAMESPACE
 VALIDATION_FUNCTION_ERRORS = "ValidationFunctionErrors"  # a log metric filter's, not a writer's
+CANARY_ROUTE = "target"  # the read-only route, where the read canary sends its share of reads
+
+
+def read_rate_queries(env: str, part: str, whole: tuple[str, ...], *, route: str = CANARY_ROUTE,
+                      period: int = 60) -> list[dict[str, Any]]:
+    """Metric math for ``100 * part / sum(whole)`` of the application's read figures on
+    ``route`` (a minute with nothing to divide by is 0, not an error), as the alarm's queries.
+
+    >>> [q.get("expression") for q in read_rate_queries("dev", "StaleReads", ("Reads",))]
+    [None, None, 'reads', 'IF(whole > 0, 100 * staleReads / whole, 0)']
+    """
+    dims = {d["Name"]: d["Value"] for d in reads.dimensions(env, route)}
+    ids = {m: m[0].lower() + m[1:] for m in (part, *whole)}  # an id starts lower case
+    queries: list[dict[str, Any]] = [
+        {"id": ids[metric], "return_data": False,
+         "metric": {"namespace": reads.NAMESPACE, "metric_name": metric, "dimensions": dims,
+                    "period": period, "stat": "Sum"}} for metric in ids]
+    return queries + [
+        {"id": "whole", "expression": " + ".join(ids[m] for m in whole), "return_data": False},
+        {"id": "rate", "expression": f"IF(whole > 0, 100 * {ids[part]} / whole, 0)",
+         "label": f"{part} per 100 of {' + '.join(whole)}", "return_data": True}]
 
 
 def dashboard_body(*, env: str, region: str, source_cluster: str, target_cluster: str,
@@ -74,6 +96,13 @@ def dashboard_body(*, env: str, region: str, source_cluster: str, target_cluster
         widget("API latency (ms)", [
             ["AWS/ApiGateway", "Latency", "ApiName", api_name, "Stage", api_stage,
              {"stat": "p99"}]], 12, 18),
+        widget("Reads per route (the read canary's application)", [
+            [reads.NAMESPACE, metric, "Environment", env, "Route", route]
+            for metric in (reads.READS, reads.READ_ERRORS, reads.STALE_READS)
+            for route in reads.ROUTES], 12, 30, stat="Sum"),
+        widget("Read p99 latency per route (ms)", [
+            [reads.NAMESPACE, reads.READ_LATENCY_P99, "Environment", env, "Route", route]
+            for route in reads.ROUTES], 0, 36, stat="Maximum"),
         widget("Workflow executions", [
             ["AWS/States", "ExecutionsSucceeded", "StateMachineArn", migration_machine_arn],
             ["AWS/States", "ExecutionsFailed", "StateMachineArn", migration_machine_arn],
@@ -102,6 +131,10 @@ class MonitoringArgs:
     replication_lag_threshold_seconds: float = 300.0
     # A slot left by a stopped or failed migration keeps WAL on its server until the disk fills.
     retained_wal_alarm_bytes: int = 20 * 2**30
+    # The read canary's limits (the contract's), on the reads through the read-only route.
+    read_error_rate_percent: float = 5.0
+    read_p99_ms: float = 250.0
+    stale_read_percent: float = 5.0
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -170,6 +203,33 @@ class Monitoring(pulumi.ComponentResource):
                       f"{role} workflow: {metric}", namespace="AWS/States", metric=metric,
                       dimensions={"StateMachineArn": arn}, statistic="Sum", threshold=0,
                       periods=1)
+        for role, part, whole, limit, periods, what in (
+            ("target-read-errors", reads.READ_ERRORS, (reads.READS, reads.READ_ERRORS),
+             a.read_error_rate_percent, 1, "failed"),
+            ("target-stale-reads", reads.STALE_READS, (reads.READS,), a.stale_read_percent, 2,
+             "stale (the read-only route lags the writer)"),
+        ):
+            created = aws.cloudwatch.MetricAlarm(
+                f"{name}-{role}", name=names.resource_name(role, env),
+                alarm_description=f"More than {limit}% of the reads through the read-only route "
+                                  f"were {what}: the read canary fails and its share of reads "
+                                  "goes back to the source",
+                metric_queries=[aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id=q["id"], expression=q.get("expression"), label=q.get("label"),
+                    return_data=q["return_data"],
+                    metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(**q["metric"])
+                    if "metric" in q else None)
+                    for q in read_rate_queries(env, part, whole)],
+                threshold=limit, evaluation_periods=periods, comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",  # no reads on the route: no canary running
+                alarm_actions=[a.error_topic_arn], ok_actions=[a.error_topic_arn], opts=child)
+            self.alarm_names.append(created.name)
+        alarm("target-read-latency-p99",
+              f"p99 latency of the reads through the read-only route above {a.read_p99_ms} ms: "
+              "the read canary fails and its share of reads goes back to the source",
+              namespace=reads.NAMESPACE, metric=reads.READ_LATENCY_P99,
+              dimensions={d["Name"]: d["Value"] for d in reads.dimensions(env, CANARY_ROUTE)},
+              statistic="Maximum", threshold=a.read_p99_ms, periods=2)
         alarm("api-5xx", "Payments API server errors", namespace="AWS/ApiGateway",
               metric="5XXError", dimensions={"ApiName": a.api_name, "Stage": a.api_stage},
               statistic="Sum", threshold=10, periods=2, period=300)

@@ -26,6 +26,9 @@ OPERATOR_FILLED = {
     "router-admin": "PgBouncer admin console user: username, password, host, port (in AWS "
                     "127.0.0.1 and 6432: each router host's own console)",
     "app-db": "Application user the router hosts accept and pass on: username, password",
+    "reader-db": "Read-only role on the target, the only one the routers' read-only route "
+                 "(payments_ro) takes: username, password (the role is granted pg_read_all_data "
+                 "and nothing that writes)",
 }
 
 

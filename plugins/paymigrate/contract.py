@@ -143,6 +143,14 @@ _ALL = (
        minimum=0, maximum=100),
     _p("workflow/replication-engine", "choice", "Replication engine", default="postgres-logical",
        choices=ENGINES),
+    # The read canary's gates besides the error rate; infra alarms on the same values.
+    _p("workflow/canary-max-p99-ms", "float", "p99 latency of the reads through the read-only "
+       "route above which a canary step fails and the route's latency alarm fires, in ms",
+       default=250.0, minimum=1, maximum=60000),
+    _p("workflow/canary-max-stale-read-percentage", "float", "Share of the reads through the "
+       "read-only route that saw an older state than the client had committed (the route lags "
+       "the writer) above which a canary step fails and the route's stale-read alarm fires",
+       default=5.0, minimum=0, maximum=100),
     # Monitoring (seed).
     _p("monitoring/validation-interval-minutes", "int", "Minutes between scheduled validations",
        default=15, minimum=1, maximum=1440),

@@ -17,7 +17,7 @@ _ENV = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 BUCKETS = ("checkpoints", "rollback", "dms-logs")
 TOPICS = ("migration-status", "error-alerts", "validation-alerts", "dms-alerts")
-SECRETS = ("source-db", "target-db", "app-db", "router-admin", "api-token")
+SECRETS = ("source-db", "target-db", "app-db", "reader-db", "router-admin", "api-token")
 STATE_MACHINES = ("migration", "rollback", "validation")
 # Elastic Load Balancing caps load balancer and target group names at 32 characters.
 LOAD_BALANCERS = ("rtr", "rtr-6432")

@@ -9,6 +9,7 @@ rollback after it; the workload's own ledger is checked against the writer after
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -26,12 +27,14 @@ from paymigrate.airflow.operators import ValidateOperator
 from paymigrate.checkpoints import CheckpointStore
 from paymigrate.db import connection
 from paymigrate.demo.seed import seed
+from paymigrate.errors import Refused
 from paymigrate.local.dagrun import run_in_process
 from paymigrate.local.demo import reset
-from paymigrate.local.stack import APP_USER, ROUTERS
+from paymigrate.local.stack import READ_ONLY_USER, ROUTERS
+from paymigrate.migration.platform import ClientPlatform
+from paymigrate.migration.service import MigrationService
 from paymigrate.workload import Workload, report
 from paymigrate.workload.reads import (
-    READ_ONLY_DATABASE,
     ReadSplit,
     cloudwatch_publisher,
     contract_share,
@@ -121,11 +124,11 @@ def _workload(stack, story, tps=40, clients=2, reads=None):
                     seed=5, reads=reads).start()
 
 
-def _read_split(stack):
+def _read_split(stack, refresh=1.0):
     """The application's read canary: the contract's share of its reads through each router's
-    read-only route (to the target), figures to CloudWatch every second."""
-    return ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
-                     share=contract_share(stack.client("ssm"), stack.env), refresh=1.0,
+    read-only route (to the target), figures to CloudWatch every ``refresh`` seconds."""
+    return ReadSplit(target_dsns=stack.read_only_dsns(),
+                     share=contract_share(stack.client("ssm"), stack.env), refresh=refresh,
                      publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
 
 
@@ -350,14 +353,13 @@ def test_cutover_rejected_through_the_api_ends_with_the_source_the_writer(stack,
 
 def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves_writes(
         stack, story, capfd):
-    """The application's role may not log in on the target: its reads through the read-only
-    route fail, the canary gate sees their error rate in CloudWatch, puts the share back to 0 and
-    fails. (A grant revoked on the target never gets this far: preflight_cutover's schema parity
-    refuses it by name, tests/integration/test_schema_parity.py.)"""
+    """The read-only role loses its read rights on the target: the application's reads through
+    the read-only route fail, the canary gate sees their error rate in CloudWatch, puts the share
+    back to 0 and fails. (A table grant the application holds on the source, revoked on the
+    target, never gets this far: preflight_cutover's schema parity refuses it by name.)"""
+    revoke = f"REVOKE pg_read_all_data FROM {READ_ONLY_USER}"
     with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
-        cur.execute(f"ALTER ROLE {APP_USER} NOLOGIN")
-        # The router's pooled server connections logged in before: end them.
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (APP_USER,))
+        cur.execute(revoke)
     reads = _read_split(stack)
     work = _workload(stack, story, tps=100, clients=4, reads=reads)
     try:
@@ -366,7 +368,7 @@ def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves
     finally:
         stats = work.stop()
         with connection(stack.dsn("target"), autocommit=True) as conn, conn.cursor() as cur:
-            cur.execute(f"ALTER ROLE {APP_USER} LOGIN")
+            cur.execute(revoke.replace("REVOKE", "GRANT").replace(" FROM ", " TO "))
     states = _states(run)
     assert states["shift_read_traffic"] == "failed" and states["write_switch"] != "success", (states, _errors(story))
     assert "error rate 100.0%" in _errors(story) and "is over 5.0%" in _errors(story), _errors(story)
@@ -376,10 +378,47 @@ def test_a_canary_whose_reads_fail_on_the_target_moves_them_back_and_never_moves
     assert _writer_ports(stack) == {stack.port("source")}
     assert _store(stack).lock().state == "cutover-ready"
     target, writer = stats.read_routes["target"], stats.read_routes["writer"]
-    assert target["errors"] > 0 and target["reads"] == 0 and "not permitted to log in" in target["last_error"]
+    assert target["errors"] > 0 and target["reads"] == 0 and "permission denied" in target["last_error"]
     assert writer["reads"] > 0 and writer["errors"] == 0
     r = report(directory=story["workload_dir"], against_dsn=stack.dsn("source"))
     assert (r.lost, r.duplicated, r.invariants_ok) == (0, 0, True), r.to_dict()
+
+
+def test_a_canary_step_whose_reads_are_slow_on_the_target_fails_naming_the_p99(stack, story):
+    """The same gate on the latency: once reads go to the target, a lock on its payments holds
+    them for a second; the step (the service's, as the task calls it: the DAG run above showed
+    the task) fails naming the p99 and its limit, and the share is back to 0."""
+    platform = ClientPlatform(env=stack.env)
+    service = MigrationService(platform)
+    plan = service.migration_plan(platform.checkpoints())
+    reads = _read_split(stack, refresh=0.5)  # the held reads are published well within the soak
+    work = _workload(stack, story, tps=100, clients=4, reads=reads)
+    stop = threading.Event()
+
+    def hold_reads():
+        while not stop.wait(0.05):
+            if reads.percent > 0:
+                with connection(stack.dsn("target")) as conn, conn.cursor() as cur:
+                    cur.execute("LOCK TABLE payments IN ACCESS EXCLUSIVE MODE")
+                    time.sleep(1.0)
+                return
+
+    holder = threading.Thread(target=hold_reads, daemon=True)
+    holder.start()
+    try:
+        with pytest.raises(Refused) as refused:
+            seen = service.shift_read_traffic(plan.to_dict(), steps=[10], soak_seconds=3)
+            pytest.fail(f"the step passed: {seen}")
+    finally:
+        stop.set()
+        holder.join()
+        stats = work.stop()
+    limit = contract.read(stack.client("ssm"), stack.env)["workflow/canary-max-p99-ms"]
+    assert re.search(rf"canary at 10%: .*p99 latency \d+ ms is over {limit:.0f} ms", str(refused.value)), refused.value
+    assert "error rate" not in str(refused.value) and str(refused.value).endswith("reads are all back on the source")
+    assert platform.config["workflow/traffic-split-percentage"] == 0
+    assert stats.read_routes["target"]["errors"] == 0 and stats.read_routes["target"]["p99_ms"] > limit
+    assert _writer_ports(stack) == {stack.port("source")}
 
 
 def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capfd, answerer):

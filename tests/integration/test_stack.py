@@ -16,7 +16,7 @@ from paymigrate import aws, contract, names
 from paymigrate.local import proc, scram
 from paymigrate.local.bootstrap import bootstrap
 from paymigrate.local.pgbouncer import ADMIN_USER
-from paymigrate.local.stack import APP_USER, COMPONENTS, ROUTERS, LocalStack
+from paymigrate.local.stack import APP_USER, COMPONENTS, READ_ONLY_USER, ROUTERS, LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -137,14 +137,16 @@ def test_secrets_are_not_in_logs_or_state(own_stack):
 def test_pgbouncer_auth_file_holds_the_servers_scram_verifiers_not_passwords(own_stack):
     s, router = own_stack.secrets(), own_stack.router()
     verifiers = router.verifiers()
-    assert set(verifiers) == {APP_USER, ADMIN_USER}
+    assert set(verifiers) == {APP_USER, READ_ONLY_USER, ADMIN_USER}
     assert not any(secret in router.auth_file.read_text() for secret in s.values())
     assert scram.verifies(verifiers[APP_USER], s["app-db"])
+    assert scram.verifies(verifiers[READ_ONLY_USER], s["reader-db"])
     assert scram.verifies(verifiers[ADMIN_USER], s["router-admin"])
-    for side in ("source", "target"):  # the very same verifier: PgBouncer logs in with the client's key
+    # The very same verifier: PgBouncer logs in with the client's key.
+    for side, role in (("source", APP_USER), ("target", APP_USER), ("target", READ_ONLY_USER)):
         with psycopg2.connect(own_stack.dsn(side, dbname="postgres")) as conn, conn.cursor() as cur:
-            cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_USER,))
-            assert cur.fetchone()[0] == verifiers[APP_USER]
+            cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+            assert cur.fetchone()[0] == verifiers[role]
     with psycopg2.connect(own_stack.dsn("router")) as conn, conn.cursor() as cur:
         cur.execute("SELECT current_user")  # through PgBouncer, with SCRAM pass-through
         assert cur.fetchone()[0] == APP_USER
@@ -166,7 +168,7 @@ def test_the_server_and_python_agree_on_scram(own_stack):
 def test_files_holding_local_credentials_are_0600(own_stack):
     for name in ROUTERS:
         router, agent = own_stack.router(name), own_stack.agent(name)
-        for path in (own_stack.secrets_file, own_stack.passfile, router.auth_file, router.ini,
+        for path in (own_stack.secrets_file, own_stack.passfile, router.auth_file, router.hba_file, router.ini,
                      router.databases_file, agent.key_file, agent.config_file):
             assert path.stat().st_mode & 0o777 == 0o600, path
 

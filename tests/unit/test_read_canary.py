@@ -49,8 +49,38 @@ def test_metric_data_has_every_figure_per_route():
     assert all({"Name": "Route", "Value": "target"} in d["Dimensions"] for d in data)
 
 
-def test_the_gate_fails_on_the_error_rate_or_the_latency_and_passes_without_evidence():
-    assert verdict(RouteFigures("target"), percent=10, max_error_rate=5).ok
-    assert verdict(RouteFigures("target", reads=96, errors=4), percent=50, max_error_rate=5).ok
-    slow = verdict(RouteFigures("target", reads=10, p99_ms=900), percent=50, max_error_rate=5, max_p99_ms=250)
-    assert not slow.ok and "p99 latency 900 ms is over 250 ms" in slow.reason
+LIMITS = {"percent": 50, "max_error_rate": 5.0, "max_p99_ms": 250.0, "max_stale_rate": 5.0}
+
+
+def test_the_gate_passes_within_every_limit_and_without_evidence():
+    assert verdict(RouteFigures("target"), **LIMITS).ok
+    assert verdict(RouteFigures("target", reads=96, errors=4, stale=4, p99_ms=250.0), **LIMITS).ok
+    # Every read failed: no latency and no staleness to judge, the error rate says it all.
+    failed = verdict(RouteFigures("target", errors=3, last_error="permission denied"), **LIMITS)
+    assert failed.reason == ("reads through the target route at 50%: error rate 100.0% (3 of 3) is "
+                             "over 5.0%; last error: permission denied")
+
+
+def test_the_gate_names_the_error_rate():
+    v = verdict(RouteFigures("target", reads=94, errors=6), **LIMITS)
+    assert not v.ok and v.reason == "reads through the target route at 50%: error rate 6.0% (6 of 100) is over 5.0%"
+
+
+def test_the_gate_names_the_p99_latency():
+    v = verdict(RouteFigures("target", reads=10, p99_ms=900), **LIMITS)
+    assert not v.ok and v.reason == "reads through the target route at 50%: p99 latency 900 ms is over 250 ms"
+    assert verdict(RouteFigures("target", reads=10, p99_ms=900), percent=50, max_error_rate=5).ok  # no limit
+
+
+def test_the_gate_names_the_stale_reads_as_a_share_of_the_reads_that_answered():
+    v = verdict(RouteFigures("target", reads=40, errors=60, stale=3), **{**LIMITS, "max_error_rate": 100})
+    assert not v.ok and v.reason == ("reads through the target route at 50%: stale reads 7.5% (3 of 40) "
+                                     "are over 5.0%")
+    assert verdict(RouteFigures("target", reads=100, stale=5), **LIMITS).ok  # at the limit
+
+
+def test_the_gate_names_every_figure_over_its_limit():
+    v = verdict(RouteFigures("target", reads=90, errors=10, stale=9, p99_ms=300, last_error="timeout"), **LIMITS)
+    assert v.reason == ("reads through the target route at 50%: error rate 10.0% (10 of 100) is over 5.0%, "
+                        "p99 latency 300 ms is over 250 ms, stale reads 10.0% (9 of 90) are over 5.0%; "
+                        "last error: timeout")

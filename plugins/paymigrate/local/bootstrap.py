@@ -137,7 +137,8 @@ def _topic(sns: Any, name: str, created: list[str]) -> str:
 
 def _secrets(sm: Any, stack: LocalStack, created: list[str]) -> dict[str, str]:
     from paymigrate.local.pgbouncer import ADMIN_USER
-    from paymigrate.local.stack import APP_USER, DATABASE, SUPERUSER
+    from paymigrate.local.stack import APP_USER, DATABASE, READ_ONLY_USER, SUPERUSER
+    from paymigrate.workload.reads import READ_ONLY_DATABASE
 
     s = stack.secrets()
     db = {"engine": "postgres", "host": "127.0.0.1", "dbname": DATABASE}
@@ -145,6 +146,8 @@ def _secrets(sm: Any, stack: LocalStack, created: list[str]) -> dict[str, str]:
         "source-db": {**db, "port": stack.port("source"), "username": SUPERUSER, "password": s["source-db"]},
         "target-db": {**db, "port": stack.port("target"), "username": SUPERUSER, "password": s["target-db"]},
         "app-db": {**db, "port": stack.port("router"), "username": APP_USER, "password": s["app-db"]},
+        "reader-db": {**db, "port": stack.port("router"), "dbname": READ_ONLY_DATABASE,
+                      "username": READ_ONLY_USER, "password": s["reader-db"]},
         "router-admin": {"host": "127.0.0.1", "port": stack.port("router"), "dbname": "pgbouncer",
                          "username": ADMIN_USER, "password": s["router-admin"]},
         "api-token": {"token": s["api-token"]},

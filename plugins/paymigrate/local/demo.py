@@ -27,7 +27,6 @@ from paymigrate.local import airflow as local_airflow
 from paymigrate.local.dagrun import Api, RunResult
 from paymigrate.local.stack import DATABASE, LocalStack
 from paymigrate.workload.reads import (
-    READ_ONLY_DATABASE,
     ReadSplit,
     cloudwatch_publisher,
     contract_share,
@@ -127,7 +126,7 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
 
     directory = Path(stack.home) / "workload" / f"demo-{int(time.time())}"
     # Reads follow the canary's share to the target through each router's read-only route.
-    reads = ReadSplit(target_dsns=stack.app_dsns(dbname=READ_ONLY_DATABASE),
+    reads = ReadSplit(target_dsns=stack.read_only_dsns(),
                       share=contract_share(stack.client("ssm"), stack.env),
                       publish=cloudwatch_publisher(stack.client("cloudwatch"), stack.env))
     workload = Workload(dsn=stack.app_dsns(), directory=directory, clients=clients, tps=tps, seed=seed,

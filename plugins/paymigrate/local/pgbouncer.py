@@ -52,6 +52,10 @@ class Router:
     def auth_file(self) -> Path:
         return self.folder / "userlist.txt"
 
+    @property
+    def hba_file(self) -> Path:
+        return self.folder / "pg_hba.conf"
+
     def verifiers(self) -> dict[str, str]:
         """The auth file's ``user -> SCRAM verifier`` (empty when there is none yet)."""
         try:
@@ -60,11 +64,12 @@ class Router:
             return {}
         return {m.group(1): m.group(2) for m in map(_AUTH_LINE.match, lines) if m}
 
-    def configure(self, *, database: str, writer_port: int, verifiers: dict[str, str]) -> None:
+    def configure(self, *, database: str, writer_port: int, verifiers: dict[str, str], hba: str) -> None:
         """Write the config; the databases file only when missing, since after a cutover it names
         the target and a restart must not silently point the application back at the source.
         ``verifiers`` are SCRAM verifiers (:mod:`paymigrate.local.scram`), never passwords: a
-        user the servers know must have the same verifier there."""
+        user the servers know must have the same verifier there. ``hba``: who may reach which
+        database (:func:`paymigrate.routing.access.hba_rules`)."""
         plain = [u for u, v in verifiers.items() if not v.startswith("SCRAM-SHA-256$")]
         if plain:
             raise ValueError(f"auth file entries must be SCRAM verifiers: {', '.join(plain)}")
@@ -75,7 +80,8 @@ class Router:
             "listen_addr = 127.0.0.1",
             f"listen_port = {self.port}",
             "unix_socket_dir =",
-            "auth_type = scram-sha-256",
+            "auth_type = hba",
+            f"auth_hba_file = {self.hba_file}",
             f"auth_file = {self.auth_file}",
             f"admin_users = {ADMIN_USER}",
             "pool_mode = transaction",
@@ -96,6 +102,7 @@ class Router:
             self._write(self.databases_file, databases_section(database, "127.0.0.1", writer_port), 0o600)
         userlist = "".join(f'"{u}" "{v}"\n' for u, v in verifiers.items())
         self._write(self.auth_file, userlist, 0o600)
+        self._write(self.hba_file, hba, 0o600)
 
     def _write(self, path: Path, text: str, mode: int) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -28,6 +28,7 @@ from paymigrate.local.pgbouncer import ADMIN_USER, Router
 from paymigrate.local.postgres import Cluster
 from paymigrate.local.route_agent import LocalAgent
 from paymigrate.router import Route, read_routes
+from paymigrate.routing.access import READ_ONLY_GRANTS, hba_rules
 from paymigrate.routing.fleet import RouterNode, RouterSpec
 from paymigrate.workload.reads import READ_ONLY_DATABASE
 
@@ -36,13 +37,15 @@ log = logging.getLogger(__name__)
 DATABASE = "payments"
 SUPERUSER = "paymigrate"
 APP_USER = "payments_app"
+# The only role the read-only route takes; on the target it reads everything and writes nothing.
+READ_ONLY_USER = "payments_reader"
 REGION = "ap-southeast-1"
 # Two PgBouncers, as a payments team runs at least two behind a load balancer; each has its own
 # route file, owned by the route agent beside it.
 ROUTERS = ("router", "router-b")
 COMPONENTS = ("source", "target", *ROUTERS, "moto")
 # Secret roles (names.SECRETS) and what each holds locally.
-SECRET_ROLES = ("source-db", "target-db", "app-db", "router-admin", "api-token")
+SECRET_ROLES = ("source-db", "target-db", "app-db", "reader-db", "router-admin", "api-token")
 
 
 def default_home() -> Path:
@@ -156,6 +159,7 @@ class LocalStack:
             if name in self.state.get("components", {}):
                 port = self.port(name)
                 rows.append(f"127.0.0.1:{port}:*:{APP_USER}:{s['app-db']}")
+                rows.append(f"127.0.0.1:{port}:{READ_ONLY_DATABASE}:{READ_ONLY_USER}:{s['reader-db']}")
                 rows.append(f"127.0.0.1:{port}:pgbouncer:{ADMIN_USER}:{s['router-admin']}")
         self._write_private(self.passfile, "\n".join(rows) + "\n")
 
@@ -273,6 +277,10 @@ class LocalStack:
         """The application's entry points, one per router (the workload spreads over them)."""
         return [self.dsn(name, dbname=dbname) for name in ROUTERS]
 
+    def read_only_dsns(self) -> list[str]:
+        """The read-only route on every router, as the read-only role (the only one it takes)."""
+        return [self.dsn(name, user=READ_ONLY_USER, dbname=READ_ONLY_DATABASE) for name in ROUTERS]
+
     def router_specs(self) -> tuple[RouterSpec, ...]:
         return tuple(RouterSpec(name, "127.0.0.1", int(self.state["components"][name]["agent_port"]))
                      for name in ROUTERS)
@@ -307,9 +315,11 @@ class LocalStack:
         lines = [self._up_cluster("source", s["source-db"]), self._up_cluster("target", s["target-db"])]
         self._write_passfile()
         app = scram.reuse_or_make(self._verifier("source", APP_USER), s["app-db"])
+        reader = scram.reuse_or_make(self._verifier("target", READ_ONLY_USER), s["reader-db"])
         for side in ("source", "target"):
-            self._ensure_roles(side, app)
-        lines += [self._up_router(name, s, app) for name in ROUTERS]
+            self._ensure_roles(side, app, reader if side == "target" else None)
+        verifiers = {APP_USER: app, READ_ONLY_USER: reader}
+        lines += [self._up_router(name, s, verifiers) for name in ROUTERS]
         lines.append(self._up_moto())
         self._write_passfile()
         self._save()
@@ -349,41 +359,52 @@ class LocalStack:
             conn.close()
         return row[0] if row else None
 
-    def _ensure_roles(self, side: str, app_verifier: str) -> None:
-        """The application role and the database on each side, with the one SCRAM verifier that
-        PgBouncer's auth file holds too (the statement carries the verifier, not the password)."""
+    def _ensure_roles(self, side: str, app_verifier: str, reader_verifier: str | None = None) -> None:
+        """The application role and the database on each side; with ``reader_verifier`` (the
+        target) the read-only route's role too, granted :data:`READ_ONLY_GRANTS`."""
         conn = psycopg2.connect(self.dsn(side, dbname="postgres"))
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (APP_USER,))
-                row = cur.fetchone()
-                if row is None or row[0] != app_verifier:
-                    verb = "ALTER" if row else "CREATE"
-                    cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(
-                        sql.Identifier(APP_USER)), (app_verifier,))
+                self._ensure_login(cur, APP_USER, app_verifier)
+                if reader_verifier is not None:
+                    self._ensure_login(cur, READ_ONLY_USER, reader_verifier)
+                    for grant in READ_ONLY_GRANTS:
+                        cur.execute(sql.SQL(grant).format(role=sql.Identifier(READ_ONLY_USER)))
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
                 if not cur.fetchone():
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
         finally:
             conn.close()
 
-    def _up_router(self, name: str, s: dict[str, str], app_verifier: str) -> str:
+    @staticmethod
+    def _ensure_login(cur: Any, role: str, verifier: str) -> None:
+        """``role`` logs in with the SCRAM verifier PgBouncer's auth file holds too (the
+        statement carries the verifier, not the password)."""
+        cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))
+        row = cur.fetchone()
+        if row is None or row[0] != verifier:
+            verb = "ALTER" if row else "CREATE"
+            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)),
+                        (verifier,))
+
+    def _up_router(self, name: str, s: dict[str, str], users: dict[str, str]) -> str:
         comp = self._component(name)
         router = self.router(name)
-        verifiers = {APP_USER: app_verifier, ADMIN_USER: scram.reuse_or_make(
+        verifiers = {**users, ADMIN_USER: scram.reuse_or_make(
             router.verifiers().get(ADMIN_USER), s["router-admin"])}
+        hba = hba_rules(reader=READ_ONLY_USER, clients="127.0.0.1/32")
         if router.pid() and not comp.get("port"):
             comp["port"] = router.configured_port()  # started before a crash of `up` saved it
         if router.pid() and comp.get("port"):
             comp["pid"] = router.pid()
             router.configure(database=DATABASE, writer_port=self.port("source"),
-                             verifiers=verifiers)
+                             verifiers=verifiers, hba=hba)
             line = f"{name:<9} already running on 127.0.0.1:{comp['port']} (pid {comp['pid']})"
         else:
             router.port = comp["port"] = proc.free_port(comp.get("port"))
             router.configure(database=DATABASE, writer_port=self.port("source"),
-                             verifiers=verifiers)
+                             verifiers=verifiers, hba=hba)
             if not self.agent(name).pid():  # a live agent keeps its port (the contract names it)
                 comp["agent_port"] = proc.free_port(comp.get("agent_port"))
             agent = self.agent(name)

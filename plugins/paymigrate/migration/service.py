@@ -44,6 +44,16 @@ class NewWriterMismatch(Refused):
         self.report = report
 
 
+def environment_alarms(cloudwatch: Any, env: str) -> list[str]:
+    """The names of this environment's alarms in ALARM: every alarm infra makes is named
+    ``paymigrate-<role>-<env>`` (:func:`paymigrate.names.resource_name`). The state is checked
+    here too: moto ignores ``StateValue`` beside a name prefix."""
+    pages = cloudwatch.get_paginator("describe_alarms").paginate(
+        AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM")
+    return [a["AlarmName"] for page in pages for a in page.get("MetricAlarms", [])
+            if a["AlarmName"].endswith(f"-{env}") and a.get("StateValue") == "ALARM"]
+
+
 class MigrationService:
     def __init__(self, platform: Platform, *, sleep: Callable[[float], None] = time.sleep):
         self.platform = platform
@@ -365,14 +375,18 @@ class MigrationService:
     def shift_read_traffic(self, plan: Mapping[str, Any], *, steps: Sequence[int], soak_seconds: float,
                            lag_threshold: Any = None) -> list[dict[str, Any]]:
         """The read canary: raise the share of reads sent to the target step by step; after each
-        step's soak, any alarm of this environment, a lag over the threshold, or an error rate of
-        the application's reads through the target route (as it reported them to CloudWatch)
-        over ``rollback/error-threshold-percentage`` puts the share back to 0 and refuses."""
+        step's soak, any alarm of this environment (:func:`environment_alarms`), a lag over the
+        threshold, or the application's reads through the target route (as it reported them to
+        CloudWatch) over a limit of the contract (error rate ``rollback/error-threshold-percentage``,
+        p99 ``workflow/canary-max-p99-ms``, stale reads
+        ``workflow/canary-max-stale-read-percentage``) puts the share back to 0 and refuses."""
         from paymigrate.workload.reads import read_figures, verdict
 
         engine = self.engine(Plan.of(plan))
         threshold = self.lag_threshold(lag_threshold)
-        max_error_rate = float(self.config["rollback/error-threshold-percentage"])
+        limits = {"max_error_rate": float(self.config["rollback/error-threshold-percentage"]),
+                  "max_p99_ms": float(self.config["workflow/canary-max-p99-ms"]),
+                  "max_stale_rate": float(self.config["workflow/canary-max-stale-read-percentage"])}
         cloudwatch = self.platform.cloudwatch()
         seen = []
         for pct in sorted(int(p) for p in steps):
@@ -381,11 +395,9 @@ class MigrationService:
             since = datetime.now(UTC)
             self.sleep(float(soak_seconds))
             reads = read_figures(cloudwatch, self.platform.env, "target", since=since)
-            reads_ok = verdict(reads, percent=pct, max_error_rate=max_error_rate)
+            reads_ok = verdict(reads, percent=pct, **limits)
             log.info("reads through the target route at %d%%: %s", pct, reads.to_dict())
-            alarms = [a["AlarmName"] for a in cloudwatch.describe_alarms(
-                AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM").get("MetricAlarms", [])
-                if a["AlarmName"].endswith(f"-{self.platform.env}")]
+            alarms = environment_alarms(cloudwatch, self.platform.env)
             lag = summary(engine.lag())
             history.record_lag(self.platform.checkpoints(), Plan.of(plan).migration_id, lag,
                                where=f"canary {pct}%")

@@ -22,6 +22,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 NAMESPACE = "Migration/Reads"
+# Per route, by Environment and Route: reads that answered, reads that failed, answered reads that
+# were stale, the interval's p99 latency (ms). Infra alarms on the target route's.
+READS, READ_ERRORS, STALE_READS, READ_LATENCY_P99 = "Reads", "ReadErrors", "StaleReads", "ReadLatencyP99"
 ROUTES = ("writer", "target")
 READ_ONLY_DATABASE = "payments_ro"  # the routers' read-only route, to the target
 
@@ -45,8 +48,18 @@ class RouteFigures:
         tried = self.reads + self.errors
         return 100.0 * self.errors / tried if tried else 0.0
 
+    @property
+    def stale_rate(self) -> float:
+        """Stale reads over the reads that answered, in percent (0 with none).
+
+        >>> RouteFigures("target", reads=40, stale=2).stale_rate
+        5.0
+        """
+        return 100.0 * self.stale / self.reads if self.reads else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "error_rate": round(self.error_rate, 2)}
+        return {**asdict(self), "error_rate": round(self.error_rate, 2),
+                "stale_rate": round(self.stale_rate, 2)}
 
 
 def p99(values: Sequence[float]) -> float | None:
@@ -68,24 +81,32 @@ class Verdict:
 
 
 def verdict(target: RouteFigures, *, percent: int, max_error_rate: float,
-            max_p99_ms: float | None = None) -> Verdict:
-    """The canary gate on the target route's reads during one step. No reads measured is no
-    evidence either way (a step with no soak, or no application reading): it passes.
+            max_p99_ms: float | None = None, max_stale_rate: float | None = None) -> Verdict:
+    """The canary gate on the target route's reads during one step: every figure over its
+    limit is named. No reads measured is no evidence either way (a step with no soak, or no
+    application reading): it passes.
 
     >>> verdict(RouteFigures("target", reads=5, errors=20, last_error="permission denied"),
     ...         percent=10, max_error_rate=5.0).reason
     'reads through the target route at 10%: error rate 80.0% (20 of 25) is over 5.0%; last error: permission denied'
+    >>> verdict(RouteFigures("target", reads=50, stale=6, p99_ms=900), percent=50, max_error_rate=5.0,
+    ...         max_p99_ms=250, max_stale_rate=5.0).reason
+    'reads through the target route at 50%: p99 latency 900 ms is over 250 ms, stale reads 12.0% (6 of 50) are over 5.0%'
     """
     tried = target.reads + target.errors
+    over = []
     if tried and target.error_rate > max_error_rate:
-        return Verdict(False, f"reads through the target route at {percent}%: error rate "
-                              f"{target.error_rate:.1f}% ({target.errors} of {tried}) is over "
-                              f"{max_error_rate:.1f}%" + (f"; last error: {target.last_error}"
-                                                          if target.last_error else ""))
+        over.append(f"error rate {target.error_rate:.1f}% ({target.errors} of {tried}) is over "
+                    f"{max_error_rate:.1f}%")
     if max_p99_ms is not None and target.p99_ms is not None and target.p99_ms > max_p99_ms:
-        return Verdict(False, f"reads through the target route at {percent}%: p99 latency "
-                              f"{target.p99_ms:.0f} ms is over {max_p99_ms:.0f} ms")
-    return Verdict(True)
+        over.append(f"p99 latency {target.p99_ms:.0f} ms is over {max_p99_ms:.0f} ms")
+    if max_stale_rate is not None and target.reads and target.stale_rate > max_stale_rate:
+        over.append(f"stale reads {target.stale_rate:.1f}% ({target.stale} of {target.reads}) are "
+                    f"over {max_stale_rate:.1f}%")
+    if not over:
+        return Verdict(True)
+    return Verdict(False, f"reads through the target route at {percent}%: {', '.join(over)}"
+                          + (f"; last error: {target.last_error}" if target.last_error else ""))
 
 
 class ReadSplit:
@@ -165,16 +186,20 @@ def _figures(book: Mapping[str, list[Any]]) -> dict[str, RouteFigures]:
             for route, (reads, errors, stale, latencies, last) in book.items()}
 
 
+def dimensions(env: str, route: str) -> list[dict[str, str]]:
+    return [{"Name": "Environment", "Value": env}, {"Name": "Route", "Value": route}]
+
+
 def metric_data(figures: Sequence[RouteFigures], *, env: str) -> list[dict[str, Any]]:
     """CloudWatch datums of one interval, per route."""
     data = []
     for f in figures:
-        dims = [{"Name": "Environment", "Value": env}, {"Name": "Route", "Value": f.route}]
-        data += [{"MetricName": "Reads", "Value": float(f.reads), "Unit": "Count", "Dimensions": dims},
-                 {"MetricName": "ReadErrors", "Value": float(f.errors), "Unit": "Count", "Dimensions": dims},
-                 {"MetricName": "StaleReads", "Value": float(f.stale), "Unit": "Count", "Dimensions": dims}]
+        dims = dimensions(env, f.route)
+        data += [{"MetricName": READS, "Value": float(f.reads), "Unit": "Count", "Dimensions": dims},
+                 {"MetricName": READ_ERRORS, "Value": float(f.errors), "Unit": "Count", "Dimensions": dims},
+                 {"MetricName": STALE_READS, "Value": float(f.stale), "Unit": "Count", "Dimensions": dims}]
         if f.p99_ms is not None:
-            data.append({"MetricName": "ReadLatencyP99", "Value": f.p99_ms, "Unit": "Milliseconds",
+            data.append({"MetricName": READ_LATENCY_P99, "Value": f.p99_ms, "Unit": "Milliseconds",
                          "Dimensions": dims})
     return data
 
@@ -189,7 +214,7 @@ def read_figures(cloudwatch: Any, env: str, route: str, *, since: datetime,
     """What the application reported for ``route`` between ``since`` and ``until``: counts
     summed, the worst interval's p99."""
     until = until or datetime.now(UTC)
-    dims = [{"Name": "Environment", "Value": env}, {"Name": "Route", "Value": route}]
+    dims = dimensions(env, route)
 
     def stat(metric: str, how: str) -> list[float]:
         points = cloudwatch.get_metric_statistics(
@@ -197,9 +222,9 @@ def read_figures(cloudwatch: Any, env: str, route: str, *, since: datetime,
             EndTime=until + timedelta(seconds=1), Period=60, Statistics=[how])["Datapoints"]
         return [p[how] for p in points]
 
-    latency = stat("ReadLatencyP99", "Maximum")
-    return RouteFigures(route, int(sum(stat("Reads", "Sum"))), int(sum(stat("ReadErrors", "Sum"))),
-                        int(sum(stat("StaleReads", "Sum"))), max(latency) if latency else None)
+    latency = stat(READ_LATENCY_P99, "Maximum")
+    return RouteFigures(route, int(sum(stat(READS, "Sum"))), int(sum(stat(READ_ERRORS, "Sum"))),
+                        int(sum(stat(STALE_READS, "Sum"))), max(latency) if latency else None)
 
 
 def contract_share(ssm: Any, env: str) -> Callable[[], int]:

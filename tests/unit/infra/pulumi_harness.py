@@ -121,7 +121,8 @@ def base_config(env: str = "dev", **overrides: Any) -> dict[str, str]:
         "paymigrate:apiAuthToken": API_TOKEN,
         "paymigrate:alertEmails": json.dumps(["oncall@example.com"]),
         "paymigrate:parameters": json.dumps({"workflow/mode": "replication",
-                                             "monitoring/replication-lag-threshold-seconds": 7}),
+                                             "monitoring/replication-lag-threshold-seconds": 7,
+                                             "workflow/canary-max-p99-ms": 400}),
     }
     config.update({f"paymigrate:{k}": v if isinstance(v, str) else json.dumps(v)
                    for k, v in overrides.items()})

@@ -124,7 +124,7 @@ def test_6432_and_the_admin_path_are_open_only_between_named_security_groups(pro
                    (80, "0.0.0.0/0")}
 
 
-def test_host_role_reads_only_the_contract_and_its_two_secrets(program_stack):
+def test_host_role_reads_only_the_contract_and_its_three_secrets(program_stack):
     mocks, _ = program_stack
     policy = json.loads(next(p for p in mocks.of("aws:iam/rolePolicy:RolePolicy")
                              if p.name == "routers-policy").inputs["policy"])
@@ -196,12 +196,15 @@ def _boot(tmp_path, monkeypatch, writer):
 def test_boot_writes_credentials_from_secrets_and_routes_to_the_current_writer(
         tmp_path, monkeypatch, writer, host):
     routes = _boot(tmp_path, monkeypatch, writer)
-    assert routes.read_text() == f"[databases]\npayments = {host} dbname=payments\n"
+    # The read-only route goes to the target whoever writes.
+    assert routes.read_text() == (f"[databases]\npayments = {host} dbname=payments\n"
+                                  "payments_ro = host=tgt.example port=5433 dbname=payments\n")
     userlist = tmp_path / "userlist.txt"
     assert userlist.read_text() == ('"router-admin-user" "router-admin-pw"\n'
-                                    '"app-db-user" "app-db-pw"\n')
+                                    '"app-db-user" "app-db-pw"\n"reader-db-user" "reader-db-pw"\n')
     assert userlist.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "admin_users").read_text() == "router-admin-user"
+    assert (tmp_path / "read_only_user").read_text() == "reader-db-user"
     # The route agent's config and key, as the agent itself loads them.
     from paymigrate.routing.agent import AgentConfig
 
@@ -209,6 +212,20 @@ def test_boot_writes_credentials_from_secrets_and_routes_to_the_current_writer(
     assert (agent.listen, agent.port, agent.routes_file) == ("0.0.0.0", 6433, routes)
     assert (agent.admin.host, agent.admin.port, agent.admin.user) == ("127.0.0.1", 6432, "router-admin-user")
     assert agent.key == b"router-admin-pw" and (tmp_path / "router-admin.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_hosts_hba_lets_only_the_read_only_role_through_the_read_only_route(tmp_path):
+    """The hba file as bash writes it at boot: the role named by the reader-db secret, and the
+    console from loopback only."""
+    text = router_host.user_data(env="dev", region="eu-west-1", package="p", log_group="/g",
+                                 secret_arns={r: f"arn:{r}" for r in router_host.SECRETS}, agent_port=6433)
+    script = text[text.index("cat > /etc/pgbouncer/pg_hba.conf"):].split("\nHBA\n", 1)[0] + "\nHBA\n"
+    (tmp_path / "read_only_user").write_text("ro_user")
+    subprocess.run(["bash", "-euc", script.replace("/etc/pgbouncer/", f"{tmp_path}/")], check=True)
+    hba = (tmp_path / "pg_hba.conf").read_text().splitlines()
+    assert hba == ["host pgbouncer all 127.0.0.1/32 scram-sha-256", "host pgbouncer all 0.0.0.0/0 reject",
+                   "host payments_ro ro_user 0.0.0.0/0 scram-sha-256", "host payments_ro all 0.0.0.0/0 reject",
+                   "host all ro_user 0.0.0.0/0 reject", "host all all 0.0.0.0/0 scram-sha-256"]
 
 
 def test_boot_after_a_reboot_keeps_the_route_the_agent_wrote(tmp_path, monkeypatch):
