@@ -17,6 +17,8 @@ import pytest
 from conftest import create_database, drop_database
 
 from paymigrate.local import airflow as local_airflow
+from paymigrate.local import proc
+from paymigrate.local.dagrun import run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -68,13 +70,46 @@ def _failed_task_logs(stack) -> str:
     return "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in found)
 
 
-def test_demo_prints_json_alone_and_who_approved(stack):
+def _group_pids(pgids: set[int]) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) in pgids:
+                    out.append(int(entry.name))
+            except ProcessLookupError:
+                continue
+    return out
+
+
+def _services_listen_on_loopback_only_and_run_a_dag(stack, services) -> None:
+    """Airflow's four services as the demo started them: loopback only, a run through the API."""
+    pids = services.running()
+    assert set(pids) == set(local_airflow.SERVICES)
+    every = _group_pids({os.getpgid(p) for p in pids.values()})
+    listening = [(pid, a, p) for pid in every for a, p in proc.listening_sockets(pid)]
+    assert ("127.0.0.1", services.port) in {(a, p) for _, a, p in listening}
+    beyond = [(proc.cmdline(pid)[:60], a, p) for pid, a, p in listening if a != "127.0.0.1"]
+    assert beyond == [], f"Airflow listens beyond loopback: {beyond}"
+    result = run_dag(stack, "payment_validation", {"force": True}, timeout=300)
+    assert result.via == "api-server" and result.ok, result.tasks
+    assert {t["task_id"]: t["state"] for t in result.tasks}["check_due"] == "success"
+    passwords = Path(stack.airflow_home) / "simple_auth_manager_passwords.json"
+    assert passwords.read_text().strip() and passwords.stat().st_mode & 0o777 == 0o600
+
+
+def test_demo_prints_json_alone_and_who_approved_and_its_services_stay_on_loopback(stack):
+    services = local_airflow.Services(stack)
     try:
         done, summary = _cli("demo", "--rows", "1000", "--tps", "20", "--clients", "1", "--json", timeout=1800)
         logs = _failed_task_logs(stack) if done.returncode else ""
+        assert done.returncode == 0, done.stderr[-3000:] + logs
+        # The services the demo started are still up (a demo leaves them for the UI).
+        _services_listen_on_loopback_only_and_run_a_dag(stack, services)
+        pids = services.running()
     finally:
-        local_airflow.Services(stack).stop()
-    assert done.returncode == 0, done.stderr[-3000:] + logs
+        stopped = services.stop()
+    assert len(stopped) == 4 and not any(proc.pid_alive(p) for p in pids.values())
     assert summary["lost"] == 0 and summary["validation_after_cutover"] == "match"
     # One approval per try of approve_cutover (a retry asks again)
     assert summary["approved_by"] and all(a.startswith("admin at ") for a in summary["approved_by"])
