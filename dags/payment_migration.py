@@ -2,7 +2,8 @@
 ### payment_migration: from an empty target to "cutover ready"
 
 The runbook, step by step (task ids are the state names of the Step Functions migration state
-machine, so either can be used):
+machine, which drives the DMS task: it has the `dms` branch's states, not the `postgres-logical`
+branch's):
 
 1. **preflight**: every check before any side effect (feature flag, tables, engine preflight:
    keys, large objects, unlogged tables, extensions, an empty target), then take the migration

@@ -2,7 +2,8 @@
 ### payment_rollback: every write back on the source
 
 The runbook (task ids are the state names of the Step Functions rollback state machine where
-it has them):
+it has them; it stops another engine than dms in its `stop_replication`, through the
+rollback-steps function):
 
 1. **notify_rollback_start**, **save_rollback_state** (to the rollback bucket, before anything moves)
 2. **switch_writes_to_source**: only after a cutover. PAUSE clients, freeze the target, wait until
