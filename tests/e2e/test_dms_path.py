@@ -154,4 +154,4 @@ def test_dms_migration_cutover_and_rollback(stack, dms_story, answerer, monkeypa
     assert {op for op, _ in plane.calls} <= {
         *MUTATING, "DescribeReplicationTasks", "DescribeTableStatistics", "DescribeEndpoints",
         "DescribeConnections", "DescribeReplicationInstances"}
-    assert time.monotonic() - started < 120
+    assert time.monotonic() - started < 180  # five DAG runs: 70-85 s here on 2 idle cores
