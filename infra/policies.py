@@ -264,8 +264,10 @@ def _describe_dms_tasks() -> Doc:
 
 def migration_workflow_policy(*, checkpoints_bucket_arn: str, topic_arns: Sequence[str],
                               dms_task_arn: str, function_arn: str, key_arn: str,
-                              region: str) -> Doc:
+                              region: str, engine_parameter_arn: str) -> Doc:
     return document(
+        {"Sid": "ReadReplicationEngine", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": engine_parameter_arn},
         {"Sid": "WriteCheckpoints", "Effect": "Allow", "Action": "s3:PutObject",
          "Resource": f"{checkpoints_bucket_arn}/migration/*"},
         {"Sid": "Notify", "Effect": "Allow", "Action": "sns:Publish",
@@ -325,10 +327,10 @@ def start_validation_api_policy(*, state_machine_arn: str, parameter_arns: Seque
 
 def rollback_workflow_policy(*, rollback_bucket_arn: str, topic_arns: Sequence[str],
                              dms_task_arn: str, key_arn: str, region: str, function_arn: str,
-                             active_writer_parameter_arn: str) -> Doc:
+                             active_writer_parameter_arn: str, engine_parameter_arn: str) -> Doc:
     return document(
-        {"Sid": "ReadActiveWriter", "Effect": "Allow", "Action": "ssm:GetParameter",
-         "Resource": active_writer_parameter_arn},
+        {"Sid": "ReadActiveWriterAndEngine", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": [active_writer_parameter_arn, engine_parameter_arn]},
         {"Sid": "RunRollbackSteps", "Effect": "Allow", "Action": "lambda:InvokeFunction",
          "Resource": [function_arn, f"{function_arn}:*"]},
         {"Sid": "SaveRollbackState", "Effect": "Allow", "Action": "s3:PutObject",

@@ -1,6 +1,7 @@
 """Lambda handler of the rollback state machine's steps that reach the databases and the routers
-(``switch_writes_to_source``, ``route_traffic_to_source``, ``unfreeze_source``); the work is the
-migration service's, the same calls as the ``payment_rollback`` DAG's tasks of those ids.
+(``switch_writes_to_source``, ``stop_replication`` for an engine other than dms,
+``route_traffic_to_source``, ``unfreeze_source``); the work is the migration service's, the same
+calls as the ``payment_rollback`` DAG's tasks of those ids.
 
 Environment: ``PAYMIGRATE_ENV``. Event: ``{"step", "run_id", "input"}``, where ``input`` (the
 execution's) may carry ``max_write_pause_ms``, ``pause_timeout_seconds`` and

@@ -1,9 +1,9 @@
 """The migration, rollback and on-demand validation state machines, from
 ``paymigrate.statemachines``.
 
-Each has its own role (the migration may start the task and invoke the validator; the rollback
-may stop the task, read the active writer and invoke the rollback-steps function), logs every
-event to its log group and traces with X-Ray.
+Each has its own role (the migration may read the replication engine, start the task and invoke
+the validator; the rollback may read the active writer and the engine, stop the task and invoke
+the rollback-steps function), logs every event to its log group and traces with X-Ray.
 """
 
 from __future__ import annotations
@@ -50,32 +50,40 @@ class Workflows(pulumi.ComponentResource):
         trust = json.dumps(policies.assume_role("states.amazonaws.com"))
         a = args
 
+        active_writer = contract.path("database/active-writer", env)
+        engine = contract.path("workflow/replication-engine", env)
+
+        def parameter_arn(partition: str, account: str, path: str) -> str:
+            return f"arn:{partition}:ssm:{a.region}:{account}:parameter{path}"
+
         migration_definition = pulumi.Output.all(
             a.checkpoints_bucket, a.status_topic_arn, a.error_topic_arn, a.dms_task_arn,
             a.validation_function_arn,
         ).apply(lambda v: json.dumps(statemachines.migration_definition(
             checkpoints_bucket=v[0], status_topic_arn=v[1], error_topic_arn=v[2],
-            dms_task_arn=v[3], validation_function_arn=v[4])))
+            dms_task_arn=v[3], validation_function_arn=v[4], engine_parameter=engine)))
         migration_policy = pulumi.Output.all(
             a.checkpoints_bucket_arn, a.status_topic_arn, a.error_topic_arn, a.dms_task_arn,
-            a.validation_function_arn, a.kms_key_arn,
+            a.validation_function_arn, a.kms_key_arn, a.partition, a.account_id,
         ).apply(lambda v: json.dumps(policies.migration_workflow_policy(
             checkpoints_bucket_arn=v[0], topic_arns=[v[1], v[2]], dms_task_arn=v[3],
-            function_arn=v[4], key_arn=v[5], region=a.region)))
-        active_writer = contract.path("database/active-writer", env)
+            function_arn=v[4], key_arn=v[5], region=a.region,
+            engine_parameter_arn=parameter_arn(v[6], v[7], engine))))
         rollback_definition = pulumi.Output.all(
             a.rollback_bucket, a.status_topic_arn, a.error_topic_arn, a.dms_task_arn,
             a.rollback_steps_function_arn,
         ).apply(lambda v: json.dumps(statemachines.rollback_definition(
             rollback_bucket=v[0], status_topic_arn=v[1], error_topic_arn=v[2],
-            dms_task_arn=v[3], steps_function_arn=v[4], active_writer_parameter=active_writer)))
+            dms_task_arn=v[3], steps_function_arn=v[4], active_writer_parameter=active_writer,
+            engine_parameter=engine)))
         rollback_policy = pulumi.Output.all(
             a.rollback_bucket_arn, a.status_topic_arn, a.error_topic_arn, a.dms_task_arn,
             a.kms_key_arn, a.rollback_steps_function_arn, a.partition, a.account_id,
         ).apply(lambda v: json.dumps(policies.rollback_workflow_policy(
             rollback_bucket_arn=v[0], topic_arns=[v[1], v[2]], dms_task_arn=v[3],
             key_arn=v[4], region=a.region, function_arn=v[5],
-            active_writer_parameter_arn=f"arn:{v[6]}:ssm:{a.region}:{v[7]}:parameter{active_writer}")))
+            active_writer_parameter_arn=parameter_arn(v[6], v[7], active_writer),
+            engine_parameter_arn=parameter_arn(v[6], v[7], engine))))
 
         validation_definition = pulumi.Output.from_input(a.validation_function_arn).apply(
             lambda arn: json.dumps(statemachines.validation_definition(

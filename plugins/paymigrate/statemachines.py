@@ -9,7 +9,8 @@ console and in the Airflow UI. Polling loops need a few states with no DAG count
 uses a sensor instead): they are listed in ``*_HELPER_STATES``.
 
 >>> d = migration_definition(checkpoints_bucket="b", status_topic_arn="arn:s",
-...     error_topic_arn="arn:e", dms_task_arn="arn:t", validation_function_arn="arn:f")
+...     error_topic_arn="arn:e", dms_task_arn="arn:t", validation_function_arn="arn:f",
+...     engine_parameter="/migration/dev/workflow/replication-engine")
 >>> d["StartAt"], structural_problems(d)
 ('preflight', [])
 """
@@ -26,8 +27,11 @@ MIGRATION_STATES = (
     "preflight",
     "checkpoint_preparation",
     "notify_start",
-    "start_replication",
-    "wait_replication_running",
+    "replication_engine",
+    "prepare_replication_task",
+    "replication_start_needed",
+    "start_replication_task",
+    "wait_full_load_done",
     "checkpoint_replication",
     "validate",
     "decide",
@@ -40,6 +44,9 @@ MIGRATION_STATES = (
 MIGRATION_HELPER_STATES = (
     "preflight_check",
     "task_not_startable",
+    "record_preflight",
+    "read_replication_engine",
+    "replication_engine_not_dms",
     "plan_fresh_start",
     "plan_resume",
     "init_running_polls",
@@ -54,8 +61,11 @@ ROLLBACK_STATES = (
     "notify_rollback_start",
     "save_rollback_state",
     "switch_writes_to_source",
+    "replication_engine",
     "stop_replication",
-    "wait_replication_stopped",
+    "replication_stop_needed",
+    "stop_replication_task",
+    "wait_replication_task_stopped",
     "route_traffic_to_source",
     "unfreeze_source",
     "notify_rollback_complete",
@@ -66,9 +76,8 @@ ROLLBACK_STATES = (
 ROLLBACK_HELPER_STATES = (
     "read_active_writer",
     "cutover_happened",
+    "read_replication_engine",
     "describe_replication_before_stop",
-    "replication_stop_needed",
-    "task_not_stoppable",
     "init_stopped_polls",
     "describe_replication_stopped",
     "replication_stopped_check",
@@ -84,6 +93,9 @@ VALIDATION_STATES = ("validate", "decide", "validation_mismatch", "validation_fa
 
 # Which states have a DAG task of the same id. The Succeed/Fail terminals are not tasks: the DAG
 # run's own final state says the same thing. Helper states are the sensor's polling internals.
+# ``replication_engine`` is the DAGs' branch by engine: the machines drive the DMS task, the
+# engine infra deploys; the DAGs' postgres-logical steps have no state here, but for the rollback's
+# ``stop_replication`` (the rollback-steps function stops any engine).
 MIRRORS_DAG_TASK: dict[str, dict[str, bool]] = {
     "payment_migration": {
         **{s: s not in ("migration_failed", "cutover_ready") for s in MIGRATION_STATES},
@@ -203,6 +215,20 @@ def _describe(service: str, task_arn: str, next_state: str, failure: str) -> dic
     )
 
 
+def _get_parameter(name: str, next_state: str, failure: str, *, result_path: str) -> dict[str, Any]:
+    """A contract parameter's value, in ``<result_path>.value``."""
+    return _task(_sdk("ssm", "getParameter"), {"Name": name}, next_state, failure=failure,
+                 result_selector={"value.$": "$.Parameter.Value"}, result_path=result_path)
+
+
+def _engine_choice(dms: str, *, other: str) -> dict[str, Any]:
+    """The DAGs' ``replication_engine`` branch: on to ``dms`` when the contract's engine (read
+    into ``$.engine``) is dms, else to ``other``."""
+    return {"Type": "Choice",
+            "Choices": [{"Variable": "$.engine.value", "StringEquals": "dms", "Next": dms}],
+            "Default": other}
+
+
 def _invoke_validation(function_arn: str, payload: Any, *, failure: str) -> dict[str, Any]:
     """The validation Lambda; its result lands in ``$.validation.report``. ``payload`` is the
     event, or ``"$"`` for the state's input."""
@@ -280,10 +306,12 @@ def _check_polling(poll_seconds: int, max_polls: int) -> None:
 
 
 def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, error_topic_arn: str,
-                         dms_task_arn: str, validation_function_arn: str,
+                         dms_task_arn: str, validation_function_arn: str, engine_parameter: str,
                          sdk_service: str = "databasemigration", poll_seconds: int = 30,
                          max_polls: int = 2880) -> dict[str, Any]:
     """The migration state machine: preflight to ``cutover_ready``, or ``migration_failed``.
+    It drives the DMS task: ``replication_engine`` refuses when the contract's engine
+    (``engine_parameter``) is another.
 
     ``sdk_service`` is the DMS service name in ``aws-sdk`` task ARNs: ``databasemigration`` on
     AWS, ``dms`` in moto. The default ``max_polls`` at 30 s gives a full load 24 hours.
@@ -294,6 +322,36 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
         "preflight": _describe(sdk_service, dms_task_arn, "preflight_check", fail),
         "preflight_check": {
             "Type": "Choice",
+            "Choices": [{"Or": _status_in(_ALREADY_RUNNING + _STARTABLE_FRESH + _RESUMABLE),
+                         "Next": "record_preflight"}],
+            "Default": "task_not_startable",
+        },
+        "task_not_startable": _refuse(
+            "ReplicationTaskNotStartable",
+            "the DMS task is neither ready, stopped nor running", fail),
+        "record_preflight": {"Type": "Pass",
+                             "Parameters": {"task_status.$": "$.replication.task.Status"},
+                             "ResultPath": "$.preflight", "Next": "checkpoint_preparation"},
+        "checkpoint_preparation": _checkpoint(
+            checkpoints_bucket, "migration", "preparation", "notify_start", fail,
+            detail="$.preflight"),
+        "notify_start": _notify(
+            status_topic_arn, "Migration started",
+            "States.Format('Migration {} started: DMS task {}.', $$.Execution.Name, "
+            "$.preflight.task_status)",
+            "read_replication_engine", fail),
+        "read_replication_engine": _get_parameter(engine_parameter, "replication_engine",
+                                                  fail, result_path="$.engine"),
+        "replication_engine": _engine_choice("prepare_replication_task",
+                                             other="replication_engine_not_dms"),
+        "replication_engine_not_dms": _refuse(
+            "ReplicationEngineNotDms",
+            "workflow/replication-engine is not dms: this machine drives the DMS task only; "
+            "run the payment_migration DAG for the other engine", fail),
+        "prepare_replication_task": _describe(sdk_service, dms_task_arn,
+                                              "replication_start_needed", fail),
+        "replication_start_needed": {
+            "Type": "Choice",
             "Choices": [
                 # A rerun after replication already started resumes the wait, never starts twice.
                 {"Or": _status_in(_ALREADY_RUNNING), "Next": "init_running_polls"},
@@ -302,24 +360,13 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
             ],
             "Default": "task_not_startable",
         },
-        "task_not_startable": _refuse(
-            "ReplicationTaskNotStartable",
-            "the DMS task is neither ready, stopped nor running", fail),
         # A stopped full-load-and-cdc task must resume from its CDC position: start-replication
         # on it would truncate and reload the target.
         "plan_fresh_start": {"Type": "Pass", "Result": {"type": "start-replication"},
-                             "ResultPath": "$.start", "Next": "checkpoint_preparation"},
+                             "ResultPath": "$.start", "Next": "start_replication_task"},
         "plan_resume": {"Type": "Pass", "Result": {"type": "resume-processing"},
-                        "ResultPath": "$.start", "Next": "checkpoint_preparation"},
-        "checkpoint_preparation": _checkpoint(
-            checkpoints_bucket, "migration", "preparation", "notify_start", fail,
-            detail="$.start"),
-        "notify_start": _notify(
-            status_topic_arn, "Migration started",
-            "States.Format('Migration {} started: replication {}.', $$.Execution.Name, "
-            "$.start.type)",
-            "start_replication", fail),
-        "start_replication": _task(
+                        "ResultPath": "$.start", "Next": "start_replication_task"},
+        "start_replication_task": _task(
             _sdk(sdk_service, "startReplicationTask"),
             {"ReplicationTaskArn": dms_task_arn, "StartReplicationTaskType.$": "$.start.type"},
             "init_running_polls",
@@ -329,7 +376,7 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
             retry=[],
         ),
         **_poll_loop(
-            init="init_running_polls", wait="wait_replication_running",
+            init="init_running_polls", wait="wait_full_load_done",
             gave_up="replication_not_running", record="record_running_state",
             describe="describe_replication_running", check="replication_running_check",
             count="count_running_polls", service=sdk_service, task_arn=dms_task_arn,
@@ -377,7 +424,8 @@ def migration_definition(*, checkpoints_bucket: str, status_topic_arn: str, erro
 
 # The rollback steps that need the databases and the routers run in the rollback-steps Lambda
 # (``lambdas/rollback_steps.py``): the same migration service calls as the DAG's operators.
-ROLLBACK_LAMBDA_STEPS = ("switch_writes_to_source", "route_traffic_to_source", "unfreeze_source")
+ROLLBACK_LAMBDA_STEPS = ("switch_writes_to_source", "stop_replication", "route_traffic_to_source",
+                         "unfreeze_source")
 
 
 def _rollback_step(function_arn: str, step: str, next_state: str, failure: str, *,
@@ -401,12 +449,13 @@ def _rollback_step(function_arn: str, step: str, next_state: str, failure: str, 
 
 def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_topic_arn: str,
                         dms_task_arn: str, steps_function_arn: str, active_writer_parameter: str,
-                        sdk_service: str = "databasemigration", poll_seconds: int = 15,
-                        max_polls: int = 240) -> dict[str, Any]:
+                        engine_parameter: str, sdk_service: str = "databasemigration",
+                        poll_seconds: int = 15, max_polls: int = 240) -> dict[str, Any]:
     """The rollback state machine, state for task the ``payment_rollback`` DAG: save state;
     after a cutover (the contract's active writer is the target) drain reverse replication and
-    switch writes back (``switch_writes_to_source``); stop replication and wait until it is
-    stopped; route every client to the source; unfreeze it; notify.
+    switch writes back (``switch_writes_to_source``); stop replication (the DMS task when the
+    contract's engine, ``engine_parameter``, is dms, else through the rollback-steps function)
+    and wait until it is stopped; route every client to the source; unfreeze it; notify.
 
     The execution input may carry ``max_write_pause_ms``, ``pause_timeout_seconds`` and
     ``drain_timeout_seconds`` for the switch back, as the DAG's Params. Rerunnable: each step
@@ -423,44 +472,46 @@ def rollback_definition(*, rollback_bucket: str, status_topic_arn: str, error_to
             rollback_bucket, "rollback", "state", "read_active_writer", fail,
             # The execution input: who asked for the rollback and why.
             detail="$"),
-        "read_active_writer": _task(
-            _sdk("ssm", "getParameter"), {"Name": active_writer_parameter},
-            "cutover_happened", failure=fail,
-            result_selector={"value.$": "$.Parameter.Value"}, result_path="$.active_writer"),
+        "read_active_writer": _get_parameter(active_writer_parameter, "cutover_happened", fail,
+                                             result_path="$.active_writer"),
         "cutover_happened": {
             "Type": "Choice",
             "Choices": [{"Variable": "$.active_writer.value", "StringEquals": "target",
                          "Next": "switch_writes_to_source"}],
             # Before a cutover the source is the writer: nothing to drain or switch back.
-            "Default": "describe_replication_before_stop",
+            "Default": "read_replication_engine",
         },
         "switch_writes_to_source": _rollback_step(
-            steps_function_arn, "switch_writes_to_source", "describe_replication_before_stop",
+            steps_function_arn, "switch_writes_to_source", "read_replication_engine",
             fail, timeout=900),
+        "read_replication_engine": _get_parameter(engine_parameter, "replication_engine", fail,
+                                                  result_path="$.engine"),
+        "replication_engine": _engine_choice("describe_replication_before_stop",
+                                             other="stop_replication"),
+        # Another engine's replication is stopped where it runs, by the migration service.
+        "stop_replication": _rollback_step(
+            steps_function_arn, "stop_replication", "route_traffic_to_source", fail, timeout=120),
         "describe_replication_before_stop": _describe(
             sdk_service, dms_task_arn, "replication_stop_needed", fail),
+        # As dms_status.stop_action decides for the DAG: a task that carries nothing (stopped,
+        # never started, failed, busy) has nothing to stop.
         "replication_stop_needed": {
             "Type": "Choice",
             "Choices": [
-                {"Or": _status_in(_ALREADY_RUNNING), "Next": "stop_replication"},
+                {"Or": _status_in(_ALREADY_RUNNING), "Next": "stop_replication_task"},
                 {"Variable": "$.replication.task.Status", "StringEquals": DmsStatus.STOPPING.value,
                  "Next": "init_stopped_polls"},
-                {"Or": _status_in(dms_status.ordered(dms_status.STOPPED | dms_status.FAILED)),
-                 "Next": "record_stopped_state"},
             ],
-            "Default": "task_not_stoppable",
+            "Default": "record_stopped_state",
         },
-        "task_not_stoppable": _refuse(
-            "ReplicationTaskNotStoppable", "the DMS task is in a state rollback cannot handle",
-            fail),
-        "stop_replication": _task(
+        "stop_replication_task": _task(
             _sdk(sdk_service, "stopReplicationTask"),
             {"ReplicationTaskArn": dms_task_arn},
             "init_stopped_polls",
             failure=fail,
         ),
         **_poll_loop(
-            init="init_stopped_polls", wait="wait_replication_stopped",
+            init="init_stopped_polls", wait="wait_replication_task_stopped",
             gave_up="replication_not_stopped", record="record_stopped_state",
             describe="describe_replication_stopped", check="replication_stopped_check",
             count="count_stopped_polls", service=sdk_service, task_arn=dms_task_arn,

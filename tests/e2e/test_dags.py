@@ -221,6 +221,10 @@ def test_migration_fails_in_the_middle_notifies_and_resumes(stack, story, capfd,
     finally:
         work.stop()
     assert resumed.ok, _errors(story)
+    states = _states(resumed)
+    assert [states[t] for t in ("replication_engine", "start_replication", "wait_replication_running",
+                                "prepare_replication_task", "start_replication_task", "wait_full_load_done")] == [
+        "success", "success", "success", "skipped", "skipped", "skipped"], states
     plan = resumed.xcom["preflight"]
     assert plan["resumed"] is True and plan["migration_id"] == failed.run_id
     assert "replication" in plan["done_phases"]
@@ -292,6 +296,10 @@ def test_scheduled_validation_publishes_metrics_alerts_and_skips_when_off(stack,
 def test_rollback_after_migration_leaves_source_writable_and_replication_stopped(stack, story, capfd):
     result = _run(story, capfd, "payment_rollback", {"reason": "test: before cutover"})
     assert result.ok, _errors(story)
+    states = _states(result)
+    assert [states[t] for t in ("stop_replication", "wait_replication_stopped", "replication_stop_needed",
+                                "stop_replication_task", "wait_replication_task_stopped")] == [
+        "success", "success", "skipped", "skipped", "skipped"], states
     plan = result.xcom["save_rollback_state"]  # the migration's own engine and scope, saved first
     assert plan["engine"] == "postgres-logical" and plan["migration_id"] == _store(stack).lock().migration_id
     assert plan["saved"].startswith(f"s3://{names.bucket_name('rollback', stack.env)}/")
@@ -569,12 +577,20 @@ def test_the_aws_state_machines_run_from_airflow(stack, story, capfd):
     requests.post(f"{stack.moto_url}/moto-api/static/lambda-simple/response", timeout=10, json={
         "results": [json.dumps({statemachines.VALIDATION_OK_FIELD: True, "status": "match"})],
         "region": stack.env_vars()["AWS_DEFAULT_REGION"]}).raise_for_status()
-    for workflow, last_state in (("migration", "cutover_ready"), ("rollback", "rollback_done")):
-        result = _run(story, capfd, "payment_step_functions", {"workflow": workflow, "timeout_minutes": 5})
-        assert result.ok, _errors(story)
-        execution = result.xcom["start_state_machine"]
-        history = stack.client("stepfunctions").get_execution_history(executionArn=execution)["events"]
-        entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-        assert entered[-1] == last_state, entered
+    # The machines drive the DMS task: the contract's engine is dms, as infra deploys it.
+    ssm = stack.client("ssm")
+    engine = contract.read(ssm, stack.env)["workflow/replication-engine"]
+    contract.write(ssm, "workflow/replication-engine", "dms", stack.env)
+    try:
+        for workflow, last_state in (("migration", "cutover_ready"), ("rollback", "rollback_done")):
+            result = _run(story, capfd, "payment_step_functions", {"workflow": workflow, "timeout_minutes": 5})
+            assert result.ok, _errors(story)
+            execution = result.xcom["start_state_machine"]
+            history = stack.client("stepfunctions").get_execution_history(executionArn=execution)["events"]
+            entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+            assert entered[-1] == last_state, entered
+            assert "replication_engine" in entered, entered
+    finally:
+        contract.write(ssm, "workflow/replication-engine", engine, stack.env)
     assert dms.describe_replication_tasks(Filters=[{"Name": "replication-task-arn", "Values": [task]}])[
         "ReplicationTasks"][0]["Status"] == "stopped"

@@ -70,6 +70,21 @@ def test_start_status_stop_resume(own_task):
     assert e.status().running
 
 
+def test_prepare_start_gives_the_start_type_the_dags_start_operator_uses(own_task):
+    arn = own_task["ReplicationTaskArn"]
+    e = engine(arn)
+    first = e.prepare_start()
+    assert (first.task_arn, first.task_name, first.start_type) == (
+        arn, own_task["ReplicationTaskIdentifier"], "start-replication")
+    assert first.to_dict()["start_type"] == "start-replication"
+    aws.client("dms").start_replication_task(ReplicationTaskArn=arn,
+                                             StartReplicationTaskType=first.start_type)
+    assert (e.prepare_start().status, e.prepare_start().start_type) == ("running", None)
+    e.stop()
+    assert e.prepare_start().start_type == "resume-processing"
+    assert engine(arn, reload=True).prepare_start().start_type == "reload-target"
+
+
 def test_table_statistics_missing_in_moto_degrades_with_a_message(own_task):
     e = engine(own_task["ReplicationTaskArn"])
     started = time.monotonic()

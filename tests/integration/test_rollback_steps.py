@@ -35,6 +35,9 @@ def test_steps_before_a_cutover_and_unfreeze_on_a_frozen_source(stack, databases
     assert service.rollback_step("switch_writes_to_source", run_id="sfn-1") == {"switched": False}
     with pytest.raises(BadInput, match="max_write_pause_ms"):
         service.rollback_step("switch_writes_to_source", run_id="sfn-1", max_write_pause_ms=10)
+    # The machine's stop for an engine other than dms: here nothing replicates, nothing to stop.
+    stopped = service.rollback_step("stop_replication", run_id="sfn-1")
+    assert (stopped["state"], stopped["running"]) == ("absent", False), stopped
     ep: Endpoint = platform.endpoint("source")
     freeze(ep)
     assert is_frozen(ep)

@@ -120,6 +120,56 @@ def test_replication_and_validation_steps_act_on_the_plan(service, operator, met
     assert service.calls == [(method, {"plan": PLAN, **extra, **run})]
 
 
+def test_the_engine_branch_follows_the_plans_engine_and_fails_one_it_has_no_branch_for(service):
+    op = ops.EngineBranchOperator(task_id="replication_engine", plan_task="save_rollback_state",
+                                  branches={"postgres-logical": "stop_replication",
+                                            "dms": "replication_stop_needed"})
+    ctx = {"ti": Ti({"save_rollback_state": {**PLAN, "engine": "dms"}}), "run_id": "run-1"}
+    assert op.choose_branch(ctx) == "replication_stop_needed"
+    ctx["ti"].xcom["save_rollback_state"]["engine"] = "postgres-logical"
+    assert op.choose_branch(ctx) == "stop_replication"
+    only_dms = ops.EngineBranchOperator(task_id="only_dms", branches={"dms": "x"})
+    with pytest.raises(AirflowFailException, match="'postgres-logical' has no branch here"):
+        only_dms.choose_branch({"ti": Ti({"preflight": PLAN}), "run_id": "run-1"})
+    with pytest.raises(ValueError, match="mysql"):
+        ops.EngineBranchOperator(task_id="bad", branches={"mysql": "x"})
+    assert service.calls == []
+
+
+def test_the_dms_task_is_prepared_by_the_service_and_started_only_when_it_does_not_run(service):
+    prepared = {"task_arn": "arn:aws:dms:r:1:task:t", "task_name": "t", "status": "stopped",
+                "start_type": "resume-processing"}
+    service.returns["prepare_replication_task"] = prepared
+    assert _run(ops.PrepareReplicationTaskOperator(task_id="prepare_replication_task"))[0] == prepared
+    assert service.calls == [("prepare_replication_task", {"plan": PLAN})]
+    service.raises["prepare_replication_task"] = Refused("replicates with postgres-logical")
+    with pytest.raises(AirflowFailException, match="postgres-logical"):
+        _run(ops.PrepareReplicationTaskOperator(task_id="prepare_replication_task"))
+
+    branch = ops.ReplicationTaskStartBranchOperator(
+        task_id="replication_start_needed", prepare_task="prepare_replication_task",
+        start_task="start_replication_task", running_task="wait_full_load_done")
+    ti = Ti({"prepare_replication_task": prepared})
+    assert branch.choose_branch({"ti": ti}) == "start_replication_task"
+    ti.xcom["prepare_replication_task"] = {**prepared, "status": "running", "start_type": None}
+    assert branch.choose_branch({"ti": ti}) == "wait_full_load_done"  # a rerun: never twice
+    with pytest.raises(AirflowFailException, match="no result from the prepare_replication_task"):
+        branch.choose_branch({"ti": Ti()})
+
+
+@pytest.mark.parametrize(("action", "branch"), [
+    ("stop", "stop_replication_task"), ("wait", "wait_replication_task_stopped"),
+    ("none", "route_traffic_to_source")])
+def test_the_dms_stop_branch_follows_what_the_task_status_asks(service, action, branch):
+    service.returns["replication_task_stop"] = {"task_arn": "arn:t", "status": "?", "action": action}
+    op = ops.ReplicationTaskStopBranchOperator(
+        task_id="replication_stop_needed", plan_task="save_rollback_state",
+        stop_task="stop_replication_task", wait_task="wait_replication_task_stopped",
+        done_task="route_traffic_to_source")
+    assert op.choose_branch({"ti": Ti({"save_rollback_state": PLAN}), "run_id": "run-1"}) == branch
+    assert service.calls == [("replication_task_stop", {"plan": PLAN})]
+
+
 def test_decide_passes_the_validation_report_and_the_threshold_and_fails_a_refusal(service):
     service.returns["decide"] = {"validation": "match"}
     op = ops.DecideOperator(task_id="decide", lag_threshold="2.5")

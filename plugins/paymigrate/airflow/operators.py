@@ -8,14 +8,16 @@ XCom. The decisions live in :mod:`paymigrate.migration.service`; a refusal there
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from paymigrate.airflow.hooks import AWS_CONN_ID, MigrationHook
+from paymigrate.contract import ENGINES
 from paymigrate.cutover import CutoverAborted
 from paymigrate.errors import Refused
 from paymigrate.migration.lock import LockState
@@ -106,6 +108,68 @@ class StartReplicationOperator(MigrationOperator):
         result = self.service().start_replication(self.plan(context))
         self.log.info("replication: %s", result)
         return result
+
+
+class EngineBranchOperator(BaseBranchOperator, MigrationOperator):
+    """Follow the branch of the plan's replication engine: each engine's steps are tasks of
+    their own (the DMS ones the amazon provider's operators), so the run shows them."""
+
+    def __init__(self, *, branches: Mapping[str, str], **kwargs: Any):
+        super().__init__(**kwargs)
+        unknown = set(branches) - set(ENGINES)
+        if unknown:
+            raise ValueError(f"branches for {sorted(unknown)}, which are not engines ({', '.join(ENGINES)})")
+        self.branches = dict(branches)
+
+    def choose_branch(self, context: Context) -> str:
+        engine = self.plan(context)["engine"]
+        if engine not in self.branches:
+            raise AirflowFailException(f"the plan's engine {engine!r} has no branch here "
+                                       f"({', '.join(self.branches)})")
+        self.log.info("engine %s: %s", engine, self.branches[engine])
+        return self.branches[engine]
+
+
+class PrepareReplicationTaskOperator(MigrationOperator):
+    """engine=dms: what the DMS task needs before it starts (target schema, drain marker, slot,
+    mappings from the scope); returns its ARN and start type for ``DmsStartTaskOperator``."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with refusals_fail():
+            prepared = self.service().prepare_replication_task(self.plan(context))
+        self.log.info("DMS task %s (%s): %s", prepared["task_name"], prepared["status"],
+                      prepared["start_type"] or "runs already, nothing to start")
+        return prepared
+
+
+class ReplicationTaskStartBranchOperator(BaseBranchOperator):
+    """engine=dms: start the task (``start_task``) unless the preparation found it running
+    already, a rerun's case (then ``running_task``): replication never starts twice."""
+
+    def __init__(self, *, prepare_task: str, start_task: str, running_task: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.prepare_task, self.start_task, self.running_task = prepare_task, start_task, running_task
+
+    def choose_branch(self, context: Context) -> str:
+        prepared = context["ti"].xcom_pull(task_ids=self.prepare_task)
+        if not prepared:
+            raise AirflowFailException(f"no result from the {self.prepare_task} task in this run")
+        return self.start_task if prepared["start_type"] else self.running_task
+
+
+class ReplicationTaskStopBranchOperator(BaseBranchOperator, MigrationOperator):
+    """engine=dms: by the forward task's status, stop it (``stop_task``), wait for a stop under
+    way (``wait_task``) or, when it carries nothing, go on (``done_task``)."""
+
+    def __init__(self, *, stop_task: str, wait_task: str, done_task: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.next_task = {"stop": stop_task, "wait": wait_task, "none": done_task}
+
+    def choose_branch(self, context: Context) -> str:
+        with refusals_fail():
+            found = self.service().replication_task_stop(self.plan(context))
+        self.log.info("DMS task %s is %s", found["task_arn"], found["status"])
+        return self.next_task[found["action"]]
 
 
 class ValidateOperator(MigrationOperator):

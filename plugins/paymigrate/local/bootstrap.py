@@ -277,6 +277,7 @@ def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], 
                 for m in page["stateMachines"]}
     common: dict[str, Any] = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
               "dms_task_arn": dms["task"],
+              "engine_parameter": contract.path("workflow/replication-engine", env),
               "sdk_service": "dms"}  # moto's name for what AWS calls `databasemigration`
     definitions = {
         "migration": statemachines.migration_definition(

@@ -27,8 +27,9 @@ from paymigrate.migration import history
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan, lag_threshold, summary
 from paymigrate.migration.platform import Platform
-from paymigrate.replication import parity
+from paymigrate.replication import dms_status, parity
 from paymigrate.replication.ddl import SchemaDrift, raise_for_drift
+from paymigrate.replication.dms import DmsEngine
 from paymigrate.replication.preflight import wal_retention
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,12 @@ class MigrationService:
                 return Plan.of({**doc["plan"], "migration_id": lock.migration_id,
                                 "engine": doc["plan"].get("engine") or default})
         return Plan(migration_id=lock.migration_id, engine=default)
+
+    def rollback_plan(self, store: CheckpointStore) -> Plan:
+        """What a rollback acts on: the migration's plan, or the contract's engine when no
+        migration ran."""
+        return self.migration_plan(store) or Plan(
+            migration_id="none", engine=self.config["workflow/replication-engine"])
 
     def tables_in_scope(self, plan: Plan) -> list[str] | None:
         """The tables validation compares for ``plan``: the scope's parents (``schema.name``, a
@@ -232,8 +239,7 @@ class MigrationService:
         return the migration's plan (the rollback's later steps act on it) and where it went."""
         store = self.platform.checkpoints()
         lock = store.lock()
-        plan = self.migration_plan(store) or Plan(
-            migration_id="none", engine=self.config["workflow/replication-engine"])
+        plan = self.rollback_plan(store)
         doc = {"lock": dataclasses.asdict(lock) if lock else None,
                "active_writer": self.config["database/active-writer"],
                "mode": self.config["workflow/mode"], "plan": plan.to_dict(),
@@ -273,6 +279,32 @@ class MigrationService:
         engine.stop()
         return summary(engine.status())
 
+    # ---- the dms branch of payment_migration and payment_rollback ------------------------------
+    def _dms(self, plan: Mapping[str, Any]) -> DmsEngine:
+        engine = self.engine(Plan.of(plan))
+        if not isinstance(engine, DmsEngine):
+            raise Refused(f"this step drives a DMS task, but migration {plan.get('migration_id')} "
+                          f"replicates with {engine.engine}")
+        return engine
+
+    def prepare_replication_task(self, plan: Mapping[str, Any]) -> dict[str, Any]:
+        """Everything before the DMS task starts (:meth:`DmsEngine.prepare_start`: target schema,
+        drain marker, slot, mappings from the scope), and the task's ARN and start type (None:
+        it runs already) for the provider's ``DmsStartTaskOperator``."""
+        return self._dms(plan).prepare_start().to_dict()
+
+    def replication_task_stop(self, plan: Mapping[str, Any]) -> dict[str, Any]:
+        """What stopping the forward DMS task takes, from its status
+        (:func:`~paymigrate.replication.dms_status.stop_action`: ``stop``, ``wait`` or ``none``),
+        for the provider's ``DmsStopTaskOperator`` and sensor."""
+        task = self._dms(plan).task()
+        action = dms_status.stop_action(task["Status"])
+        log.info("DMS task %s is %s: %s", task["ReplicationTaskIdentifier"], task["Status"],
+                 {"stop": "stop it", "wait": "wait until it is stopped",
+                  "none": "nothing to stop"}[action.value])
+        return {"task_arn": task["ReplicationTaskArn"], "status": task["Status"],
+                "action": action.value}
+
     def route_to_source(self, *, run_id: str) -> dict[str, Any]:
         """Every client to the source: the route, the canary share of reads and the active-writer
         parameter; then the migration is rolled back."""
@@ -294,10 +326,10 @@ class MigrationService:
         """One step of the rollback state machine that needs the databases and the routers (its
         rollback-steps Lambda), the same call as the ``payment_rollback`` task of that id; the
         limits are the DAG's Params, with its defaults."""
+        if step == "stop_replication":  # the machine's way for an engine other than dms
+            return self.stop_replication(self.rollback_plan(self.platform.checkpoints()).to_dict())
         if step == "switch_writes_to_source":
-            store = self.platform.checkpoints()
-            plan = self.migration_plan(store) or Plan(
-                migration_id="none", engine=self.config["workflow/replication-engine"])
+            plan = self.rollback_plan(self.platform.checkpoints())
             limits = {}
             for name, value, low, high in (("max_write_pause_ms", max_write_pause_ms, 50, 600000),
                                            ("pause_timeout_seconds", pause_timeout_seconds, 0.5, 300),
@@ -315,8 +347,8 @@ class MigrationService:
             return self.route_to_source(run_id=run_id)
         if step == "unfreeze_source":
             return self.unfreeze_source()
-        raise BadInput("step", step, "not switch_writes_to_source, route_traffic_to_source or "
-                                     "unfreeze_source")
+        raise BadInput("step", step, "not switch_writes_to_source, stop_replication, "
+                                     "route_traffic_to_source or unfreeze_source")
 
     def unfreeze_source(self) -> dict[str, Any]:
         """The source writable and its fence gone (idempotent). A fence trigger whose table is

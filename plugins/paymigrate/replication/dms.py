@@ -18,10 +18,12 @@ after RESUME escapes it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg2
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 # The status words and what they mean are defined once, beside the state machines' use of them.
 RUNNING, BUSY, STATE = dms_status.WORKING, dms_status.BUSY, dms_status.ENGINE_STATE
 LATENCY_WINDOW = dt.timedelta(minutes=10)
+START_TYPES = ("start-replication", "resume-processing", "reload-target")
 # What describe_table_statistics says about DMS's own row validation of a table.
 VALIDATION_FIELDS = ("ValidationState", "ValidationStateDetails", "ValidationPendingRecords",
                      "ValidationFailedRecords", "ValidationSuspendedRecords")
@@ -98,6 +101,24 @@ def full_load_done(task: dict[str, Any]) -> bool:
     return (task.get("Status") in {"running", "stopped"} and st.get("FullLoadProgressPercent") == 100
             and not st.get("TablesLoading") and not st.get("TablesQueued")
             and not st.get("TablesErrored") and st.get("TablesLoaded", 0) > 0)
+
+
+@dataclass(frozen=True)
+class DmsStart:
+    """What :meth:`DmsEngine.prepare_start` found: the forward task, its status and its
+    ``StartReplicationTaskType`` (None: it runs already, nothing to start)."""
+
+    task_arn: str
+    task_name: str
+    status: str
+    start_type: str | None
+
+    def __post_init__(self) -> None:
+        if self.start_type not in (None, *START_TYPES):
+            raise ValueError(f"start type {self.start_type!r} is not one of {', '.join(START_TYPES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 class DmsEngine:
@@ -204,15 +225,28 @@ class DmsEngine:
         log.info("DMS preflight of %s: %d problem(s)", self.task_arn, len(problems))
         return problems
 
-    def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
-        """Before the task starts, what DMS expects to find: the schema on the target (DMS
-        only moves rows), the drain marker table on both servers, the slot the source endpoint
-        names, and the task's mappings and validation as the migration asks. Then start (or
-        resume) the task. Idempotent. DMS copies on its own: its table statistics are its
-        progress (:meth:`status`)."""
+    def prepare_start(self) -> DmsStart:
+        """Everything before the forward task starts, and how to start it: what DMS expects to
+        find (the schema on the target, as DMS only moves rows; the drain marker table on both
+        servers; the slot the source endpoint names), the task's mappings and validation as the
+        migration asks, then the start type its status and the target call for. Idempotent.
+        The DAG starts the task with the provider's ``DmsStartTaskOperator`` from this."""
         self.setup()
         self.apply_scope()
-        return self._start("forward", reload=self.reload or self._new_load())
+        task = self.task()
+        kind = start_type(task, reload=self.reload or self._new_load())
+        log.info("DMS task %s is %s: %s", task["ReplicationTaskIdentifier"], task["Status"],
+                 kind or "nothing to start")
+        return DmsStart(task["ReplicationTaskArn"], task["ReplicationTaskIdentifier"],
+                        task["Status"], kind)
+
+    def start(self, *, on_progress: ProgressSink | None = None) -> StartResult:
+        """:meth:`prepare_start`, then start (or resume) the task as it says (the command line's
+        and the Lambda's way; the DAG makes the call with the provider's operator). DMS copies
+        on its own: its table statistics are its progress (:meth:`status`)."""
+        prepared = self.prepare_start()
+        return self._start_task(prepared.task_arn, prepared.task_name, prepared.status,
+                                prepared.start_type)
 
     def _new_load(self) -> bool:
         """Whether a task that ran before (an earlier migration, a rehearsal) meets an empty
@@ -364,25 +398,20 @@ class DmsEngine:
                         "WHERE slot_name = %s AND NOT active", (name,))
             return cur.rowcount > 0
 
-    def _start(self, direction: Direction, *, cdc_start_position: str | None = None,
-               reload: bool = False) -> StartResult:
-        task = self.task(direction=direction)
-        kind = start_type(task, reload=reload)
-        if kind is not None and cdc_start_position:
-            kind = "start-replication"  # from the position given, whatever ran before
+    def _start_task(self, arn: str, name: str, status: str, kind: str | None, *,
+                    cdc_start_position: str | None = None) -> StartResult:
+        """Start the task ``kind`` says, or nothing when it is None (the task runs already)."""
         if kind is None:
-            log.info("DMS task %s is %s: nothing to start", task["ReplicationTaskIdentifier"],
-                     task["Status"])
-            return StartResult(self.engine, "already-running", task["Status"])
+            log.info("DMS task %s is %s: nothing to start", name, status)
+            return StartResult(self.engine, "already-running", status)
         extra = {"CdcStartPosition": cdc_start_position} if cdc_start_position else {}
         try:
-            self.dms.start_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"],
-                                            StartReplicationTaskType=kind, **extra)
+            self.dms.start_replication_task(ReplicationTaskArn=arn, StartReplicationTaskType=kind,
+                                            **extra)
         except ClientError as exc:
-            raise ReplicationError(f"{kind} of DMS task {task['ReplicationTaskIdentifier']} "
-                                   f"(status {task['Status']}) refused: {exc}") from None
-        log.info("DMS task %s: %s%s", task["ReplicationTaskIdentifier"], kind,
-                 f" from {cdc_start_position}" if extra else "")
+            raise ReplicationError(f"{kind} of DMS task {name} (status {status}) refused: "
+                                   f"{exc}") from None
+        log.info("DMS task %s: %s%s", name, kind, f" from {cdc_start_position}" if extra else "")
         return StartResult(self.engine, "resumed" if kind == "resume-processing" else "created", kind)
 
     # ---- status and lag ----------------------------------------------------------------------
@@ -616,7 +645,11 @@ class DmsEngine:
                                    "the target since the switch cannot be carried back; validate "
                                    "and copy them before any rollback")
         self.stop()
-        return self._start("reverse", cdc_start_position=from_position or slot[0])
+        start_type(task)  # refuses a task still busy (stopping, modifying...)
+        # start-replication from the position given, whatever ran before.
+        return self._start_task(task["ReplicationTaskArn"], task["ReplicationTaskIdentifier"],
+                                task["Status"], "start-replication",
+                                cdc_start_position=from_position or slot[0])
 
     def check_tables(self, tables: list[str]) -> None:
         """Every table of ``tables`` loaded by the forward task (DMS's table statistics)."""

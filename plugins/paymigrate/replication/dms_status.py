@@ -44,6 +44,27 @@ ENGINE_STATE: dict[DmsStatus, str] = {
 }
 
 
+class StopAction(StrEnum):
+    """What stopping a task takes, by its status (:func:`stop_action`)."""
+
+    STOP = "stop"  # it carries changes: stop it, then wait until it is stopped
+    WAIT = "wait"  # stopping already: wait
+    NONE = "none"  # it carries nothing (stopped, never started, failed, busy): nothing to stop
+
+
+def stop_action(status: str) -> StopAction:
+    """The rollback's decision for the forward task, in the DAG and the state machine alike.
+
+    >>> [stop_action(s).value for s in ("running", "stopping", "stopped", "creating")]
+    ['stop', 'wait', 'none', 'none']
+    """
+    if status in WORKING:
+        return StopAction.STOP
+    if status == D.STOPPING:
+        return StopAction.WAIT
+    return StopAction.NONE
+
+
 def ordered(statuses: frozenset[DmsStatus]) -> tuple[str, ...]:
     """The statuses as sorted plain strings (a state machine's Choice lists them in this order)."""
     return tuple(sorted(s.value for s in statuses))

@@ -305,8 +305,13 @@ def test_state_machines_are_sound_logged_and_traced(stack):
         assert statemachines.structural_problems(definition) == []
     assert set(migration["States"]) >= set(statemachines.MIGRATION_STATES)
     assert set(rollback["States"]) >= set(statemachines.ROLLBACK_STATES)
-    assert migration["States"]["start_replication"]["Parameters"]["ReplicationTaskArn"] == (
+    assert migration["States"]["start_replication_task"]["Parameters"]["ReplicationTaskArn"] == (
         exported["task_arn"])
+    assert rollback["States"]["stop_replication_task"]["Parameters"]["ReplicationTaskArn"] == (
+        exported["task_arn"])
+    for definition in (migration, rollback):
+        assert definition["States"]["read_replication_engine"]["Parameters"]["Name"] == (
+            "/migration/dev/workflow/replication-engine")
     assert migration["States"]["validate"]["Parameters"]["FunctionName"] == (
         exported["validation_arn"])
     # The rollback's switch back, route and unfreeze run in the rollback-steps function.

@@ -69,11 +69,12 @@ def test_key_policy_grants_services_only_for_this_account():
 def test_workflow_policies_touch_only_their_own_task_and_prefix():
     migration = policies.migration_workflow_policy(
         checkpoints_bucket_arn="arn:aws:s3:::cp", topic_arns=["arn:t1"], dms_task_arn="arn:task",
-        function_arn="arn:fn", key_arn="arn:key", region="eu-west-1")
+        function_arn="arn:fn", key_arn="arn:key", region="eu-west-1",
+        engine_parameter_arn="arn:engine")
     rollback = policies.rollback_workflow_policy(
         rollback_bucket_arn="arn:aws:s3:::rb", topic_arns=["arn:t1"], dms_task_arn="arn:task",
         key_arn="arn:key", region="eu-west-1", function_arn="arn:steps",
-        active_writer_parameter_arn="arn:param")
+        active_writer_parameter_arn="arn:param", engine_parameter_arn="arn:engine")
 
     def actions(doc):
         return {a for s in doc["Statement"] for a in
@@ -83,6 +84,9 @@ def test_workflow_policies_touch_only_their_own_task_and_prefix():
     assert "dms:StartReplicationTask" not in actions(rollback)
     invokes = [s for s in rollback["Statement"] if s["Action"] == "lambda:InvokeFunction"]
     assert invokes[0]["Resource"] == ["arn:steps", "arn:steps:*"]  # only the rollback steps
+    reads = [s["Resource"] for d in (migration, rollback) for s in d["Statement"]
+             if s["Action"] == "ssm:GetParameter"]
+    assert reads == ["arn:engine", ["arn:param", "arn:engine"]]  # those parameters only
     puts = [s for s in migration["Statement"] if s["Action"] == "s3:PutObject"]
     assert puts[0]["Resource"] == "arn:aws:s3:::cp/migration/*"
 

@@ -17,7 +17,8 @@ from paymigrate import statemachines as sm
 
 ARNS = dict(status_topic_arn="arn:aws:sns:eu-west-1:123456789012:s",
             error_topic_arn="arn:aws:sns:eu-west-1:123456789012:e",
-            dms_task_arn="arn:aws:dms:eu-west-1:123456789012:task:t")
+            dms_task_arn="arn:aws:dms:eu-west-1:123456789012:task:t",
+            engine_parameter="/migration/t/workflow/replication-engine")
 
 
 def migration(**kw):
@@ -92,6 +93,7 @@ def test_polling_bounds_are_checked():
 
 REGION = "us-east-1"
 ACTIVE_WRITER = "/migration/test/database/active-writer"
+ENGINE = "/migration/test/workflow/replication-engine"
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +145,7 @@ def aws(moto_server):
                                 Handler="rollback_steps.handler",
                                 Code={"ZipFile": b"not run by moto without docker"})["FunctionArn"]
     client("ssm").put_parameter(Name=ACTIVE_WRITER, Value="source", Type="String")
+    client("ssm").put_parameter(Name=ENGINE, Value="dms", Type="String")
     task = dms_objects.replication_task(dms, "task", mappings={"rules": []})
     return {"url": moto_server, "sfn": client("stepfunctions"), "s3": s3, "dms": dms,
             "role": role, "fn": fn, "steps": steps, "task": task, "topics": topics,
@@ -199,7 +202,8 @@ def _migration(aws):
     return sm.migration_definition(
         checkpoints_bucket="paymigrate-checkpoints-test", status_topic_arn=aws["topics"]["status"],
         error_topic_arn=aws["topics"]["errors"], dms_task_arn=aws["task"],
-        validation_function_arn=aws["fn"], sdk_service="dms", poll_seconds=1, max_polls=5)
+        validation_function_arn=aws["fn"], engine_parameter=ENGINE, sdk_service="dms",
+        poll_seconds=1, max_polls=5)
 
 
 def _rollback(aws):
@@ -207,7 +211,7 @@ def _rollback(aws):
         rollback_bucket="paymigrate-rollback-test", status_topic_arn=aws["topics"]["status"],
         error_topic_arn=aws["topics"]["errors"], dms_task_arn=aws["task"], sdk_service="dms",
         steps_function_arn=aws["steps"], active_writer_parameter=ACTIVE_WRITER,
-        poll_seconds=1, max_polls=5)
+        engine_parameter=ENGINE, poll_seconds=1, max_polls=5)
 
 
 @pytest.mark.integration
@@ -216,11 +220,14 @@ def test_migration_then_rollback_succeed_in_moto(aws):
     _queue_validation_report(aws, {sm.VALIDATION_OK_FIELD: True, "tables": 3})
     described, entered = _run(aws, "migration", _migration(aws))
     assert described["status"] == "SUCCEEDED", (described, entered)
-    for state in ("preflight", "plan_resume", "checkpoint_preparation", "notify_start",
-                  "start_replication", "wait_replication_running", "checkpoint_replication",
-                  "validate", "decide", "checkpoint_validation", "notify_cutover_ready",
-                  "cutover_ready"):
-        assert state in entered, (state, entered)
+    order = ["preflight", "checkpoint_preparation", "notify_start", "replication_engine",
+             "prepare_replication_task", "replication_start_needed", "plan_resume",
+             "start_replication_task", "wait_full_load_done", "checkpoint_replication",
+             "validate", "decide", "checkpoint_validation", "notify_cutover_ready",
+             "cutover_ready"]
+    assert [s for s in entered if s in order and s != "wait_full_load_done"] == [
+        s for s in order if s != "wait_full_load_done"], entered
+    assert "wait_full_load_done" in entered
     assert "notify_failure" not in entered
     keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket="paymigrate-checkpoints-test")["Contents"]}
     assert {k.rsplit("/", 1)[1] for k in keys} == {
@@ -233,17 +240,17 @@ def test_migration_then_rollback_succeed_in_moto(aws):
     _queue_lambda_results(aws, {"route": "source", "moved": False}, {"unfrozen": True})
     described, entered = _run(aws, "rollback", _rollback(aws))
     assert described["status"] == "SUCCEEDED", (described, entered)
-    assert {"save_rollback_state", "stop_replication", "wait_replication_stopped",
-            "route_traffic_to_source", "unfreeze_source", "notify_rollback_complete",
-            "rollback_done"} <= set(entered)
-    assert "switch_writes_to_source" not in entered
+    assert {"save_rollback_state", "replication_engine", "replication_stop_needed",
+            "stop_replication_task", "wait_replication_task_stopped", "route_traffic_to_source",
+            "unfreeze_source", "notify_rollback_complete", "rollback_done"} <= set(entered)
+    assert "switch_writes_to_source" not in entered and "stop_replication" not in entered
     assert aws["dms"].describe_replication_tasks()["ReplicationTasks"][0]["Status"] == "stopped"
 
     # A second rollback finds replication stopped and does not stop it again.
     _queue_lambda_results(aws, {"route": "source", "moved": False}, {"unfrozen": True})
     described, entered = _run(aws, "rollback-again", _rollback(aws))
     assert described["status"] == "SUCCEEDED"
-    assert "stop_replication" not in entered
+    assert "replication_stop_needed" in entered and "stop_replication_task" not in entered
 
 
 @pytest.mark.integration
@@ -261,7 +268,31 @@ def test_task_that_cannot_start_is_refused_by_preflight_in_moto(aws):
     # Still "creating": not startable, so nothing is checkpointed or started.
     described, entered = _run(aws, "migration-early", _migration(aws))
     assert described["status"] == "FAILED"
-    assert "start_replication" not in entered and "notify_failure" in entered
+    assert "start_replication_task" not in entered and "notify_failure" in entered
+
+
+@pytest.mark.integration
+def test_another_engine_is_refused_by_the_migration_and_stopped_by_the_rollback_steps(aws):
+    # The machines drive the DMS task; with postgres-logical in the contract the migration
+    # refuses before it starts anything, and the rollback has the rollback-steps function stop
+    # replication, as the DAG's postgres-logical branch does.
+    _stopped_task(aws)
+    aws["ssm"].put_parameter(Name=ENGINE, Value="postgres-logical", Type="String", Overwrite=True)
+    described, entered = _run(aws, "migration-logical", _migration(aws))
+    assert described["status"] == "FAILED"
+    assert entered[-4:] == ["replication_engine", "replication_engine_not_dms", "notify_failure",
+                            "migration_failed"], entered
+    assert "prepare_replication_task" not in entered
+    assert aws["dms"].describe_replication_tasks()["ReplicationTasks"][0]["Status"] == "stopped"
+
+    _queue_lambda_results(aws, {"engine": "postgres-logical", "running": False},
+                          {"route": "source", "moved": False}, {"unfrozen": True})
+    asked: list[dict] = []
+    described, entered = _run(aws, "rollback-logical", _rollback(aws), lambda_inputs=asked)
+    assert described["status"] == "SUCCEEDED", (described, entered)
+    assert "stop_replication" in entered and "replication_stop_needed" not in entered
+    assert [a["Payload"]["step"] for a in asked] == [
+        "stop_replication", "route_traffic_to_source", "unfreeze_source"]
 
 
 @pytest.mark.integration
@@ -279,9 +310,10 @@ def test_rollback_after_a_cutover_switches_writes_back_then_stops_routes_unfreez
         aws, "rollback-after-cutover", _rollback(aws), lambda_inputs=asked)
     assert described["status"] == "SUCCEEDED", (described, entered)
     order = ["notify_rollback_start", "save_rollback_state", "read_active_writer",
-             "cutover_happened", "switch_writes_to_source", "stop_replication",
-             "wait_replication_stopped", "route_traffic_to_source", "unfreeze_source",
-             "notify_rollback_complete", "rollback_done"]
+             "cutover_happened", "switch_writes_to_source", "replication_engine",
+             "replication_stop_needed", "stop_replication_task", "wait_replication_task_stopped",
+             "route_traffic_to_source", "unfreeze_source", "notify_rollback_complete",
+             "rollback_done"]
     assert [s for s in entered if s in order] == [s for s in order if s in entered]
     assert set(order) <= set(entered)
     assert "notify_failure" not in entered
