@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOCAL_POLL_SECONDS = 2  # how often the local state machines poll the DMS task
+
 ACCOUNT_ROLE_POLICY = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": [
@@ -278,7 +280,9 @@ def _state_machines(sfn: Any, env: str, role_arn: str, buckets: dict[str, str], 
     common: dict[str, Any] = {"status_topic_arn": topics["migration-status"], "error_topic_arn": topics["error-alerts"],
               "dms_task_arn": dms["task"],
               "engine_parameter": contract.path("workflow/replication-engine", env),
-              "sdk_service": "dms"}  # moto's name for what AWS calls `databasemigration`
+              "sdk_service": "dms",  # moto's name for what AWS calls `databasemigration`
+              # moto's DMS task changes state at once: polling it every 30 s would only wait.
+              "poll_seconds": LOCAL_POLL_SECONDS}
     definitions = {
         "migration": statemachines.migration_definition(
             checkpoints_bucket=buckets["checkpoints"], validation_function_arn=function_arn, **common),
