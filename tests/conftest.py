@@ -101,6 +101,23 @@ def drop_database(stack: LocalStack, side: str, name: str) -> None:
         conn.close()
 
 
+def drop_replicated_pair(stack: LocalStack, name: str, engine) -> None:
+    """Undo what a test's migration of database ``name`` left: routers resumed, both directions
+    of replication dropped, its route, the freeze and fence on both sides, both databases."""
+    from paymigrate.freeze import remove_fence, unfreeze
+
+    for node in stack.router_nodes():
+        node.console.resume(name, quiet=True)
+    for direction in ("reverse", "forward"):
+        engine.drop(direction=direction)
+    stack.remove_route(name)
+    for ep in (engine.source, engine.target):
+        unfreeze(ep)
+        remove_fence(ep)
+    for side in ("target", "source"):
+        drop_database(stack, side, name)
+
+
 @pytest.fixture
 def databases(stack: LocalStack) -> Iterator[tuple[str, str]]:
     """A fresh, empty database of the same name on source and target: ``(source_dsn, target_dsn)``."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import psycopg2
 import psycopg2.errors
 import pytest
-from conftest import create_database, drop_database
+from conftest import create_database, drop_replicated_pair
 from conftest import sql_rows as _sql
 
 from paymigrate.cutover import (
@@ -93,16 +93,7 @@ def pair(stack):
                    router_dsns=stack.app_dsns(dbname=name),
                    source_port=stack.port("source"), target_port=stack.port("target"))
     finally:
-        for node in routers:
-            node.console.resume(name, quiet=True)
-        for direction in ("reverse", "forward"):
-            engine.drop(direction=direction)
-        stack.remove_route(name)
-        for ep in (source, target):
-            unfreeze(ep)
-            remove_fence(ep)
-        for side in ("target", "source"):
-            drop_database(stack, side, name)
+        drop_replicated_pair(stack, name, engine)
 
 
 def _direct_write(dsn: str) -> None:

@@ -9,12 +9,11 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import create_database, drop_database
+from conftest import create_database, drop_replicated_pair
 from conftest import sql_rows as _sql
 
 from paymigrate.cutover import Switch, switch_writes
 from paymigrate.demo.seed import seed
-from paymigrate.freeze import remove_fence, unfreeze
 from paymigrate.local.stack import APP_USER
 from paymigrate.replication import parity
 from paymigrate.replication.logical import LogicalEngine
@@ -51,14 +50,7 @@ def migrated(stack):
         assert engine.wait_full_load(timeout=60, poll=0.2).full_load_done
         yield name, engine
     finally:
-        for direction in ("reverse", "forward"):
-            engine.drop(direction=direction)
-        stack.remove_route(name)
-        for ep in (source, target):
-            unfreeze(ep)
-            remove_fence(ep)
-        for side in ("target", "source"):
-            drop_database(stack, side, name)
+        drop_replicated_pair(stack, name, engine)
 
 
 def test_what_the_target_lacks_is_named_object_by_object(stack, migrated):
