@@ -22,7 +22,7 @@ from paymigrate.replication import (
     raise_for_problems,
 )
 from paymigrate.replication.dms import full_load_done, start_type
-from paymigrate.replication.preflight import Facts, TableFacts, evaluate, evaluate_source
+from paymigrate.replication.preflight import PreflightFacts, TableFacts, evaluate, evaluate_source
 from paymigrate.replication.schema import libpq_env, split_toc
 from paymigrate.replication.sequences import Sequence, plan
 from paymigrate.replication.versions import VersionProblem, subscription_options
@@ -88,14 +88,14 @@ def table(name="public.t", pk=True, ident="d", upd=0, dele=0, persistence="p") -
     return TableFacts(name, pk, ident, False, upd, dele, persistence)
 
 
-def facts(**kw) -> Facts:
+def facts(**kw) -> PreflightFacts:
     base = dict(source_wal_level="logical", target_wal_level="logical", max_slots=20, used_slots=0,
                 max_senders=20, used_senders=0, sync_workers=4, slot_exists=False, resuming=False,
                 tables=(table(),))
-    return Facts(**{**base, **kw})
+    return PreflightFacts(**{**base, **kw})
 
 
-def reasons(f: Facts, **kw) -> list[str]:
+def reasons(f: PreflightFacts, **kw) -> list[str]:
     return [str(p) for p in evaluate(f, **kw)[0]]
 
 

@@ -15,7 +15,7 @@ from paymigrate.validation import catalog, segments
 from paymigrate.validation import sql as dialect
 from paymigrate.validation.catalog import Column, Table
 from paymigrate.validation.differ import Tuning
-from paymigrate.validation.publish import parse_event, summary
+from paymigrate.validation.publish import parse_event, trimmed
 from paymigrate.validation.report import Report, TableResult
 
 
@@ -137,9 +137,9 @@ def test_report_caps_keys_and_counts_the_rest():
     assert (t["missing"], t["missing_count"], t["missing_omitted"]) == ([1, 2], 7, 5)
     assert t["different"] == [["a", 1]] and d["rows_per_second"] == 10
     json.dumps(d)
-    small = summary(r, keys=1)["tables"][0]
+    small = trimmed(r, keys=1)["tables"][0]
     assert (small["missing"], small["missing_omitted"]) == ([1], 6)
-    assert summary(_report(), keys=1)["ok"] is True
+    assert trimmed(_report(), keys=1)["ok"] is True
 
 
 def test_report_values_are_checked():

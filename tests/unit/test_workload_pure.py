@@ -10,7 +10,7 @@ import pytest
 
 from paymigrate.workload import ops
 from paymigrate.workload.ledger import LedgerWriter, read_ledger
-from paymigrate.workload.report import Facts, judge, longest_stall, percentile
+from paymigrate.workload.report import HeldFacts, judge, longest_stall, percentile
 
 PAY = ops.authorize(key="k1", currency="EUR", amount=Decimal("10.5"), payer=1, payee=4001,
                     clearing=4401)
@@ -49,11 +49,11 @@ def test_reached_orders_states_along_their_branch(status, wanted, expected):
     assert ops.reached(status, wanted) is expected
 
 
-def _facts(op: ops.Operation, **changes) -> Facts:
+def _facts(op: ops.Operation, **changes) -> HeldFacts:
     base = dict(events=1, lines=len(op.lines), lines_abs=sum(abs(a) for _, _, a in op.lines),
                 payments_by_key=1 if op.kind == "authorize" else 0,
                 payment=(op.after.status, op.after.amount, op.after.refunded, PAY.key))
-    return Facts(**{**base, **changes})
+    return HeldFacts(**{**base, **changes})
 
 
 def test_judge_finds_a_complete_operation_and_names_what_is_missing():

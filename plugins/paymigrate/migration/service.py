@@ -516,7 +516,7 @@ class MigrationService:
             return {VALIDATION_OK_FIELD: False, "status": "error", "error": str(exc), "mismatches": None}
         metrics.put(self.platform.cloudwatch(),
                     metrics.run_data(env, publish.figures(report), seconds=report.seconds))
-        result = publish.summary(report, keys=min(publish.ALERT_KEYS, report.max_keys))
+        result = publish.trimmed(report, keys=min(publish.ALERT_KEYS, report.max_keys))
         if not result[VALIDATION_OK_FIELD]:
             log.warning("validation found %d differing rows in %s", report.mismatches,
                         ", ".join(report.mismatched_tables))

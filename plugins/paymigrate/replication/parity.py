@@ -105,10 +105,10 @@ class Difference:
         return f"{self.kind} {self.name}: {self.problem}"
 
 
-Facts = Mapping[str, Mapping[str, Any]]  # kind -> {name: state}
+SchemaFacts = Mapping[str, Mapping[str, Any]]  # kind -> {name: state}
 
 
-def compare(source: Facts, target: Facts) -> list[Difference]:
+def compare(source: SchemaFacts, target: SchemaFacts) -> list[Difference]:
     """What the target lacks, or holds in a worse state, kind by kind.
 
     >>> compare({"trigger": {"public.t.audit": "O"}, "index": {"public.t_pkey": True}},

@@ -68,7 +68,7 @@ class TableFacts:
 
 
 @dataclass(frozen=True)
-class Facts:
+class PreflightFacts:
     """Everything preflight looks at, read from both sides at one moment."""
 
     source_wal_level: str
@@ -90,7 +90,7 @@ class Facts:
     target_version: int = 0
 
 
-def evaluate(facts: Facts, *, replica_identity_full: bool = False,
+def evaluate(facts: PreflightFacts, *, replica_identity_full: bool = False,
              replica_identity_index: bool = False,
              table_sync: bool = True) -> tuple[list[Problem], list[str]]:
     """``(problems, warnings)``: problems refuse the start, warnings are logged.
@@ -204,8 +204,8 @@ def table_names(cur, oids: list[int]) -> list[str]:
 
 
 def gather(scur, tcur, *, oids: list[int], unknown: list[str], slot: str,
-           subscription: str) -> Facts:
-    """Read :class:`Facts` through a source cursor and a target cursor."""
+           subscription: str) -> PreflightFacts:
+    """Read :class:`PreflightFacts` through a source cursor and a target cursor."""
     def setting(cur, name: str) -> str:
         cur.execute("SELECT current_setting(%s)", (name,))
         return cur.fetchone()[0]
@@ -233,7 +233,7 @@ def gather(scur, tcur, *, oids: list[int], unknown: list[str], slot: str,
     tcur.execute("SELECT count(*) > 0 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid "
                  "WHERE s.subname = %s AND d.datname = current_database()", (subscription,))
     resuming = tcur.fetchone()[0]
-    return Facts(
+    return PreflightFacts(
         source_wal_level=setting(scur, "wal_level"), target_wal_level=setting(tcur, "wal_level"),
         max_slots=int(setting(scur, "max_replication_slots")), used_slots=used_slots,
         max_senders=int(setting(scur, "max_wal_senders")), used_senders=used_senders,

@@ -62,7 +62,7 @@ ORDER BY 3 DESC, 1
 
 
 @dataclass(frozen=True)
-class Table:
+class CopiedTable:
     name: str  # format('%I.%I')
     columns: tuple[str, ...]  # quoted; generated columns left out (the target computes them)
     size: int  # bytes on the source, for the largest-first order
@@ -75,10 +75,10 @@ class Table:
         return f"COPY {self.name}{cols} FROM STDIN (FORMAT {fmt}, FREEZE)"
 
 
-def tables_to_copy(cur, oids: list[int]) -> list[Table]:
+def tables_to_copy(cur, oids: list[int]) -> list[CopiedTable]:
     """The tables of ``oids`` with their copied columns, largest first."""
     cur.execute(_TABLES, (oids,))
-    return [Table(name, tuple(cols), int(size), int(rows) if rows >= 0 else None)
+    return [CopiedTable(name, tuple(cols), int(size), int(rows) if rows >= 0 else None)
             for name, cols, size, rows in cur.fetchall()]
 
 
@@ -129,7 +129,7 @@ WHERE p.datname = current_database() AND p.command = 'COPY FROM'
 class _Watch:
     """What the copy's workers did so far, for :func:`copy_tables`'s progress samples."""
 
-    def __init__(self, tables: list[Table], target: Endpoint):
+    def __init__(self, tables: list[CopiedTable], target: Endpoint):
         self.tables, self.target = tables, target
         self.started: dict[str, float] = {}
         self.finished: dict[str, tuple[int, float]] = {}  # rows, seconds
@@ -242,7 +242,7 @@ class _Connections:
                     pass  # already closed or its server is gone: nothing left to cancel
 
 
-def copy_table(table: Table, *, source: Endpoint, target: Endpoint, snapshot: str, binary: bool,
+def copy_table(table: CopiedTable, *, source: Endpoint, target: Endpoint, snapshot: str, binary: bool,
                conns: _Connections | None = None) -> int:
     """Copy one table as of ``snapshot``; returns its rows. Commits only a complete copy."""
     fmt = "binary" if binary else "text"
@@ -331,7 +331,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _copy_with_retries(table: Table, *, conns: _Connections, attempts: int, reconnect: float,
+def _copy_with_retries(table: CopiedTable, *, conns: _Connections, attempts: int, reconnect: float,
                        watch: _Watch, **kw) -> int:
     for attempt in range(1, attempts + 1):
         started = watch.started[table.name] = time.monotonic()
@@ -355,7 +355,7 @@ def _copy_with_retries(table: Table, *, conns: _Connections, attempts: int, reco
     raise AssertionError("unreachable")
 
 
-def copy_tables(tables: list[Table], *, source: Endpoint, target: Endpoint, snapshot: ExportedSnapshot,
+def copy_tables(tables: list[CopiedTable], *, source: Endpoint, target: Endpoint, snapshot: ExportedSnapshot,
                 binary: bool = True, jobs: int = 2, progress: float = 10.0,
                 on_progress: Callable[[CopyProgress], None] | None = None,
                 attempts: int = ATTEMPTS, reconnect: float = RECONNECT_SECONDS) -> CopyReport:

@@ -29,7 +29,7 @@ from paymigrate.validation import segments as seg
 from paymigrate.validation import sql as dialect
 from paymigrate.validation.catalog import Table
 from paymigrate.validation.report import TableResult
-from paymigrate.validation.sides import Pair, Side
+from paymigrate.validation.sides import Pair, Session
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _snapshot_pass(pair: Pair, table: Table, max_keys: int, catch_up: CatchUp | 
     return found, caught_up
 
 
-def _begin(side: Side, tuning: Tuning, *, snapshot: bool = True) -> None:
+def _begin(side: Session, tuning: Tuning, *, snapshot: bool = True) -> None:
     side.begin()
     if tuning.parallel:
         side.execute(dialect.PARALLEL_SETTINGS)
@@ -184,7 +184,7 @@ def _begin(side: Side, tuning: Tuning, *, snapshot: bool = True) -> None:
         side.query("SELECT 1")  # a REPEATABLE READ snapshot is taken by the first query
 
 
-def _estimate(side: Side, table: Table) -> tuple[float, float]:
+def _estimate(side: Session, table: Table) -> tuple[float, float]:
     """``(rows, bytes)`` of ``table`` on ``side``: the planner's rows, or a count."""
     rows = side.query(dialect.estimate(), (table.schema, table.name))
     reltuples, size = rows[0] if rows else (-1, 0)
@@ -194,7 +194,7 @@ def _estimate(side: Side, table: Table) -> tuple[float, float]:
     return float(reltuples), float(size or 0)
 
 
-def _segment_count(side: Side, table: Table, tuning: Tuning, max_segments: int) -> tuple[int, float]:
+def _segment_count(side: Session, table: Table, tuning: Tuning, max_segments: int) -> tuple[int, float]:
     """How many top-level segments (by rows and by bytes, the finer) and the estimated rows."""
     rows, size = _estimate(side, table)
     n = seg.segment_count(estimated_rows=rows, rows_per_segment=tuning.rows_per_segment,
@@ -236,7 +236,7 @@ def _keyed(pair: Pair, table: Table, max_keys: int, tuning: Tuning) -> Found:
     return found
 
 
-def _aggregates(side: Side, table: Table, bounds: list[tuple[str, ...]], where) -> dict[int, tuple]:
+def _aggregates(side: Session, table: Table, bounds: list[tuple[str, ...]], where) -> dict[int, tuple]:
     """``{segment number: (count, sum of high halves, sum of low halves)}`` of rows in ``where``."""
     return {int(s): (int(c), int(hi), int(lo))
             for s, c, hi, lo in side.query(dialect.aggregates(table, bounds, where))}
@@ -309,7 +309,7 @@ def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
     return found
 
 
-def _copies(side: Side, table: Table, buckets: int, wanted: list[int]) -> dict[tuple, int]:
+def _copies(side: Session, table: Table, buckets: int, wanted: list[int]) -> dict[tuple, int]:
     """``{row hash: copies}`` of the rows in the ``wanted`` buckets."""
     return {(int(h),): int(n) for h, n in side.query(dialect.multiset_rows(table, buckets, wanted))}
 
@@ -399,7 +399,7 @@ def _recheck_keys(pair: Pair, table: Table, before: Found, catch_up: CatchUp,
     texts = [tuple(str(v) for v in k) for k in keys]
     batches = [texts[i:i + tuning.recheck_batch] for i in range(0, len(texts), tuning.recheck_batch)]
 
-    def fetch(side: Side) -> dict[Key, tuple]:
+    def fetch(side: Session) -> dict[Key, tuple]:
         out: dict[Key, tuple] = {}
         for batch in batches:
             out.update(_hashes_by_key(side.query(dialect.rows(table, dialect.keys_where(table, batch)))))

@@ -21,7 +21,7 @@ from paymigrate.validation import sql as dialect
 from paymigrate.validation.differ import DEFAULT_TUNING, CatchUp, Tuning, compare_table
 from paymigrate.validation.progress import Progress
 from paymigrate.validation.report import Report, TableResult
-from paymigrate.validation.sides import Pair, Side
+from paymigrate.validation.sides import Pair, Session
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def _check_max_keys(max_keys: int) -> None:
         raise ValueError(f"max_keys {max_keys!r} must be a non-negative integer")
 
 
-def _discover(side: Side, schemas: Sequence[str] | None) -> dict[str, catalog.Table]:
+def _discover(side: Session, schemas: Sequence[str] | None) -> dict[str, catalog.Table]:
     side.begin()
     try:
         return catalog.discover(_Cursor(side), schemas=schemas)
@@ -40,9 +40,9 @@ def _discover(side: Side, schemas: Sequence[str] | None) -> dict[str, catalog.Ta
 
 
 class _Cursor:
-    """The two cursor methods the catalog reader needs, over a :class:`Side` (errors wrapped)."""
+    """The two cursor methods the catalog reader needs, over a :class:`Session` (errors wrapped)."""
 
-    def __init__(self, side: Side):
+    def __init__(self, side: Session):
         self._side = side
         self._rows: list[tuple] = []
 
@@ -89,7 +89,7 @@ def validate(*, source: str | Endpoint, target: str | Endpoint,
     return report
 
 
-def _estimates(side: Side, tables: Sequence[catalog.Table]) -> dict[str, tuple[int, int]]:
+def _estimates(side: Session, tables: Sequence[catalog.Table]) -> dict[str, tuple[int, int]]:
     """``{table: (planner rows, bytes)}`` on ``side``; rows 0 for a table never analyzed."""
     side.begin()
     try:
@@ -160,7 +160,7 @@ def validate_table(*, source: str | Endpoint, target: str | Endpoint, table: str
 def list_tables(*, source: str | Endpoint, schemas: Sequence[str] | None = None,
                 tables: Sequence[str] | None = None) -> list[str]:
     """The ``schema.name`` of every table the source has that a validation would compare."""
-    side = Side("source", source)
+    side = Session("source", source)
     try:
         return catalog.select(_discover(side, schemas), tables, side="source")
     finally:

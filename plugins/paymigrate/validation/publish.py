@@ -40,7 +40,7 @@ def run(*, env: str, ssm: Any, secrets: Any, cloudwatch: Any, sns: Any,
     return MigrationService(platform).run_validation(**options, validate_fn=validate_fn)
 
 
-def summary(report: Report, *, keys: int) -> dict[str, Any]:
+def trimmed(report: Report, *, keys: int) -> dict[str, Any]:
     """The report with at most ``keys`` keys per kind and table: small enough for SNS and
     Step Functions (256 KB), still naming where to look."""
     full = report.to_dict()

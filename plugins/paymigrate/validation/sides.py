@@ -40,7 +40,7 @@ def safe_name(target: Endpoint | str) -> str:
     return f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', '5432')}/{p.get('dbname', '')}"
 
 
-class Side:
+class Session:
     """One side's connection; ``query`` runs in the current snapshot (opened by ``begin``)."""
 
     def __init__(self, role: str, target: Endpoint | str):
@@ -101,7 +101,7 @@ class Pair:
     def __init__(self, source: Endpoint | str, target: Endpoint | str):
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="validate")
         try:
-            futures = [self._pool.submit(Side, "source", source), self._pool.submit(Side, "target", target)]
+            futures = [self._pool.submit(Session, "source", source), self._pool.submit(Session, "target", target)]
             sides = [f.result() for f in futures]
         except BaseException:
             for f in futures:
@@ -111,7 +111,7 @@ class Pair:
             raise
         self.source, self.target = sides
 
-    def both(self, fn: Callable[[Side], T]) -> tuple[T, T]:
+    def both(self, fn: Callable[[Session], T]) -> tuple[T, T]:
         """``fn`` on each side concurrently: ``(source result, target result)``."""
         fs, ft = self._pool.submit(fn, self.source), self._pool.submit(fn, self.target)
         # Wait for both before raising, so no query is still running on a side we abandon.

@@ -54,7 +54,7 @@ EXAMPLES = 10
 
 
 @dataclass(frozen=True)
-class Facts:
+class HeldFacts:
     """What the database holds for one operation's keys."""
 
     events: int = 0
@@ -76,7 +76,7 @@ class Verdict:
     extra: tuple[str, ...] = ()
 
 
-def judge(op: dict, f: Facts) -> Verdict:
+def judge(op: dict, f: HeldFacts) -> Verdict:
     """Found / duplicated for one ledger ``op`` record given the database's ``f``acts."""
     missing, extra = [], []
     if f.events == 0:
@@ -255,15 +255,15 @@ def report(*, directory: Path | str, against_dsn: str) -> WorkloadReport:
     return result
 
 
-def fetch_facts(cur, records: list[dict]) -> list[Facts]:
-    """The database's :class:`Facts` for each record, fetched in chunks by key."""
-    out: list[Facts] = []
+def fetch_facts(cur, records: list[dict]) -> list[HeldFacts]:
+    """The database's :class:`HeldFacts` for each record, fetched in chunks by key."""
+    out: list[HeldFacts] = []
     for i in range(0, len(records), CHUNK):
         out.extend(_chunk_facts(cur, records[i:i + CHUNK]))
     return out
 
 
-def _chunk_facts(cur, chunk: list[dict]) -> list[Facts]:
+def _chunk_facts(cur, chunk: list[dict]) -> list[HeldFacts]:
     keys = [r["key"] for r in chunk]
     txns = [r["txn"] for r in chunk]
     pids = sorted({r["payment"] for r in chunk})
@@ -292,7 +292,7 @@ def _chunk_facts(cur, chunk: list[dict]) -> list[Facts]:
     for r in chunk:
         n_lines, abs_sum = lines.get(r["txn"], (0, Decimal(0)))
         n_refunds, refund_sum = refunds.get(r["key"], (0, None))
-        facts.append(Facts(events=events.get(r["key"], 0), lines=n_lines, lines_abs=abs_sum,
+        facts.append(HeldFacts(events=events.get(r["key"], 0), lines=n_lines, lines_abs=abs_sum,
                            payments_by_key=by_key.get(r["key"], 0),
                            payment=payments.get(r["payment"]), hold=r["payment"] in holds,
                            refunds_by_key=n_refunds, refund_amount=refund_sum,
