@@ -35,6 +35,7 @@ bench: prereqs
 # 30 minutes of replication at 200 TPS with real faults at random moments (not in make test);
 # SOAK_ARGS passes options, e.g. make soak SOAK_ARGS="--minutes 5".
 soak: prereqs
+	$(VENV)/bin/pytest -m soak
 	$(VENV)/bin/python -m bench.soak $(SOAK_ARGS)
 
 prereqs: venv tools
