@@ -28,13 +28,16 @@ import psycopg2.errors
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
 from paymigrate.freeze import FENCE_TRIGGER
-from paymigrate.scope import INTERNAL_SCHEMAS
+from paymigrate.scope import INTERNAL_SCHEMAS, INTERNAL_TABLE_PREFIX
 
 log = logging.getLogger(__name__)
 
-# Objects of the application: not in a system or engine schema, not members of an extension.
+_INTERNAL_LIKE = INTERNAL_TABLE_PREFIX.replace("_", "\\_") + "%"  # a LIKE pattern
+
+# Objects of the application: not in a system or engine schema, not members of an extension,
+# not what DMS puts beside them on the source (its DDL capture: awsdms_* tables and functions).
 _USER_OBJECT = """
-  n.nspname <> ALL (%(internal)s) AND n.nspname NOT LIKE 'pg\\_%%'
+  n.nspname <> ALL (%(internal)s) AND n.nspname NOT LIKE 'pg\\_%%' AND {name} NOT LIKE %(internal_prefix)s
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                    WHERE d.classid = %(catalog)s::regclass AND d.objid = {oid} AND d.deptype = 'e')
 """
@@ -43,16 +46,17 @@ _FACTS = {
     "extension": "SELECT extname, NULL FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'",
     "view": "SELECT format('%%I.%%I', n.nspname, c.relname), NULL FROM pg_catalog.pg_class c "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'v' AND "
-            + _USER_OBJECT.format(oid="c.oid"),
+            + _USER_OBJECT.format(oid="c.oid", name="c.relname"),
     "materialized view": "SELECT format('%%I.%%I', n.nspname, c.relname), c.relispopulated "
                          "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
                          "ON n.oid = c.relnamespace WHERE c.relkind = 'm' AND "
-                         + _USER_OBJECT.format(oid="c.oid"),
+                         + _USER_OBJECT.format(oid="c.oid", name="c.relname"),
     "function": "SELECT p.oid::pg_catalog.regprocedure::text, NULL FROM pg_catalog.pg_proc p "
                 "JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE "
-                + _USER_OBJECT.format(oid="p.oid"),
+                + _USER_OBJECT.format(oid="p.oid", name="p.proname"),
     "trigger": "SELECT format('%%s.%%I', t.tgrelid::pg_catalog.regclass, t.tgname), t.tgenabled "
                "FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal AND t.tgname <> %(fence)s "
+               "AND t.tgname NOT LIKE %(internal_prefix)s "
                "AND t.tgrelid::pg_catalog.regclass::text = ANY(%(tables)s)",
     "index": "SELECT format('%%I.%%I', n.nspname, i.relname), x.indisvalid FROM pg_catalog.pg_index x "
              "JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid "
@@ -80,7 +84,7 @@ SELECT format('%%I.%%I', n.nspname, c.relname), c.relkind = 'S', coalesce(r.roln
    AND ((c.relkind IN ('r', 'p') AND format('%%I.%%I', n.nspname, c.relname) = ANY(%(tables)s))
         OR (c.relkind IN ('v', 'm', 'S') AND {user}))
  ORDER BY 1, 3, 4
-""".format(user=_USER_OBJECT.format(oid="c.oid"))
+""".format(user=_USER_OBJECT.format(oid="c.oid", name="c.relname"))
 
 # Of the privileges the source holds, those the target does not (the object there, the role too).
 _MISSING_PRIVILEGES = """
@@ -144,7 +148,8 @@ def facts(cur: Any, tables: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Every fact :func:`compare` uses, read through ``cur`` (names qualified whatever the
     session's search path)."""
     cur.execute("SET search_path = pg_catalog")
-    params = {"internal": list(INTERNAL_SCHEMAS), "tables": list(tables), "fence": FENCE_TRIGGER}
+    params = {"internal": list(INTERNAL_SCHEMAS), "tables": list(tables), "fence": FENCE_TRIGGER,
+              "internal_prefix": _INTERNAL_LIKE}
     out: dict[str, dict[str, Any]] = {}
     for kind, sql in _FACTS.items():
         catalog = "pg_catalog.pg_proc" if kind == "function" else "pg_catalog.pg_class"
@@ -159,7 +164,8 @@ def check(*, source: Endpoint, target: Endpoint, tables: Sequence[str]) -> list[
     with connection(source) as conn, conn.cursor() as cur:
         on_source = facts(cur, tables)
         cur.execute(_PRIVILEGES, {"internal": list(INTERNAL_SCHEMAS), "tables": list(tables),
-                                  "catalog": "pg_catalog.pg_class"})
+                                  "catalog": "pg_catalog.pg_class",
+                                  "internal_prefix": _INTERNAL_LIKE})
         privileges = cur.fetchall()
     with connection(target) as conn, conn.cursor() as cur:
         on_target = facts(cur, tables)
