@@ -23,7 +23,7 @@ up: prereqs
 down: venv
 	$(VENV)/bin/paymigrate down
 
-# ruff on everything; mypy on the package (its settings are in pyproject.toml).
+# ruff on everything; mypy on the runtime package and the dev harness (settings in pyproject.toml).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -16,7 +16,7 @@ from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
 from paymigrate.db import query as execute  # noqa: F401 (the benchmarks import it from here)
-from paymigrate.local.stack import APP_USER, LocalStack
+from paymigrate_dev.local.stack import APP_USER, LocalStack
 
 
 def fresh_db(stack: LocalStack, side: str, name: str) -> str:

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 from psycopg2 import sql  # noqa: E402
 
 from bench.common import execute, fresh_db  # noqa: E402
-from paymigrate.local.stack import LocalStack  # noqa: E402
 from paymigrate.replication.logical import LogicalEngine  # noqa: E402
 from paymigrate.replication.schema import tool  # noqa: E402
+from paymigrate_dev.local.stack import LocalStack  # noqa: E402
 
 SOURCE_DB = "bench_copy"
 FILL = """

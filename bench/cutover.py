@@ -37,13 +37,13 @@ from psycopg2 import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from bench.common import execute, fresh_db  # noqa: E402
-from paymigrate.cutover import SWITCH_STEPS, Switch, switch_back, switch_writes  # noqa: E402
-from paymigrate.demo.seed import seed  # noqa: E402
-from paymigrate.freeze import remove_fence, unfreeze  # noqa: E402
-from paymigrate.local.stack import LocalStack  # noqa: E402
+from paymigrate.cutover.freeze import remove_fence, unfreeze  # noqa: E402
+from paymigrate.cutover.switch import SWITCH_STEPS, Switch, switch_back, switch_writes  # noqa: E402
 from paymigrate.replication.logical import LogicalEngine  # noqa: E402
 from paymigrate.routing.fleet import RouterNode, on_every  # noqa: E402
-from paymigrate.workload import Workload, report  # noqa: E402
+from paymigrate_dev.demo.seed import seed  # noqa: E402
+from paymigrate_dev.local.stack import LocalStack  # noqa: E402
+from paymigrate_dev.workload import Workload, report  # noqa: E402
 
 log = logging.getLogger("bench.cutover")
 

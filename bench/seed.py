@@ -33,9 +33,9 @@ from psycopg2 import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
 from bench.common import execute  # noqa: E402
-from paymigrate.demo.seed import _read, load_steps, seed  # noqa: E402
-from paymigrate.local import proc  # noqa: E402
-from paymigrate.local.stack import LocalStack  # noqa: E402
+from paymigrate_dev.demo.seed import _read, load_steps, seed  # noqa: E402
+from paymigrate_dev.local import proc  # noqa: E402
+from paymigrate_dev.local.stack import LocalStack  # noqa: E402
 
 DB = "bench_seed"
 

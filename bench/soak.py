@@ -4,7 +4,7 @@ time, with real faults injected at random moments; not part of ``make test``.
 A stack of its own (a throw-away home, its own ports) is seeded and migrated with the
 postgres-logical engine. The workload then writes through PgBouncer at ``--tps`` for
 ``--minutes``, while every ``--every`` seconds (give or take half) one fault from
-:mod:`paymigrate.local.faults` is injected: the walsender terminated, the source or the target
+:mod:`paymigrate_dev.local.faults` is injected: the walsender terminated, the source or the target
 SIGKILLed and restarted, PgBouncer SIGKILLed and restarted. After each fault, replication must
 catch up within ``--catch-up`` seconds. Every ``--validate-every`` seconds, and at the end, the
 tables are validated with the engine's catch-up. At the end the workload's ledger is checked
@@ -26,14 +26,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from paymigrate import names
-from paymigrate.demo.seed import seed
-from paymigrate.local import faults
-from paymigrate.local.demo import reset
-from paymigrate.local.stack import LocalStack
+from paymigrate.aws import names
 from paymigrate.replication.logical import LogicalEngine
 from paymigrate.validation import validate
-from paymigrate.workload import Workload, report
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local import faults
+from paymigrate_dev.local.demo import reset
+from paymigrate_dev.local.stack import LocalStack
+from paymigrate_dev.workload import Workload, report
 
 log = logging.getLogger("soak")
 

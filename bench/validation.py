@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         admins = (args.source, args.target)
         passwords = (args.source_password, args.target_password)
     else:
-        from paymigrate.local.stack import LocalStack
+        from paymigrate_dev.local.stack import LocalStack
 
         home = Path(tempfile.mkdtemp(prefix="paymigrate-bench-"))
         home.chmod(0o755)

@@ -1,6 +1,6 @@
 """Validation of the whole demo schema (7 tables, every key shape) against a lower bound and reladiff.
 
-Both sides are seeded alike (``paymigrate.demo.seed``, same seed: equal data), then a few
+Both sides are seeded alike (``paymigrate_dev.demo.seed``, same seed: equal data), then a few
 differences are made on the target in five tables: the bigint key of accounts, the uuid keys of
 payments and payment_events' bigint, the (uuid, smallint) key of ledger_lines, and the keyless
 settlement_staging. Measured, in this order:
@@ -31,11 +31,11 @@ from psycopg2.extensions import make_dsn, parse_dsn
 
 from bench.common import ServerCpu, cpu_of, execute, reladiff, uri
 from paymigrate.db import Endpoint
-from paymigrate.demo.seed import TABLES, seed
 from paymigrate.replication.logical import LogicalEngine
 from paymigrate.validation import validate, validate_table
 from paymigrate.validation.report import Report
-from paymigrate.workload import Workload, WorkloadStats
+from paymigrate_dev.demo.seed import TABLES, seed
+from paymigrate_dev.workload import Workload, WorkloadStats
 
 COMPOSITE = "ledger_lines"
 KEYS = {"accounts": ("id",), "payments": ("id",), "payment_holds": ("payment_id",),

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-from paymigrate.demo.seed import seed  # noqa: E402
-from paymigrate.local import proc  # noqa: E402
-from paymigrate.local.stack import LocalStack  # noqa: E402
-from paymigrate.workload import Workload, report  # noqa: E402
+from paymigrate_dev.demo.seed import seed  # noqa: E402
+from paymigrate_dev.local import proc  # noqa: E402
+from paymigrate_dev.local.stack import LocalStack  # noqa: E402
+from paymigrate_dev.workload import Workload, report  # noqa: E402
 
 PGBENCH_SCRIPT = """\
 \\set c random(0, 999)

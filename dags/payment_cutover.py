@@ -38,9 +38,11 @@ from __future__ import annotations
 from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
-from paymigrate.airflow.approval import CutoverApprovalOperator
-from paymigrate.airflow.defaults import ON_DEMAND, lag_threshold_param
-from paymigrate.airflow.operators import (
+from paymigrate.cutover.switch import SWITCH_STEPS
+from paymigrate.migration.lock import LockState
+from paymigrate.provider.approval import CutoverApprovalOperator
+from paymigrate.provider.defaults import ON_DEMAND, lag_threshold_param
+from paymigrate.provider.operators import (
     AttachReverseOperator,
     CheckpointOperator,
     CutoverPreflightOperator,
@@ -49,9 +51,7 @@ from paymigrate.airflow.operators import (
     ValidateNewWriterOperator,
     WriteSwitchOperator,
 )
-from paymigrate.airflow.sensors import ReplicationSensor
-from paymigrate.cutover import SWITCH_STEPS
-from paymigrate.migration.lock import LockState
+from paymigrate.provider.sensors import ReplicationSensor
 
 PLAN = "preflight_cutover"  # the task whose result the later steps read
 

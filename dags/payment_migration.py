@@ -39,8 +39,9 @@ from airflow.providers.amazon.aws.operators.dms import DmsStartTaskOperator
 from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
-from paymigrate.airflow.defaults import ON_DEMAND, engine_param, lag_threshold_param, table_list
-from paymigrate.airflow.operators import (
+from paymigrate.migration.lock import LockState
+from paymigrate.provider.defaults import ON_DEMAND, engine_param, lag_threshold_param, table_list
+from paymigrate.provider.operators import (
     CheckpointOperator,
     DecideOperator,
     EngineBranchOperator,
@@ -51,8 +52,7 @@ from paymigrate.airflow.operators import (
     StartReplicationOperator,
     ValidateOperator,
 )
-from paymigrate.airflow.sensors import ReplicationSensor
-from paymigrate.migration.lock import LockState
+from paymigrate.provider.sensors import ReplicationSensor
 
 with DAG(
     dag_id="payment_migration",

@@ -30,8 +30,8 @@ from airflow.providers.amazon.aws.operators.sns import SnsPublishOperator
 from airflow.providers.amazon.aws.sensors.dms import DmsTaskCompletedSensor
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
-from paymigrate.airflow.defaults import ON_DEMAND
-from paymigrate.airflow.operators import (
+from paymigrate.provider.defaults import ON_DEMAND
+from paymigrate.provider.operators import (
     EngineBranchOperator,
     NotifyFailureOperator,
     ReplicationTaskStopBranchOperator,
@@ -41,7 +41,7 @@ from paymigrate.airflow.operators import (
     SwitchBackOperator,
     UnfreezeSourceOperator,
 )
-from paymigrate.airflow.sensors import ReplicationSensor
+from paymigrate.provider.sensors import ReplicationSensor
 
 PLAN = "save_rollback_state"  # the task whose result (the migration's engine and tables) later steps read
 STATUS_TOPIC = "{{ contract('notifications/migration-status-topic-arn') }}"

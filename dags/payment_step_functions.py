@@ -16,7 +16,7 @@ from airflow.providers.amazon.aws.operators.step_function import StepFunctionSta
 from airflow.providers.amazon.aws.sensors.step_function import StepFunctionExecutionSensor
 from airflow.sdk import DAG, Param, chain
 
-from paymigrate.airflow.defaults import ON_DEMAND
+from paymigrate.provider.defaults import ON_DEMAND
 
 with DAG(
     dag_id="payment_step_functions",

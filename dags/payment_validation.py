@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param, chain, task
 
-from paymigrate.airflow.defaults import DEFAULT_ARGS, MACROS, START_DATE, table_list
+from paymigrate.provider.defaults import DEFAULT_ARGS, MACROS, START_DATE, table_list
 
 with DAG(
     dag_id="payment_validation",
@@ -39,31 +39,31 @@ with DAG(
 
     @task.short_circuit(task_id="check_due")
     def check_due(params: dict, run_id: str) -> bool:
-        from paymigrate.airflow.validation import due
+        from paymigrate.provider.validation import due
 
         return due(force=params["force"], run_id=run_id)
 
     @task(task_id="list_tables")
     def list_tables(params: dict) -> list[str]:
-        from paymigrate.airflow.validation import tables_to_validate
+        from paymigrate.provider.validation import tables_to_validate
 
         return tables_to_validate(params["tables"])
 
     @task(task_id="validate_table", max_active_tis_per_dagrun=4, retries=1)
     def validate_table(table: str, params: dict) -> dict:
-        from paymigrate.airflow.validation import validate_one
+        from paymigrate.provider.validation import validate_one
 
         return validate_one(table, max_keys=params["max_keys"])
 
     @task(task_id="publish_metrics")
     def publish_metrics(results: list[dict], run_id: str) -> dict:
-        from paymigrate.airflow.validation import publish
+        from paymigrate.provider.validation import publish
 
         return publish(list(results), run_id=run_id)
 
     @task(task_id="alert_on_discrepancy")
     def alert_on_discrepancy(summary: dict) -> str:
-        from paymigrate.airflow.validation import alert
+        from paymigrate.provider.validation import alert
 
         return alert(summary)
 

@@ -21,7 +21,7 @@ from components.storage import Storage, StorageArgs
 from components.workflows import Workflows, WorkflowsArgs
 from settings import StackSettings
 
-from paymigrate import contract
+from paymigrate.aws import contract
 
 # ---- config, read once ----
 config = pulumi.Config()

@@ -53,8 +53,8 @@ HBA = hba_rules(reader=f"$(cat {READ_ONLY_USER_FILE})", clients="0.0.0.0/0")
 BOOT_SCRIPT = """\
 import json, os, sys, time
 import boto3
-from paymigrate import contract
-from paymigrate.workload.reads import READ_ONLY_DATABASE
+from paymigrate.aws import contract
+from paymigrate.routing.access import READ_ONLY_DATABASE
 env, region, arns, etc, agent_port = (sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4],
                                       int(sys.argv[5]))
 KEYS = ("database/active-writer", "database/production/endpoint", "database/migration/endpoint",

@@ -13,7 +13,7 @@ from typing import Any
 
 from layout import check_disjoint, subnet_layout
 
-from paymigrate import contract, names
+from paymigrate.aws import contract, names
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,

@@ -1,4 +1,4 @@
-"""Lambda handler of the payments API TOKEN authorizer; the decision is paymigrate.authorizer.
+"""Lambda handler of the payments API TOKEN authorizer; the decision is paymigrate.aws.authorizer.
 
 Environment: ``PAYMIGRATE_ENV`` (the environment suffix) and optionally
 ``PAYMIGRATE_TOKEN_TTL_SECONDS`` (how long a container keeps the token it read, default 60).
@@ -12,7 +12,7 @@ import os
 
 import boto3
 
-from paymigrate import authorizer, contract
+from paymigrate.aws import authorizer, contract
 
 logging.getLogger().setLevel(logging.INFO)
 # botocore logs response bodies at DEBUG, and GetParameter's body is the token: whatever level

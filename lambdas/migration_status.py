@@ -1,4 +1,4 @@
-"""Lambda handler of ``GET /migration/status``; the answer is paymigrate.migration_api.status.
+"""Lambda handler of ``GET /migration/status``; the answer is paymigrate.aws.migration_api.status.
 
 Environment: ``PAYMIGRATE_ENV`` (the environment suffix).
 """
@@ -11,7 +11,7 @@ import os
 
 import boto3
 
-from paymigrate import migration_api
+from paymigrate.aws import migration_api
 
 logging.getLogger().setLevel(logging.INFO)
 

@@ -1,5 +1,5 @@
 """Lambda handler of ``POST /migration/validation``; the work is
-paymigrate.migration_api.start_validation.
+paymigrate.aws.migration_api.start_validation.
 
 Environment: ``PAYMIGRATE_ENV`` (the environment suffix).
 """
@@ -12,7 +12,7 @@ import os
 
 import boto3
 
-from paymigrate import migration_api
+from paymigrate.aws import migration_api
 
 logging.getLogger().setLevel(logging.INFO)
 

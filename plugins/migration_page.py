@@ -1,6 +1,6 @@
-"""Registers the Migration page (paymigrate.airflow.ui) with Airflow's plugin manager, which
+"""Registers the Migration page (paymigrate.provider.ui) with Airflow's plugin manager, which
 scans this folder's top level only (the package is kept out of its scan: .airflowignore)."""
 
-from paymigrate.airflow.ui import MigrationPagePlugin
+from paymigrate.provider.ui import MigrationPagePlugin
 
 __all__ = ["MigrationPagePlugin"]

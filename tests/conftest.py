@@ -22,16 +22,16 @@ import pytest
 from psycopg2 import sql
 
 from paymigrate.db import query as sql_rows  # noqa: F401 (the tests import it from here)
-from paymigrate.local import airflow as local_airflow
-from paymigrate.local.approver import Answerer, ApiServer
-from paymigrate.local.stack import APP_USER, LocalStack
+from paymigrate_dev.local import airflow_services
+from paymigrate_dev.local.approver import Answerer, ApiServer
+from paymigrate_dev.local.stack import APP_USER, LocalStack
 
 TEST_ENV = "test"
 
 # Airflow reads its home and metadata DB when first imported, which may happen while tests are
 # collected: point it at a throw-away home now, before any test module imports it.
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="paymigrate-airflow-"))
-os.environ.update(local_airflow.static_environment(AIRFLOW_HOME))
+os.environ.update(airflow_services.static_environment(AIRFLOW_HOME))
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +57,9 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def airflow(stack: LocalStack) -> Path:
     """A migrated Airflow metadata DB and the connection to the stack's moto, for dag.test()."""
-    env = local_airflow.environment(stack, home=AIRFLOW_HOME)
+    env = airflow_services.environment(stack, home=AIRFLOW_HOME)
     os.environ.update(env)
-    local_airflow.migrate(env)
+    airflow_services.migrate(env)
     return AIRFLOW_HOME
 
 
@@ -104,7 +104,7 @@ def drop_database(stack: LocalStack, side: str, name: str) -> None:
 def drop_replicated_pair(stack: LocalStack, name: str, engine) -> None:
     """Undo what a test's migration of database ``name`` left: routers resumed, both directions
     of replication dropped, its route, the freeze and fence on both sides, both databases."""
-    from paymigrate.freeze import remove_fence, unfreeze
+    from paymigrate.cutover.freeze import remove_fence, unfreeze
 
     for node in stack.router_nodes():
         node.console.resume(name, quiet=True)

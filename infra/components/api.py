@@ -18,7 +18,7 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names
+from paymigrate.aws import names
 
 STAGE = api_routes.STAGE
 TOKEN_PATTERN = api_routes.TOKEN_PATTERN

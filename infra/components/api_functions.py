@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.functions import RUNTIME, code_archive
-from paymigrate import contract, migration_api, names
+from paymigrate.aws import contract, migration_api, names
 
 
 @dataclass

@@ -15,7 +15,7 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names
+from paymigrate.aws import names
 
 PORT = 5432
 MONITORING_INTERVAL_SECONDS = 60

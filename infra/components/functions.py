@@ -16,13 +16,13 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import contract, names
+from paymigrate.aws import contract, names
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME = "python3.12"
-# Subpackages the Lambdas never import: the Airflow integration needs Airflow, the local
-# stand-ins start processes. Leaving them out keeps the bundle small and import-safe.
-EXCLUDED_PACKAGES = ("airflow", "local")
+# The Airflow provider needs Airflow, which the Lambdas never import: leaving it out keeps the
+# bundle small and import-safe. The dev harness is a package of its own (harness/), never bundled.
+EXCLUDED_PACKAGES = ("provider",)
 
 
 def archive_entries(repo: Path = REPO) -> dict[str, Path]:

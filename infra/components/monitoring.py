@@ -11,10 +11,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names
+from paymigrate.aws import names
+from paymigrate.cutover import read_canary
 from paymigrate.replication import retention
 from paymigrate.validation import metrics
-from paymigrate.workload import reads
 
 REPLICATION_NAMESPACE = retention.NAMESPACE
 VALIDATION_NAMESPACE = metrics.NAMESPACE
@@ -30,11 +30,11 @@ def read_rate_queries(env: str, part: str, whole: tuple[str, ...], *, route: str
     >>> [q.get("expression") for q in read_rate_queries("dev", "StaleReads", ("Reads",))]
     [None, None, 'reads', 'IF(whole > 0, 100 * staleReads / whole, 0)']
     """
-    dims = {d["Name"]: d["Value"] for d in reads.dimensions(env, route)}
+    dims = {d["Name"]: d["Value"] for d in read_canary.dimensions(env, route)}
     ids = {m: m[0].lower() + m[1:] for m in (part, *whole)}  # an id starts lower case
     queries: list[dict[str, Any]] = [
         {"id": ids[metric], "return_data": False,
-         "metric": {"namespace": reads.NAMESPACE, "metric_name": metric, "dimensions": dims,
+         "metric": {"namespace": read_canary.NAMESPACE, "metric_name": metric, "dimensions": dims,
                     "period": period, "stat": "Sum"}} for metric in ids]
     return queries + [
         {"id": "whole", "expression": " + ".join(ids[m] for m in whole), "return_data": False},
@@ -97,12 +97,12 @@ def dashboard_body(*, env: str, region: str, source_cluster: str, target_cluster
             ["AWS/ApiGateway", "Latency", "ApiName", api_name, "Stage", api_stage,
              {"stat": "p99"}]], 12, 18),
         widget("Reads per route (the read canary's application)", [
-            [reads.NAMESPACE, metric, "Environment", env, "Route", route]
-            for metric in (reads.READS, reads.READ_ERRORS, reads.STALE_READS)
-            for route in reads.ROUTES], 12, 30, stat="Sum"),
+            [read_canary.NAMESPACE, metric, "Environment", env, "Route", route]
+            for metric in (read_canary.READS, read_canary.READ_ERRORS, read_canary.STALE_READS)
+            for route in read_canary.ROUTES], 12, 30, stat="Sum"),
         widget("Read p99 latency per route (ms)", [
-            [reads.NAMESPACE, reads.READ_LATENCY_P99, "Environment", env, "Route", route]
-            for route in reads.ROUTES], 0, 36, stat="Maximum"),
+            [read_canary.NAMESPACE, read_canary.READ_LATENCY_P99, "Environment", env, "Route", route]
+            for route in read_canary.ROUTES], 0, 36, stat="Maximum"),
         widget("Workflow executions", [
             ["AWS/States", "ExecutionsSucceeded", "StateMachineArn", migration_machine_arn],
             ["AWS/States", "ExecutionsFailed", "StateMachineArn", migration_machine_arn],
@@ -204,9 +204,9 @@ class Monitoring(pulumi.ComponentResource):
                       dimensions={"StateMachineArn": arn}, statistic="Sum", threshold=0,
                       periods=1)
         for role, part, whole, limit, periods, what in (
-            ("target-read-errors", reads.READ_ERRORS, (reads.READS, reads.READ_ERRORS),
+            ("target-read-errors", read_canary.READ_ERRORS, (read_canary.READS, read_canary.READ_ERRORS),
              a.read_error_rate_percent, 1, "failed"),
-            ("target-stale-reads", reads.STALE_READS, (reads.READS,), a.stale_read_percent, 2,
+            ("target-stale-reads", read_canary.STALE_READS, (read_canary.READS,), a.stale_read_percent, 2,
              "stale (the read-only route lags the writer)"),
         ):
             created = aws.cloudwatch.MetricAlarm(
@@ -227,8 +227,8 @@ class Monitoring(pulumi.ComponentResource):
         alarm("target-read-latency-p99",
               f"p99 latency of the reads through the read-only route above {a.read_p99_ms} ms: "
               "the read canary fails and its share of reads goes back to the source",
-              namespace=reads.NAMESPACE, metric=reads.READ_LATENCY_P99,
-              dimensions={d["Name"]: d["Value"] for d in reads.dimensions(env, CANARY_ROUTE)},
+              namespace=read_canary.NAMESPACE, metric=read_canary.READ_LATENCY_P99,
+              dimensions={d["Name"]: d["Value"] for d in read_canary.dimensions(env, CANARY_ROUTE)},
               statistic="Maximum", threshold=a.read_p99_ms, periods=2)
         alarm("api-5xx", "Payments API server errors", namespace="AWS/ApiGateway",
               metric="5XXError", dimensions={"ApiName": a.api_name, "Stage": a.api_stage},

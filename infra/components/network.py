@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 from layout import subnet_layout
 
-from paymigrate import contract, names
+from paymigrate.aws import contract, names
 
 POSTGRES_PORT = 5432
 HTTPS_PORT = 443

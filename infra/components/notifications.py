@@ -10,7 +10,7 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names
+from paymigrate.aws import names
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import contract
+from paymigrate.aws import contract
 
 
 @dataclass

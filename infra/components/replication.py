@@ -6,7 +6,7 @@ tasks; the
 stack never does.
 
 Each source endpoint names the logical slot its task reads (``slotName``,
-:func:`paymigrate.names.dms_slot_name`); the DMS engine creates that slot before it starts the
+:func:`paymigrate.aws.names.dms_slot_name`); the DMS engine creates that slot before it starts the
 task, and reads the same name in its preflight.
 """
 
@@ -21,7 +21,7 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names
+from paymigrate.aws import names
 
 # AWS DMS looks these two roles up by these exact names: they cannot carry the env suffix, and
 # only one stack per account may create them (config manageAccountSingletons).

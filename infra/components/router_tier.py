@@ -26,7 +26,7 @@ import pulumi
 import pulumi_aws as aws
 import router_host
 
-from paymigrate import contract, names
+from paymigrate.aws import contract, names
 
 PGBOUNCER_PORT = router_host.PGBOUNCER_PORT
 POSTGRES_PORT = 5432

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import names
+from paymigrate.aws import names
 
 # Secrets whose value an operator supplies (see the module docstring).
 OPERATOR_FILLED = {

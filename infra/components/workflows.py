@@ -1,5 +1,5 @@
 """The migration, rollback and on-demand validation state machines, from
-``paymigrate.statemachines``.
+``paymigrate.aws.statemachines``.
 
 Each has its own role (the migration may read the replication engine, start the task and invoke
 the validator; the rollback may read the active writer and the engine, stop the task and invoke
@@ -15,7 +15,7 @@ import policies
 import pulumi
 import pulumi_aws as aws
 
-from paymigrate import contract, names, statemachines
+from paymigrate.aws import contract, names, statemachines
 
 
 @dataclass

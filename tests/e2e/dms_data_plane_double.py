@@ -39,7 +39,8 @@ import psycopg2
 from botocore.awsrequest import AWSResponse
 from psycopg2 import sql
 
-from paymigrate import names, scope
+from paymigrate import scope
+from paymigrate.aws import names
 from paymigrate.db import Endpoint
 from paymigrate.replication.base import lsn_to_int
 

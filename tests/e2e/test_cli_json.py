@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import create_database, drop_database
 
-from paymigrate.local import airflow as local_airflow
-from paymigrate.local import proc
-from paymigrate.local.dagrun import run_dag
+from paymigrate_dev.local import airflow_services, proc
+from paymigrate_dev.local.dagrun import run_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +84,7 @@ def _group_pids(pgids: set[int]) -> list[int]:
 def _services_listen_on_loopback_only_and_run_a_dag(stack, services) -> None:
     """Airflow's four services as the demo started them: loopback only, a run through the API."""
     pids = services.running()
-    assert set(pids) == set(local_airflow.SERVICES)
+    assert set(pids) == set(airflow_services.SERVICES)
     every = _group_pids({os.getpgid(p) for p in pids.values()})
     listening = [(pid, a, p) for pid in every for a, p in proc.listening_sockets(pid)]
     assert ("127.0.0.1", services.port) in {(a, p) for _, a, p in listening}
@@ -99,7 +98,7 @@ def _services_listen_on_loopback_only_and_run_a_dag(stack, services) -> None:
 
 
 def test_demo_prints_json_alone_and_who_approved_and_its_services_stay_on_loopback(stack):
-    services = local_airflow.Services(stack)
+    services = airflow_services.Services(stack)
     try:
         done, summary = _cli("demo", "--rows", "1000", "--tps", "20", "--clients", "1", "--json", timeout=1800)
         logs = _failed_task_logs(stack) if done.returncode else ""

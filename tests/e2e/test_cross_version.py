@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from paymigrate import names
+from paymigrate.aws import names
 from paymigrate.db import connection
-from paymigrate.demo.seed import seed
-from paymigrate.local import airflow as local_airflow
-from paymigrate.local.dagrun import run_in_process
-from paymigrate.local.demo import reset
-from paymigrate.local.stack import LocalStack
-from paymigrate.workload import Workload, report
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local import airflow_services
+from paymigrate_dev.local.dagrun import run_in_process
+from paymigrate_dev.local.demo import reset
+from paymigrate_dev.local.stack import LocalStack
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def upgrade(airflow, tmp_path_factory):
     """A 15 -> 18 stack, seeded, with Airflow's environment pointed at it."""
-    from paymigrate.airflow import defaults
+    from paymigrate.provider import defaults
 
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -40,7 +40,7 @@ def upgrade(airflow, tmp_path_factory):
     defaults.DEFAULT_ARGS["retries"] = 0
     try:
         stack.up()
-        os.environ.update(local_airflow.environment(stack, home=airflow))
+        os.environ.update(airflow_services.environment(stack, home=airflow))
         reset(stack)  # the contract at its defaults, cutover enabled
         seed(dsn=stack.dsn("source"), rows=2000, seed=11, replace=True)
         timings["stack up and seed"] = time.monotonic() - started

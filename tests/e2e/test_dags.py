@@ -21,24 +21,21 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
-from paymigrate import contract, names, statemachines
-from paymigrate.airflow import defaults
-from paymigrate.airflow.operators import ValidateOperator
-from paymigrate.checkpoints import CheckpointStore
+from paymigrate.aws import contract, names, statemachines
+from paymigrate.aws.checkpoints import CheckpointStore
+from paymigrate.cutover.read_canary import cloudwatch_publisher
 from paymigrate.db import connection
-from paymigrate.demo.seed import seed
 from paymigrate.errors import Refused
-from paymigrate.local.dagrun import run_in_process
-from paymigrate.local.demo import reset
-from paymigrate.local.stack import READ_ONLY_USER, ROUTERS
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
-from paymigrate.workload import Workload, report
-from paymigrate.workload.reads import (
-    ReadSplit,
-    cloudwatch_publisher,
-    contract_share,
-)
+from paymigrate.provider import defaults
+from paymigrate.provider.operators import ValidateOperator
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local.dagrun import run_in_process
+from paymigrate_dev.local.demo import reset
+from paymigrate_dev.local.stack import READ_ONLY_USER, ROUTERS
+from paymigrate_dev.workload import Workload, report
+from paymigrate_dev.workload.reads import ReadSplit, contract_share
 
 pytestmark = pytest.mark.e2e
 
@@ -479,7 +476,7 @@ def test_cutover_then_rollback_under_live_writes_lose_nothing(stack, story, capf
 def _a_row_changed_behind_replication_is_reported_by_key(stack):
     """A superuser writes on the fenced old writer as replication does (the one way past the
     fence): the post-switch validation names the key, and the alert says how to roll back."""
-    from paymigrate.after_switch import mismatch_alert, validate_new_writer
+    from paymigrate.cutover.after_switch import mismatch_alert, validate_new_writer
     from paymigrate.replication import engine_for
 
     source, target = stack.endpoint("source"), stack.endpoint("target")

@@ -17,13 +17,13 @@ import time
 import pytest
 from dms_data_plane_double import DmsDataPlaneDouble
 
-from paymigrate import contract, names
-from paymigrate.airflow import defaults
+from paymigrate.aws import contract, names
 from paymigrate.db import connection
-from paymigrate.demo.seed import seed
-from paymigrate.local.dagrun import run_in_process
-from paymigrate.local.demo import reset, table_counts
-from paymigrate.workload import Workload, report
+from paymigrate.provider import defaults
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local.dagrun import run_in_process
+from paymigrate_dev.local.demo import reset, table_counts
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = pytest.mark.e2e
 

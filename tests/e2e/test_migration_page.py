@@ -12,11 +12,11 @@ import urllib.request
 import pytest
 
 from paymigrate.db import connection
-from paymigrate.demo.seed import seed
-from paymigrate.local import airflow as local_airflow
-from paymigrate.local.dagrun import run_in_process
-from paymigrate.local.demo import reset
-from paymigrate.workload import Workload
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local import airflow_services
+from paymigrate_dev.local.dagrun import run_in_process
+from paymigrate_dev.local.demo import reset
+from paymigrate_dev.workload import Workload
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def _page(api) -> str:
 @pytest.fixture(scope="module")
 def cut_over(stack, airflow, answerer, tmp_path_factory):
     """A 2000-payment source migrated and cut over under writes; put back empty after."""
-    from paymigrate.airflow import defaults
+    from paymigrate.provider import defaults
 
     defaults.DEFAULT_ARGS["retries"] = 0
     reset(stack)
@@ -77,7 +77,7 @@ def test_the_migration_page_in_chromium_after_a_cutover(cut_over, answerer, stac
     assert copy["overall"]["rows_done"] > 2000 and copy["overall"]["eta_seconds"] == 0
     pause_ms = cut_over["cut"].xcom["write_switch"]["write_pause_seconds"] * 1000
     base = answerer.api.base
-    password = local_airflow.admin_password(local_airflow.environment(stack, home=airflow))
+    password = airflow_services.admin_password(airflow_services.environment(stack, home=airflow))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -85,7 +85,7 @@ def test_the_migration_page_in_chromium_after_a_cutover(cut_over, answerer, stac
             tab.goto(f"{base}/paymigrate/")  # no session: Airflow's login form, then back here
             tab.wait_for_selector("input[name=username]", timeout=60000)
             assert "/auth/login" in tab.url
-            tab.fill("input[name=username]", local_airflow.ADMIN_USER)
+            tab.fill("input[name=username]", airflow_services.ADMIN_USER)
             tab.fill("input[name=password]", password)
             tab.keyboard.press("Enter")
             tab.wait_for_url(f"{base}/paymigrate/", timeout=60000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paymigrate.local import dag_reference
+from paymigrate_dev.local import dag_reference
 
 pytestmark = pytest.mark.e2e
 
@@ -12,4 +12,4 @@ pytestmark = pytest.mark.e2e
 def test_the_readme_dag_reference_is_up_to_date(airflow):
     text = dag_reference.README.read_text()
     assert dag_reference.rewrite(text, dag_reference.reference()) == text, (
-        "README.md's DAG reference is out of date: run .venv/bin/python -m paymigrate.local.dag_reference")
+        "README.md's DAG reference is out of date: run .venv/bin/python -m paymigrate_dev.local.dag_reference")

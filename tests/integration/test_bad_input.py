@@ -8,13 +8,13 @@ import json
 import pytest
 from conftest import sql_rows as run
 
-from paymigrate import contract, names
-from paymigrate.checkpoints import CheckpointStore
-from paymigrate.cli import main
+from paymigrate.aws import contract, names
+from paymigrate.aws.checkpoints import CheckpointStore
 from paymigrate.errors import BadInput
 from paymigrate.inputs import check_source_tables
 from paymigrate.replication import engine_for
 from paymigrate.validation import validate
+from paymigrate_dev.cli import main
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,15 @@ import pytest
 from conftest import create_database, drop_replicated_pair
 from conftest import sql_rows as _sql
 
-from paymigrate.cutover import (
+from paymigrate.cutover.freeze import (
+    FENCE_TRIGGER,
+    is_fenced,
+    is_frozen,
+    prepare_fence,
+    remove_fence,
+    unfreeze,
+)
+from paymigrate.cutover.switch import (
     SWITCH_STEPS,
     CutoverAborted,
     Switch,
@@ -31,18 +39,10 @@ from paymigrate.cutover import (
     switch_back,
     switch_writes,
 )
-from paymigrate.demo.seed import TABLES, seed
-from paymigrate.freeze import (
-    FENCE_TRIGGER,
-    is_fenced,
-    is_frozen,
-    prepare_fence,
-    remove_fence,
-    unfreeze,
-)
-from paymigrate.local.stack import APP_USER
 from paymigrate.replication.logical import LogicalEngine
-from paymigrate.workload import Workload, report
+from paymigrate_dev.demo.seed import TABLES, seed
+from paymigrate_dev.local.stack import APP_USER
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = pytest.mark.integration
 
@@ -465,7 +465,7 @@ def _switch_killed_at(sw: Switch, step: str) -> None:
     the switch's own (no abort, no finally) runs after that."""
 
     def child() -> None:
-        import paymigrate.cutover as cutover
+        import paymigrate.cutover.switch as cutover
 
         step_of = cutover._Clock.step
 

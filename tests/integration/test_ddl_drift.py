@@ -15,12 +15,12 @@ from conftest import BackgroundWriter
 from conftest import sql_rows as _sql
 from test_cutover_switch import _assert_clean, _committing, _live, pair  # noqa: F401 (pair is a fixture)
 
-from paymigrate.after_switch import validate_new_writer
-from paymigrate.cutover import CutoverAborted, switch_writes
+from paymigrate.cutover.after_switch import validate_new_writer
+from paymigrate.cutover.freeze import is_frozen
+from paymigrate.cutover.switch import CutoverAborted, switch_writes
 from paymigrate.errors import ReplicationError
-from paymigrate.freeze import is_frozen
 from paymigrate.replication.ddl import SchemaDrift, carry, raise_for_drift
-from paymigrate.workload import Workload, report
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from paymigrate import aws, contract, names
+from paymigrate import aws
+from paymigrate.aws import contract, names
 from paymigrate.db import connection
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import dms_task, engine_for

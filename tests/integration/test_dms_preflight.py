@@ -10,7 +10,8 @@ import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
 
-from paymigrate import aws, contract
+from paymigrate import aws
+from paymigrate.aws import contract
 from paymigrate.errors import Refused
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService

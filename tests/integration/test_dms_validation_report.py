@@ -20,7 +20,8 @@ import pytest
 from moto import mock_aws
 from psycopg2.extensions import parse_dsn
 
-from paymigrate import aws, contract
+from paymigrate import aws
+from paymigrate.aws import contract
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
 from paymigrate.replication import dms_drain

@@ -17,13 +17,13 @@ import time
 import pytest
 from conftest import sql_rows as run
 
-from paymigrate.demo.seed import seed
+from paymigrate.cutover.freeze import is_fenced, is_frozen
 from paymigrate.errors import ReplicationError
-from paymigrate.freeze import is_fenced, is_frozen
-from paymigrate.local.faults import FAULTS, inject, terminate_walsender
 from paymigrate.replication import engine_for
 from paymigrate.validation import validate
-from paymigrate.workload import Workload, report
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local.faults import FAULTS, inject, terminate_walsender
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,12 @@ import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
 
-from paymigrate import aws, names
+from paymigrate import aws
+from paymigrate.aws import names
+from paymigrate.aws.statemachines import VALIDATION_OK_FIELD
 from paymigrate.errors import ValidationError
-from paymigrate.local.bootstrap import bootstrap
-from paymigrate.statemachines import VALIDATION_OK_FIELD
 from paymigrate.validation import publish
+from paymigrate_dev.local.bootstrap import bootstrap
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import psycopg2
 import pytest
 
 from paymigrate.db import connection
-from paymigrate.local.stack import APP_USER, READ_ONLY_USER, ROUTERS
-from paymigrate.workload.reads import READ_ONLY_DATABASE
+from paymigrate.routing.access import READ_ONLY_DATABASE
+from paymigrate_dev.local.stack import APP_USER, READ_ONLY_USER, ROUTERS
 
 pytestmark = pytest.mark.integration
 

@@ -258,7 +258,7 @@ def test_copier_killed_during_the_snapshot_copy_then_start_copies_anew(stack, pa
         import sys
         sys.path.insert(0, {str(PLUGINS)!r})
         from pathlib import Path
-        from paymigrate.local.stack import LocalStack
+        from paymigrate_dev.local.stack import LocalStack
         from paymigrate.replication.logical import LogicalEngine
         s = LocalStack(Path({str(stack.home)!r}), env={stack.env!r})
         LogicalEngine(source=s.endpoint("source", dbname={dbname!r}),

@@ -8,9 +8,9 @@ import psycopg2
 import pytest
 from psycopg2.extensions import parse_dsn
 
+from paymigrate.cutover.freeze import freeze, is_frozen
 from paymigrate.db import Endpoint
 from paymigrate.errors import BadInput
-from paymigrate.freeze import freeze, is_frozen
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
 

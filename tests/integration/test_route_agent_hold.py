@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from conftest import create_database, drop_database
 
-from paymigrate.router import Route
+from paymigrate.routing.pgbouncer import Route
 
 pytestmark = pytest.mark.integration
 

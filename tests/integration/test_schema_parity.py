@@ -12,11 +12,11 @@ import pytest
 from conftest import create_database, drop_replicated_pair
 from conftest import sql_rows as _sql
 
-from paymigrate.cutover import Switch, switch_writes
-from paymigrate.demo.seed import seed
-from paymigrate.local.stack import APP_USER
+from paymigrate.cutover.switch import Switch, switch_writes
 from paymigrate.replication import parity
 from paymigrate.replication.logical import LogicalEngine
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local.stack import APP_USER
 
 pytestmark = pytest.mark.integration
 

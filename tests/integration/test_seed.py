@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from paymigrate.cli import main as cli_main
-from paymigrate.demo.seed import seed
 from paymigrate.errors import SeedError
-from paymigrate.workload.report import invariants
+from paymigrate_dev.cli import main as cli_main
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.workload.report import invariants
 
 pytestmark = pytest.mark.integration
 

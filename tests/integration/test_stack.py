@@ -12,11 +12,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from paymigrate import aws, contract, names
-from paymigrate.local import proc, scram
-from paymigrate.local.bootstrap import bootstrap
-from paymigrate.local.pgbouncer import ADMIN_USER
-from paymigrate.local.stack import APP_USER, COMPONENTS, READ_ONLY_USER, ROUTERS, LocalStack
+from paymigrate import aws
+from paymigrate.aws import contract, names
+from paymigrate_dev.local import proc, scram
+from paymigrate_dev.local.bootstrap import bootstrap
+from paymigrate_dev.local.pgbouncer import ADMIN_USER
+from paymigrate_dev.local.stack import APP_USER, COMPONENTS, READ_ONLY_USER, ROUTERS, LocalStack
 
 pytestmark = pytest.mark.integration
 

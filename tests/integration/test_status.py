@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from paymigrate import contract
-from paymigrate.checkpoints import CheckpointStore
-from paymigrate.cli import main
-from paymigrate.local.stack import DATABASE
-from paymigrate.router import Route, RouterAdmin, read_routes, write_route
+from paymigrate.aws import contract
+from paymigrate.aws.checkpoints import CheckpointStore
+from paymigrate.routing.pgbouncer import Route, RouterAdmin, read_routes, write_route
+from paymigrate_dev.cli import main
+from paymigrate_dev.local.stack import DATABASE
 
 
 @pytest.fixture

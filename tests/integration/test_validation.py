@@ -11,10 +11,10 @@ import uuid
 import psycopg2
 import pytest
 
-from paymigrate.cli import main as cli_main
 from paymigrate.db import query as run_sql
 from paymigrate.errors import ValidationError
 from paymigrate.validation import Tuning, list_tables, validate, validate_table
+from paymigrate_dev.cli import main as cli_main
 
 pytestmark = pytest.mark.integration
 

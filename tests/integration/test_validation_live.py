@@ -15,9 +15,9 @@ from conftest import BackgroundWriter
 from psycopg2.extensions import parse_dsn
 
 from paymigrate.db import query as run_sql
-from paymigrate.local.stack import APP_USER
 from paymigrate.replication.logical import LogicalEngine
 from paymigrate.validation import Tuning, validate
+from paymigrate_dev.local.stack import APP_USER
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import psycopg2
 import pytest
 from conftest import sql_rows as _sql
 
-from paymigrate.demo.seed import seed
-from paymigrate.workload import Workload, report, start_background, stop_background
-from paymigrate.workload.ledger import ledger_files, read_ledger
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.workload import Workload, report, start_background, stop_background
+from paymigrate_dev.workload.ledger import ledger_files, read_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +120,7 @@ def test_a_backend_killed_mid_transaction_is_retried_under_the_same_key_once(app
 
 
 def test_background_start_stop_and_cli_report(app, tmp_path, capsys):
-    from paymigrate.cli import main as cli_main
+    from paymigrate_dev.cli import main as cli_main
 
     router, source, _ = app
     pid = start_background(dsn=router, directory=tmp_path, clients=2, tps=100, duration=60)

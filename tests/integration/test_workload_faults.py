@@ -8,9 +8,9 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
-from paymigrate.demo.seed import create_schema
-from paymigrate.workload import ops
-from paymigrate.workload.client import COMMITTED, Client
+from paymigrate_dev.demo.seed import create_schema
+from paymigrate_dev.workload import ops
+from paymigrate_dev.workload.client import COMMITTED, Client
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from paymigrate import approval
+from paymigrate.cutover import approval
 
 NOW = datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
 MIGRATION = {"validate": {"status": "match", "tables_checked": 7, "rows_checked": 4000, "mismatches": 0,

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from paymigrate.cli import main, parser
+from paymigrate_dev.cli import main, parser
 
 
 def _commands():

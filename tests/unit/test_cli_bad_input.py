@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from paymigrate.cli import main
+from paymigrate_dev.cli import main
 
 APPROVED = {"approved_by": "ops", "confirm_environment": "test"}
 
@@ -97,7 +97,7 @@ def test_bad_input_exits_2_with_one_line_naming_it(argv, named, value, capsys, t
 
 @pytest.fixture(scope="module")
 def dags():
-    from paymigrate.local.dagrun import load_dag
+    from paymigrate_dev.local.dagrun import load_dag
 
     return {d: load_dag(d) for d in {d for d, _, _ in BAD_CONFS}}
 

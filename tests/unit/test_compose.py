@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from paymigrate.local import compose_router
-from paymigrate.local.stack import ROUTERS, LocalStack
-from paymigrate.router import read_routes
 from paymigrate.routing.access import hba_rules
 from paymigrate.routing.agent import AgentConfig
+from paymigrate.routing.pgbouncer import read_routes
+from paymigrate_dev.local import compose_router
+from paymigrate_dev.local.stack import ROUTERS, LocalStack
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 AIRFLOW = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
@@ -114,7 +114,7 @@ def test_a_routers_config_service_writes_what_its_pgbouncer_and_agent_read(servi
         if var.endswith("_PASSWORD"):
             assert value == f"${{{var}:?set {var}}}"
             monkeypatch.setenv(var, f"{var.lower()}-value")
-    argv = _module_argv(config["command"], "paymigrate.local.compose_router")
+    argv = _module_argv(config["command"], "paymigrate_dev.local.compose_router")
     folder = Path(argv[argv.index("--folder") + 1])
     assert folder == Path("/etc/pgbouncer") and argv[argv.index("--owner") + 1] == "70"
     argv[argv.index("--folder") + 1], argv[argv.index("--owner"):argv.index("--owner") + 2] = str(tmp_path), []

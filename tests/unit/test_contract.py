@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from paymigrate import contract
+from paymigrate.aws import contract
 from paymigrate.errors import ContractError
 
 

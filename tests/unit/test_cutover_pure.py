@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from paymigrate.after_switch import mismatch_alert
-from paymigrate.cutover import (
+from paymigrate.cutover.after_switch import mismatch_alert
+from paymigrate.cutover.switch import (
     DRAIN_POLL,
     SWITCH_STEPS,
     PauseBudgetExceeded,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from paymigrate.local import dagrun
+from paymigrate_dev.local import dagrun
 
 
 class FakeApi(dagrun.Api):

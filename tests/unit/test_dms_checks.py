@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from paymigrate import names, scope
+from paymigrate import scope
+from paymigrate.aws import names
 from paymigrate.replication import dms_task
 from paymigrate.replication.dms_checks import (
     EndpointFacts,

@@ -1,4 +1,5 @@
-"""The examples in docstrings run: every module of the package that has one."""
+"""The examples in docstrings run: every module of the runtime package and of the dev harness
+that has one."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "plugins" / "paymigrate"
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = (REPO / "plugins" / "paymigrate", REPO / "harness" / "paymigrate_dev")
 MODULES = sorted(
-    ".".join(("paymigrate", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
-    for p in PACKAGE.rglob("*.py") if ">>> " in p.read_text())
+    ".".join((package.name, *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+    for package in PACKAGES for p in package.rglob("*.py") if ">>> " in p.read_text())
 
 
 def test_the_package_has_examples():

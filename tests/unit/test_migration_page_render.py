@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from paymigrate.checkpoints import CheckpointStore
+from paymigrate.aws.checkpoints import CheckpointStore
 from paymigrate.migration import history, overview, page
 from paymigrate.migration.lock import LockState
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from paymigrate.airflow import operators as ops
-from paymigrate.cutover import CutoverAborted, SwitchResult
+from paymigrate.cutover.switch import CutoverAborted, SwitchResult
 from paymigrate.errors import Refused
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.service import MigrationService, NewWriterMismatch
+from paymigrate.provider import operators as ops
 
 PLAN = {"migration_id": "m1", "engine": "postgres-logical", "tables": [], "exclude": []}
 
@@ -303,7 +303,7 @@ def test_the_fake_refuses_a_method_or_an_argument_the_service_lacks():
 def test_the_lag_wait_logs_the_wal_drained_with_an_eta(monkeypatch, capfd):
     import asyncio
 
-    from paymigrate.airflow import sensors
+    from paymigrate.provider import sensors
 
     polls = iter([(False, 40_000_000), (False, 30_000_000), (True, 100)])
 
@@ -333,7 +333,7 @@ def test_the_trigger_waits_a_poll_before_its_first_check(monkeypatch):
     # task before the scheduler has seen the deferring try end (apache/airflow#72716).
     import asyncio
 
-    from paymigrate.airflow import sensors
+    from paymigrate.provider import sensors
 
     calls: list[float] = []
 
@@ -358,7 +358,7 @@ def test_the_trigger_waits_a_poll_before_its_first_check(monkeypatch):
 def test_an_approval_without_a_usable_answer_fails_without_a_retry(error_type):
     # The approval has a retry for Airflow's "state mismatch"; a timeout asked again would only
     # wait as long again.
-    from paymigrate.airflow.approval import CutoverApprovalOperator
+    from paymigrate.provider.approval import CutoverApprovalOperator
 
     op = CutoverApprovalOperator(task_id="approve_cutover", plan_task="p", canary_task="c", retries=1)
     with pytest.raises(AirflowFailException, match="no usable answer"):

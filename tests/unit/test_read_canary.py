@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from paymigrate.workload.reads import ReadSplit, RouteFigures, metric_data, verdict
+from paymigrate.cutover.read_canary import RouteFigures, metric_data, verdict
+from paymigrate_dev.workload.reads import ReadSplit
 
 
 def test_the_split_follows_the_share_and_keeps_the_last_one_when_it_cannot_be_read():

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from paymigrate.cutover import (
+from paymigrate.cutover.switch import (
     SWITCH_STEPS,
     PauseBudgetExceeded,
     Switch,
@@ -24,7 +24,6 @@ from paymigrate.cutover import (
 )
 from paymigrate.db import Endpoint
 from paymigrate.errors import ContractError
-from paymigrate.router import Route, RouterError, read_routes
 from paymigrate.routing.agent import Agent, AgentConfig, decide, recover, serve
 from paymigrate.routing.client import AgentClient, AgentConsole, AgentError, sign, verify
 from paymigrate.routing.fleet import (
@@ -36,6 +35,7 @@ from paymigrate.routing.fleet import (
     parse_routers,
     render_routers,
 )
+from paymigrate.routing.pgbouncer import Route, RouterError, read_routes
 
 SOURCE = Endpoint("10.0.0.1", 5432, "payments", "app")
 TARGET = Endpoint("10.0.0.2", 5432, "payments", "app")

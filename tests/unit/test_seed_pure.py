@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from paymigrate.demo.seed import TABLES, load_steps, seed
 from paymigrate.errors import SeedError
+from paymigrate_dev.demo.seed import TABLES, load_steps, seed
 
 
 def test_load_has_one_step_per_table_with_the_values_inlined():

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from paymigrate.workload import ops
-from paymigrate.workload.ledger import LedgerWriter, read_ledger
-from paymigrate.workload.report import HeldFacts, judge, longest_stall, percentile
+from paymigrate_dev.workload import ops
+from paymigrate_dev.workload.ledger import LedgerWriter, read_ledger
+from paymigrate_dev.workload.report import HeldFacts, judge, longest_stall, percentile
 
 PAY = ops.authorize(key="k1", currency="EUR", amount=Decimal("10.5"), payer=1, payee=4001,
                     clearing=4401)

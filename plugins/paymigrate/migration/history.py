@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from paymigrate.checkpoints import CheckpointStore, now
+from paymigrate.aws.checkpoints import CheckpointStore, now
 
 log = logging.getLogger(__name__)
 

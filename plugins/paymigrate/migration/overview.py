@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from paymigrate.checkpoints import CheckpointStore, Lock
-from paymigrate.cutover import SWITCH_STEPS
+from paymigrate.aws.checkpoints import CheckpointStore, Lock
+from paymigrate.cutover.switch import SWITCH_STEPS
 from paymigrate.migration import history
 from paymigrate.migration.lock import LockState
 from paymigrate.progress import Figures

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from paymigrate import contract
+from paymigrate.aws import contract
 from paymigrate.errors import Refused
 
 LAG_THRESHOLD = "monitoring/replication-lag-threshold-seconds"

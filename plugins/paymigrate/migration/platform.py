@@ -1,6 +1,6 @@
 """What the migration service needs from AWS (:class:`Platform`), and the one made of plain boto3
 clients (:class:`ClientPlatform`) for the Lambda and the command line. Inside Airflow the same
-protocol is met by ``paymigrate.airflow.hooks.MigrationHook``, made of the provider's hooks.
+protocol is met by ``paymigrate.provider.hooks.MigrationHook``, made of the provider's hooks.
 
 Everything comes from the contract in Parameter Store, read when first needed: endpoints and
 credentials from the secrets it names, the buckets, the topics, the engine and the router.
@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, Protocol
 
-from paymigrate import contract, names
-from paymigrate.checkpoints import CheckpointStore
+from paymigrate.aws import contract, names
+from paymigrate.aws.checkpoints import CheckpointStore
 from paymigrate.db import Endpoint
 from paymigrate.routing.fleet import RouterNode, hosts_group_routers, parse_routers
 

@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from paymigrate import names, scope
-from paymigrate.checkpoints import LAST_VALIDATION, CheckpointStore
+from paymigrate import scope
+from paymigrate.aws import names
+from paymigrate.aws.checkpoints import LAST_VALIDATION, CheckpointStore
 from paymigrate.db import connection
 from paymigrate.errors import BadInput, Refused
 from paymigrate.inputs import check_source_tables
@@ -47,7 +48,7 @@ class NewWriterMismatch(Refused):
 
 def environment_alarms(cloudwatch: Any, env: str) -> list[str]:
     """The names of this environment's alarms in ALARM: every alarm infra makes is named
-    ``paymigrate-<role>-<env>`` (:func:`paymigrate.names.resource_name`). The state is checked
+    ``paymigrate-<role>-<env>`` (:func:`paymigrate.aws.names.resource_name`). The state is checked
     here too: moto ignores ``StateValue`` beside a name prefix."""
     pages = cloudwatch.get_paginator("describe_alarms").paginate(
         AlarmNamePrefix=f"{names.PROJECT}-", StateValue="ALARM")
@@ -251,9 +252,9 @@ class MigrationService:
     def switch_back(self, plan: Mapping[str, Any], *, max_write_pause: float, pause_timeout: float,
                     drain_timeout: float) -> dict[str, Any]:
         """After a cutover: drain reverse replication and move writes back to the source (raises
-        :class:`~paymigrate.cutover.CutoverAborted` with writes left on the target). Before a
+        :class:`~paymigrate.cutover.switch.CutoverAborted` with writes left on the target). Before a
         cutover there is nothing to drain: ``{"switched": False}``."""
-        from paymigrate.cutover import routed_to, switch_back
+        from paymigrate.cutover.switch import routed_to, switch_back
 
         routers, target = self.platform.routers(), self.platform.endpoint("target")
         on_target = routed_to(routers, self.config["router/database"], target)
@@ -308,7 +309,7 @@ class MigrationService:
     def route_to_source(self, *, run_id: str) -> dict[str, Any]:
         """Every client to the source: the route, the canary share of reads and the active-writer
         parameter; then the migration is rolled back."""
-        from paymigrate.cutover import route_writes_to
+        from paymigrate.cutover.switch import route_writes_to
 
         cfg = self.config
         source = self.platform.endpoint("source")
@@ -353,7 +354,7 @@ class MigrationService:
     def unfreeze_source(self) -> dict[str, Any]:
         """The source writable and its fence gone (idempotent). A fence trigger whose table is
         busy is left open, and named."""
-        from paymigrate.freeze import remove_fence, unfreeze
+        from paymigrate.cutover.freeze import remove_fence, unfreeze
 
         source = self.platform.endpoint("source")
         result = unfreeze(source)
@@ -412,7 +413,7 @@ class MigrationService:
         CloudWatch) over a limit of the contract (error rate ``rollback/error-threshold-percentage``,
         p99 ``workflow/canary-max-p99-ms``, stale reads
         ``workflow/canary-max-stale-read-percentage``) puts the share back to 0 and refuses."""
-        from paymigrate.workload.reads import read_figures, verdict
+        from paymigrate.cutover.read_canary import read_figures, verdict
 
         engine = self.engine(Plan.of(plan))
         threshold = self.lag_threshold(lag_threshold)
@@ -442,9 +443,9 @@ class MigrationService:
         return seen
 
     def switch(self, engine: Any, **limits: Any) -> Any:
-        """The :class:`paymigrate.cutover.Switch` the contract describes, on the migration's
+        """The :class:`paymigrate.cutover.switch.Switch` the contract describes, on the migration's
         tables (what is fenced and checked)."""
-        from paymigrate.cutover import Switch
+        from paymigrate.cutover.switch import Switch
 
         cfg = self.config
         return Switch(source=self.platform.endpoint("source"), target=self.platform.endpoint("target"),
@@ -454,10 +455,10 @@ class MigrationService:
     def switch_writes(self, plan: Mapping[str, Any], *, run_id: str, max_write_pause: float,
                       pause_timeout: float, drain_timeout: float, sequence_gap: int,
                       fail_at: str | None = None) -> Any:
-        """The write switch (:func:`paymigrate.cutover.switch_writes`), then the contract says
-        the target writes. On :class:`~paymigrate.cutover.CutoverAborted` the lock goes back to
+        """The write switch (:func:`paymigrate.cutover.switch.switch_writes`), then the contract says
+        the target writes. On :class:`~paymigrate.cutover.switch.CutoverAborted` the lock goes back to
         cutover-ready (forward replication was kept) and the error is raised on."""
-        from paymigrate.cutover import CutoverAborted, switch_writes
+        from paymigrate.cutover.switch import CutoverAborted, switch_writes
 
         sw = self.switch(self.engine(Plan.of(plan)), max_write_pause=max_write_pause,
                          pause_timeout=pause_timeout, drain_timeout=drain_timeout,
@@ -479,7 +480,7 @@ class MigrationService:
                             run_id: str) -> dict[str, Any]:
         """The new writer against the old one; a mismatch alerts the error topic with the keys
         and what to do, then raises :class:`NewWriterMismatch`."""
-        from paymigrate.after_switch import mismatch_alert, validate_new_writer
+        from paymigrate.cutover.after_switch import mismatch_alert, validate_new_writer
 
         p = Plan.of(plan)
         report = summary(validate_new_writer(
@@ -499,8 +500,8 @@ class MigrationService:
                        validate_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
         """Validate, publish the metrics, alert on a discrepancy or on an error; return the
         result whose ``ok`` field the migration state machine's ``decide`` reads."""
+        from paymigrate.aws.statemachines import VALIDATION_OK_FIELD
         from paymigrate.errors import ValidationError
-        from paymigrate.statemachines import VALIDATION_OK_FIELD
         from paymigrate.validation import metrics, publish, validate
 
         env = self.platform.env

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from paymigrate.checkpoints import LAST_VALIDATION, CheckpointStore
+from paymigrate.aws.checkpoints import LAST_VALIDATION, CheckpointStore
 
 
 def newest(records: Sequence[Mapping[str, Any] | None]) -> Mapping[str, Any] | None:

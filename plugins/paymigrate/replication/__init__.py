@@ -1,6 +1,6 @@
 """Replication engines behind one interface: ``engine_for(name, **kwargs)``.
 
-``name`` is one of :data:`paymigrate.contract.ENGINES`: ``postgres-logical`` builds a
+``name`` is one of :data:`paymigrate.aws.contract.ENGINES`: ``postgres-logical`` builds a
 :class:`~paymigrate.replication.logical.LogicalEngine` (keyword arguments ``source``, ``target``,
 ``name``, ``tables``, ``exclude``, ``replica_identity_full``, ``binary``), ``dms`` a
 :class:`~paymigrate.replication.dms.DmsEngine` (``task_arn``, ``reverse_task_arn``, ``slot_name``,
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paymigrate.contract import ENGINES
+from paymigrate.aws.contract import ENGINES
 from paymigrate.errors import BadInput, PreflightError, ReplicationError
 from paymigrate.replication.base import (
     Engine,

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from psycopg2 import sql
 
+from paymigrate.cutover.freeze import FENCE_SCHEMA
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
-from paymigrate.freeze import FENCE_SCHEMA
 from paymigrate.replication import preflight as pf
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ What DMS cannot say comes from the databases when ``source``/``target`` endpoint
 positions (``pg_current_wal_lsn``), the drain (a marker row written on the publisher and waited for
 on the subscriber: :mod:`paymigrate.replication.dms_drain`) and sequences, which DMS does not carry
 either. DMS reads a logical slot it does not create: each task's source endpoint names one
-(:func:`paymigrate.names.dms_slot_name`), which :meth:`DmsEngine.start` makes for the forward task
+(:func:`paymigrate.aws.names.dms_slot_name`), which :meth:`DmsEngine.start` makes for the forward task
 and :meth:`DmsEngine.capture_reverse` for the reverse one, inside the cutover's pause, so the
 reverse task starts where the target was while writes were held, and no write made on the target
 after RESUME escapes it.
@@ -30,7 +30,7 @@ import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2.extensions import cursor as Cursor
 
-from paymigrate import contract
+from paymigrate.aws import contract
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import dms_checks, dms_drain, dms_status, dms_task, schema
@@ -358,7 +358,7 @@ class DmsEngine:
         name = self.slot_names[check_direction(direction)]
         if not name:
             raise ReplicationError(f"the DMS engine needs the {direction} task's slot name "
-                                   "(slotName of its source endpoint; see paymigrate.names)")
+                                   "(slotName of its source endpoint; see paymigrate.aws.names)")
         return self._publisher(direction), name
 
     def _ensure_slot(self, direction: Direction, *, timeout: float | None = None) -> str:

@@ -3,7 +3,7 @@
 A DMS migration needs more than its tables: logical decoding on both servers (the forward task
 reads the source, the reverse CDC task the target after a cutover), a free slot and the right to
 create one where each task reads (the engine makes the slot its endpoint names, see
-:func:`paymigrate.names.dms_slot_name`), a reverse task on the swapped endpoints, table mappings
+:func:`paymigrate.aws.names.dms_slot_name`), a reverse task on the swapped endpoints, table mappings
 that carry the drain marker (:mod:`paymigrate.replication.dms_drain`), and a replication instance
 that has reached every endpoint (DMS's own connection test). Each missing piece is one
 :class:`~paymigrate.replication.base.Problem` saying what to change.

@@ -1,6 +1,6 @@
 """The statuses a DMS replication task reports (``DescribeReplicationTasks``), and what each one
 means to the migration: the engine (:mod:`paymigrate.replication.dms`) and the Step Functions
-state machines (:mod:`paymigrate.statemachines`) both decide from these sets, so they cannot
+state machines (:mod:`paymigrate.aws.statemachines`) both decide from these sets, so they cannot
 disagree on what "running" or "broken" is. Plain data: infra imports it too.
 """
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from paymigrate import contract, scope
+from paymigrate import scope
+from paymigrate.aws import contract
 from paymigrate.errors import BadInput
 
 # PostgreSQLSettings of the source endpoint. FailTasksOnLobTruncation is an endpoint setting,

@@ -48,7 +48,7 @@ from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
 from paymigrate import progress
-from paymigrate.contract import INITIAL_COPIES
+from paymigrate.aws.contract import INITIAL_COPIES
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
 from paymigrate.replication import catalog, ddl, schema, snapshot, table_sync, versions

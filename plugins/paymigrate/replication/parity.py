@@ -25,9 +25,9 @@ from typing import Any
 
 import psycopg2.errors
 
+from paymigrate.cutover.freeze import FENCE_TRIGGER
 from paymigrate.db import Endpoint, connection
 from paymigrate.errors import ReplicationError
-from paymigrate.freeze import FENCE_TRIGGER
 from paymigrate.scope import INTERNAL_SCHEMAS, INTERNAL_TABLE_PREFIX
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from paymigrate.cutover.freeze import FENCE_SCHEMA, FENCE_TRIGGER
 from paymigrate.db import Endpoint, connection, redact
 from paymigrate.errors import ReplicationError
-from paymigrate.freeze import FENCE_SCHEMA, FENCE_TRIGGER
 from paymigrate.pgbin import program, schema_tools_major
 from paymigrate.progress import Figures, Ticker
 from paymigrate.replication.versions import major, server_version_num

@@ -11,7 +11,7 @@ target's privileges, whatever the client does with ``SET default_transaction_rea
 
 from __future__ import annotations
 
-from paymigrate.workload.reads import READ_ONLY_DATABASE
+READ_ONLY_DATABASE = "payments_ro"  # the routers' read-only route, to the target
 
 # What the read-only role is on the target (run by whoever makes the role: the local stack,
 # the operator on Aurora): it reads every table, view and sequence, of today and of later

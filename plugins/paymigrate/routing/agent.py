@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from paymigrate.db import Endpoint
-from paymigrate.router import (
+from paymigrate.routing.client import verify
+from paymigrate.routing.pgbouncer import (
     Route,
     RouterAdmin,
     RouterError,
@@ -51,7 +52,6 @@ from paymigrate.router import (
     remove_route,
     write_route,
 )
-from paymigrate.routing.client import verify
 
 log = logging.getLogger(__name__)
 

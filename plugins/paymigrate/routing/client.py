@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paymigrate.errors import PaymigrateError
-from paymigrate.router import Route
+from paymigrate.routing.pgbouncer import Route
 
 log = logging.getLogger(__name__)
 

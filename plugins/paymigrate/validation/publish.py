@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from paymigrate.aws.statemachines import VALIDATION_OK_FIELD
 from paymigrate.inputs import validation_options as parse_event
-from paymigrate.statemachines import VALIDATION_OK_FIELD
 from paymigrate.validation import metrics
 from paymigrate.validation.engine import validate
 from paymigrate.validation.report import MATCH, Report

@@ -31,7 +31,7 @@ from unittest import mock
 import api_routes
 from components.functions import RUNTIME, archive_entries
 
-from paymigrate import names
+from paymigrate.aws import names
 
 AUTHORIZER = api_routes.Function("api-authorizer", "api_authorizer.handler", "TOKEN authorizer")
 _INVOKE_URI = re.compile(r"^arn:aws:apigateway:[^:]+:lambda:path/2015-03-31/functions/(.+)/invocations$")

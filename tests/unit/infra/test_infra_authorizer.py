@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from paymigrate import authorizer, contract
+from paymigrate.aws import authorizer, contract
 
 ENV = "authz"
 TOKEN = "pR0d-t0ken_with.all~chars+/="

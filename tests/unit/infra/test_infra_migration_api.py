@@ -7,7 +7,7 @@ import json
 import api_routes
 from components.functions import archive_entries
 
-from paymigrate import contract, migration_api, names, statemachines
+from paymigrate.aws import contract, migration_api, names, statemachines
 
 ENV = "dev"
 
@@ -54,7 +54,7 @@ def test_route_functions_are_bundled_outside_the_vpc_with_their_handlers(program
         assert f"{route.function.handler.split('.')[0]}.py" in bundled
         assert "vpcConfig" not in fn and fn["environment"]["variables"] == {"PAYMIGRATE_ENV": ENV}
         assert fn["tracingConfig"]["mode"] == "Active"
-    assert "paymigrate/migration_api.py" in bundled
+    assert "paymigrate/aws/migration_api.py" in bundled
 
 
 def _policy(mocks, role):

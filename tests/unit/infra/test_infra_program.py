@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pulumi_harness import ACCOUNT, API_TOKEN, base_config, run_program
 
-from paymigrate import contract, names, statemachines
+from paymigrate.aws import contract, names, statemachines
 from paymigrate.validation import metrics
 
 ENV = "dev"
@@ -356,7 +356,7 @@ def test_replication_uses_tls_secrets_and_validates(stack):
         # Every schema of the scope, not only public (validation compares every schema).
         assert rule["object-locator"] == {"schema-name": "%", "table-name": "%"}
     # The reverse task reads the target database and writes the source one; each source
-    # endpoint names the slot the engine creates (paymigrate.names), read by DMS's own plugin.
+    # endpoint names the slot the engine creates (paymigrate.aws.names), read by DMS's own plugin.
     by_arn = {f"arn:aws:dms:eu-west-1:{ACCOUNT}:endpoint:{e.inputs['endpointId']}": e.inputs
               for e in endpoints}
     forward_src, forward_tgt = by_arn[task["sourceEndpointArn"]], by_arn[task["targetEndpointArn"]]

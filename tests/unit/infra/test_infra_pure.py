@@ -94,9 +94,9 @@ def test_workflow_policies_touch_only_their_own_task_and_prefix():
 def test_lambda_bundle_holds_handlers_and_package_without_airflow():
     entries = archive_entries()
     assert "api_authorizer.py" in entries
-    assert {"paymigrate/__init__.py", "paymigrate/contract.py", "paymigrate/authorizer.py"} <= (
+    assert {"paymigrate/__init__.py", "paymigrate/aws/contract.py", "paymigrate/aws/authorizer.py"} <= (
         set(entries))
-    assert not any(k.startswith(("paymigrate/airflow/", "paymigrate/local/")) for k in entries)
+    assert not any(k.startswith(("paymigrate/provider/", "paymigrate_dev/local/")) for k in entries)
     assert not any("__pycache__" in k or k.endswith(".pyc") for k in entries)
 
 

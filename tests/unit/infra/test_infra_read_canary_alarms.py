@@ -11,9 +11,9 @@ import pytest
 from moto import mock_aws
 from pulumi_harness import ACCOUNT, REGION
 
-from paymigrate import contract
+from paymigrate.aws import contract
+from paymigrate.cutover.read_canary import NAMESPACE, RouteFigures, metric_data
 from paymigrate.migration.service import environment_alarms
-from paymigrate.workload.reads import NAMESPACE, RouteFigures, metric_data
 
 ENV = "dev"
 ERROR_TOPIC = f"arn:aws:sns:{REGION}:{ACCOUNT}:paymigrate-error-alerts-{ENV}"

@@ -10,7 +10,7 @@ import pytest
 import router_host
 from pulumi_harness import base_config, run_program
 
-from paymigrate import contract, names
+from paymigrate.aws import contract, names
 
 ENV = "dev"
 AGENT_PORT = contract.PARAMETERS["router/agent-port"].default

@@ -13,7 +13,7 @@ import dms_objects
 import pytest
 import requests
 
-from paymigrate import statemachines as sm
+from paymigrate.aws import statemachines as sm
 
 ARNS = dict(status_topic_arn="arn:aws:sns:eu-west-1:123456789012:s",
             error_topic_arn="arn:aws:sns:eu-west-1:123456789012:e",

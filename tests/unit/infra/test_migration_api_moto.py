@@ -24,8 +24,8 @@ import pytest
 import start_validation
 from moto import mock_aws
 
-from paymigrate import contract, migration_api, names, statemachines
-from paymigrate.checkpoints import LAST_VALIDATION, CheckpointStore
+from paymigrate.aws import contract, migration_api, names, statemachines
+from paymigrate.aws.checkpoints import LAST_VALIDATION, CheckpointStore
 
 ENV = "apitest"
 REGION = "eu-west-1"

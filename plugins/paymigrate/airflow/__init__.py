@@ -1,4 +1,0 @@
-"""The Airflow side of paymigrate: hooks, operators, sensors, callbacks and the UI plugin.
-
-Only this subpackage imports Airflow; the library it calls does not.
-"""
