@@ -34,7 +34,7 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("plugins", "harness")]
 
 from bench.common import execute, fresh_db  # noqa: E402
 from paymigrate.cutover.freeze import remove_fence, unfreeze  # noqa: E402

@@ -30,7 +30,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("plugins", "harness")]
 
 from bench.common import execute  # noqa: E402
 from paymigrate_dev.demo.seed import _read, load_steps, seed  # noqa: E402

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("plugins", "harness")]
 
 from paymigrate_dev.demo.seed import seed  # noqa: E402
 from paymigrate_dev.local import proc  # noqa: E402

@@ -1,4 +1,4 @@
-"""The write switch: PgBouncer's admin console and its ``[databases]`` file.
+"""A router's PgBouncer: its admin console and its ``[databases]`` file (the route file).
 
 PgBouncer 1.18 cannot change where a database points from the console; the ``[databases]``
 include file is rewritten and ``RELOAD`` sent while clients are held by ``PAUSE``. Only the route

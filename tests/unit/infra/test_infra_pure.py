@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
+import zipfile
+from pathlib import Path
 
 import dms_settings
 import policies
@@ -13,6 +16,10 @@ from components.storage import lifecycle_rules
 from hypothesis import given
 from hypothesis import strategies as st
 from layout import MAX_AZS, TIERS, check_disjoint, subnet_layout
+
+from paymigrate_dev.local.bootstrap import lambda_bundle
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 @given(
@@ -91,13 +98,18 @@ def test_workflow_policies_touch_only_their_own_task_and_prefix():
     assert puts[0]["Resource"] == "arn:aws:s3:::cp/migration/*"
 
 
-def test_lambda_bundle_holds_handlers_and_package_without_airflow():
+def test_lambda_bundle_holds_handlers_and_the_runtime_without_airflow_or_the_harness():
     entries = archive_entries()
     assert "api_authorizer.py" in entries
-    assert {"paymigrate/__init__.py", "paymigrate/aws/contract.py", "paymigrate/aws/authorizer.py"} <= (
-        set(entries))
-    assert not any(k.startswith(("paymigrate/provider/", "paymigrate_dev/local/")) for k in entries)
+    assert {"paymigrate/__init__.py", "paymigrate/aws/contract.py", "paymigrate/aws/authorizer.py",
+            "paymigrate/cutover/read_canary.py", "paymigrate/routing/access.py"} <= set(entries)
+    assert not any(k.startswith(("paymigrate/provider/", "paymigrate_dev")) for k in entries)
+    harness = REPO / "harness"
+    assert not any(path.resolve().is_relative_to(harness) for path in entries.values())
     assert not any("__pycache__" in k or k.endswith(".pyc") for k in entries)
+    # moto's copy of the functions (the local bootstrap's zip) holds the same files.
+    with zipfile.ZipFile(io.BytesIO(lambda_bundle())) as zf:
+        assert set(zf.namelist()) == set(entries)
 
 
 def test_lifecycle_rules_match_the_seed():
