@@ -63,7 +63,7 @@ def _run(args) -> int:
     if args.json:
         emit(args, result.to_dict())
     else:
-        print_result(result)
+        result.show()
     return 0 if result.ok else 1
 
 
@@ -80,15 +80,3 @@ def _check_tables(stack, conf: dict) -> None:
     except StackError:
         return  # no local stack: the run itself says so
     check_source_tables(source, tables=conf.get("tables") or [], exclude=conf.get("exclude") or [])
-
-
-def print_result(result, file=None) -> None:
-    print(f"{'task':<28} {'state':<16} seconds", file=file)
-    for t in result.tasks:
-        name = t["task_id"] + (f"[{t['map_index']}]" if t["map_index"] >= 0 else "")
-        secs = f"{t['seconds']:.1f}" if t["seconds"] is not None else "-"
-        print(f"{name:<28} {t['state']:<16} {secs:>7}", file=file)
-    for a in result.answers:
-        print(f"{a['task_id']}: {a['chosen'][0]} by {a['by']} at {a['at']}", file=file)
-    print(f"{result.dag_id} run {result.run_id} {result.state} in {result.seconds:.1f}s (via {result.via})",
-          file=file)

@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from paymigrate.errors import BadInput, PaymigrateError
 from paymigrate.inputs import ParamSpec, check_conf
@@ -53,6 +53,18 @@ class RunResult:
         return {"dag_id": self.dag_id, "run_id": self.run_id, "state": self.state, "via": self.via,
                 "seconds": round(self.seconds, 1), "tasks": self.tasks,
                 **({"answers": self.answers} if self.answers else {})}
+
+    def show(self, file: IO[str] | None = None) -> None:
+        """The run as the CLI shows it: a line per task, each answer given, the outcome."""
+        print(f"{'task':<28} {'state':<16} seconds", file=file)
+        for t in self.tasks:
+            name = t["task_id"] + (f"[{t['map_index']}]" if t["map_index"] >= 0 else "")
+            secs = f"{t['seconds']:.1f}" if t["seconds"] is not None else "-"
+            print(f"{name:<28} {t['state']:<16} {secs:>7}", file=file)
+        for a in self.answers:
+            print(f"{a['task_id']}: {a['chosen'][0]} by {a['by']} at {a['at']}", file=file)
+        print(f"{self.dag_id} run {self.run_id} {self.state} in {self.seconds:.1f}s (via {self.via})",
+              file=file)
 
 
 class Api:

@@ -137,14 +137,14 @@ def run(*, rows: int, tps: float, clients: int, seed: int = 7) -> DemoResult:
     try:
         migration = api.run("payment_migration", {"engine": "postgres-logical"}, timeout=1800)
         out.runs.append(migration)
-        _print_run(migration)
+        migration.show(file=sys.stderr)
         if not migration.ok:
             raise PaymigrateError("payment_migration failed: see the Airflow UI")
         cutover = api.run("payment_cutover", {"approved_by": "make demo", "confirm_environment": stack.env,
                                               "canary_steps": [10, 50, 100], "canary_soak_seconds": 2},
                           timeout=900, answer="Approve")
         out.runs.append(cutover)
-        _print_run(cutover)
+        cutover.show(file=sys.stderr)
         for a in cutover.answers:
             say(f"{a['task_id']}: {a['chosen'][0]} by {a['by']} at {a['at']}, through the REST API")
         if not cutover.ok:
@@ -195,9 +195,3 @@ def _wait_for_dags(api: Api, dag_ids: tuple[str, ...], timeout: float = 180) -> 
             if time.monotonic() > deadline:
                 raise
             time.sleep(2)
-
-
-def _print_run(r: RunResult) -> None:
-    from paymigrate_dev.cli.run import print_result
-
-    print_result(r, file=sys.stderr)
