@@ -85,6 +85,21 @@ def _module_argv(command: list[str], module: str) -> list[str]:
     return shlex.split(script.split(f"python -m {module}", 1)[1])
 
 
+def test_every_python_module_a_service_runs_is_on_its_pythonpath(services):
+    """The project is mounted at /opt/paymigrate: a ``python -m`` module is found in one of the
+    service's PYTHONPATH folders, read here in the repository (the runtime in plugins/, the dev
+    harness in harness/, which only the routers' config services need)."""
+    run = {}
+    for name, service in services.items():
+        for module in re.findall(r"python -m ([\w.]+)", " ".join(service.get("command") or [])):
+            folders = (service.get("environment") or {}).get("PYTHONPATH", "").split(":")
+            run[name] = [f.removeprefix("/opt/paymigrate/") for f in folders]
+            path = module.replace(".", "/") + ".py"
+            assert any((COMPOSE.parent / f / path).is_file() for f in run[name]), (
+                f"{name}: python -m {module} is not under {folders}")
+    assert run["router-config"] == ["plugins", "harness"] and run["router-agent"] == ["plugins"]
+
+
 @pytest.mark.parametrize("router", ROUTERS)
 def test_each_router_has_its_route_agent_in_its_network_and_folder(services, router):
     pgbouncer, agent, config = services[router], services[f"{router}-agent"], services[f"{router}-config"]

@@ -21,6 +21,7 @@ from typing import Any
 from paymigrate import scope
 from paymigrate.aws import names
 from paymigrate.aws.checkpoints import LAST_VALIDATION, CheckpointStore
+from paymigrate.cutover.read_canary import read_figures, verdict
 from paymigrate.db import connection
 from paymigrate.errors import BadInput, Refused
 from paymigrate.inputs import check_source_tables
@@ -413,8 +414,6 @@ class MigrationService:
         CloudWatch) over a limit of the contract (error rate ``rollback/error-threshold-percentage``,
         p99 ``workflow/canary-max-p99-ms``, stale reads
         ``workflow/canary-max-stale-read-percentage``) puts the share back to 0 and refuses."""
-        from paymigrate.cutover.read_canary import read_figures, verdict
-
         engine = self.engine(Plan.of(plan))
         threshold = self.lag_threshold(lag_threshold)
         limits = {"max_error_rate": float(self.config["rollback/error-threshold-percentage"]),
