@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
@@ -72,8 +73,12 @@ class ServerCpu:
     """
 
     def __init__(self, dsn: str):
-        backend = execute(dsn, "SELECT pg_catalog.pg_backend_pid()")[0][0]
-        self.postmaster = self._fields(backend)[1] if self._fields(backend) else None
+        # Read while the session is open: a closed session's backend exits at once.
+        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_catalog.pg_backend_pid()")
+            fields = self._fields(cur.fetchone()[0])
+        conn.close()
+        self.postmaster = fields[1] if fields else None
 
     @staticmethod
     def _fields(pid: int | str) -> list[str] | None:
@@ -97,3 +102,14 @@ def cpu_of(meters: Sequence[ServerCpu], fn):
     if None in before or None in after:
         return out, None
     return out, sum(a - b for a, b in zip(after, before, strict=True))
+
+
+def timed_cpu(meters: Sequence[ServerCpu], fn):
+    """``(fn's result, its wall seconds, CPU seconds both servers spent on it or None)``: the
+    wall time is fn's alone, without the meters' waits for backends to be reaped."""
+    def run():
+        started = time.monotonic()
+        return fn(), time.monotonic() - started
+
+    (out, seconds), cpu = cpu_of(meters, run)
+    return out, seconds, cpu

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from bench.common import ServerCpu, cpu_of, execute, reladiff, uri
+from bench.common import ServerCpu, cpu_of, execute, reladiff, timed_cpu, uri
 from paymigrate.db import Endpoint
 from paymigrate.replication.logical import LogicalEngine
 from paymigrate.validation import validate, validate_table
@@ -133,11 +133,9 @@ def under_workload(source: str, target: str, *, tps: float, password: str | None
             workload = Workload(dsn=source, directory=journal, clients=4, tps=tps, seed=14).start()
             try:
                 time.sleep(5)  # writes and replication under way before the first snapshot
-                started = time.monotonic()
-                report, cpu = cpu_of(meters, lambda: validate(
+                report, seconds, cpu = timed_cpu(meters, lambda: validate(
                     source=source, target=target, max_keys=100,
                     catch_up=lambda lsn: replication.catch_up(lsn, timeout=60)))
-                seconds = time.monotonic() - started
             finally:
                 stats = workload.stop()
     finally:
@@ -204,9 +202,8 @@ def run(source: str, target: str, *, rows: int, passwords: tuple[str | None, str
         execute(dsn, "VACUUM ANALYZE")
     meters = [ServerCpu(source), ServerCpu(target)]
     bound, bound_cpu = lower_bound(source, target, meters)
-    started = time.monotonic()
-    report, ours_cpu = cpu_of(meters, lambda: validate(source=source, target=target, max_keys=100))
-    ours = time.monotonic() - started
+    report, ours, ours_cpu = timed_cpu(meters, lambda: validate(source=source, target=target,
+                                                                max_keys=100))
     staging = next(t for t in report.tables if t.table == "public.settlement_staging")
     started = time.monotonic()
     alone = validate_table(source=source, target=target, table=COMPOSITE)

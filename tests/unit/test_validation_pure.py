@@ -90,10 +90,11 @@ def test_row_hash_normalizes_what_the_settings_do_not_and_orders_columns_by_name
     assert 'ROW(pg_catalog.encode(pg_catalog."float8send"("a"::float8), \'hex\'), "b", "id", ' in text
     assert "TimeZone = 'UTC'" in render(dialect.SESSION_SETTINGS) and text.startswith("ROW(")
     assert text.endswith(')::text COLLATE "C"')
-    # One 64-bit hash of the row text, computed once per row (behind the fence), its halves
-    # summed as integers.
+    # One 64-bit hash of the row text, written once (so computed once per row), summed whole.
     agg = render(dialect.aggregates(t, [], dialect.range_where(t, None, None)))
-    assert agg.count("hashtextextended(_pm_r, ") == 1 and agg.count("ROW(") == 1
+    assert agg.count("hashtextextended(") == 1 and agg.count("ROW(") == 1
+    assert "sum(pg_catalog.hashtextextended(ROW(" in agg and "enable_sort = off" in render(
+        dialect.SESSION_SETTINGS)
 
 
 def test_composite_segment_search_is_a_binary_search_over_every_bound():

@@ -52,6 +52,9 @@ class Tuning:
     recheck_batch: int = 1000
     max_depth: int = 12
     parallel: bool = True  # let each server use its parallel workers for the full scans
+    # Parallel workers one table's scans may use; None: its share of the connections (see
+    # engine.workers_for), the server's own setting when compare_table is called directly.
+    workers: int | None = None
     bytes_per_segment: int = 1 << 20  # a segment holds at most this much (and rows_per_segment)
     connections: int = 2  # tables compared at once: sessions per side
     progress_seconds: float = 5.0  # how often a long validation logs how far it is
@@ -66,6 +69,8 @@ class Tuning:
                 raise ValueError(f"tuning {name} {getattr(self, name)} must be at least 1")
         if self.fanout < 2:
             raise ValueError(f"tuning fanout {self.fanout} must be at least 2")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"tuning workers {self.workers} cannot be negative")
         if self.recheck_rounds < 0 or self.recheck_max_keys < 0:
             raise ValueError("tuning recheck_rounds and recheck_max_keys cannot be negative")
 
@@ -178,8 +183,7 @@ def _snapshot_pass(pair: Pair, table: Table, max_keys: int, catch_up: CatchUp | 
 
 def _begin(side: Session, tuning: Tuning, *, snapshot: bool = True) -> None:
     side.begin()
-    if tuning.parallel:
-        side.execute(dialect.PARALLEL_SETTINGS)
+    side.execute(dialect.parallel_settings(tuning.workers if tuning.parallel else 0))
     if snapshot:
         side.query("SELECT 1")  # a REPEATABLE READ snapshot is taken by the first query
 
@@ -237,16 +241,15 @@ def _keyed(pair: Pair, table: Table, max_keys: int, tuning: Tuning) -> Found:
 
 
 def _aggregates(side: Session, table: Table, bounds: list[tuple[str, ...]], where) -> dict[int, tuple]:
-    """``{segment number: (count, sum of high halves, sum of low halves)}`` of rows in ``where``."""
-    return {int(s): (int(c), int(hi), int(lo))
-            for s, c, hi, lo in side.query(dialect.aggregates(table, bounds, where))}
+    """``{segment number: (count, sum of the row hashes)}`` of rows in ``where``."""
+    return {int(s): (int(c), int(h)) for s, c, h in side.query(dialect.aggregates(table, bounds, where))}
 
 
 def _differing(segments: list[seg.Segment], src: dict[int, tuple], tgt: dict[int, tuple]
                ) -> list[tuple[seg.Segment, int, int]]:
     out = []
     for i in sorted(src.keys() | tgt.keys()):
-        a, b = src.get(i, (0, 0, 0)), tgt.get(i, (0, 0, 0))
+        a, b = src.get(i, (0, 0)), tgt.get(i, (0, 0))
         if a != b:
             out.append((segments[i], a[0], b[0]))
     return out
@@ -296,7 +299,7 @@ def _one_sided(pair: Pair, table: Table, segment: seg.Segment, found: Found, *, 
 def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
     n, _ = _segment_count(pair.source, table, tuning, min(tuning.max_segments, 65536))
     buckets = 1 << (n - 1).bit_length()
-    src, tgt = pair.both(lambda s: {int(b): (int(c), int(hi), int(lo)) for b, c, hi, lo in
+    src, tgt = pair.both(lambda s: {int(b): (int(c), int(h)) for b, c, h in
                                     s.query(dialect.multiset_aggregates(table, buckets))})
     found = Found(source_rows=sum(a[0] for a in src.values()),
                   target_rows=sum(a[0] for a in tgt.values()), buckets=buckets)

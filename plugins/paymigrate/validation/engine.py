@@ -3,12 +3,15 @@
 The CLI, the Lambda, the DAG tasks and the benchmark all call these. Tables come from the
 catalog; before anything is compared, both sides must have every table with the same columns,
 types and a common key, or a :class:`ValidationError` names each difference. Several tables are
-compared at once (``Tuning.connections`` sessions per side), biggest first.
+compared at once (``Tuning.connections`` sessions per side), biggest first, each scan with
+parallel workers in proportion to its table's share of the bytes (:func:`workers_for`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +82,7 @@ def validate(*, source: str | Endpoint, target: str | Endpoint,
         biggest_first = sorted(tables_, key=lambda t: -estimates[t.qualified][1])
         with Progress(estimates, every=tuning.progress_seconds) as progress:
             results = _compare_all(pair, biggest_first, source=source, target=target,
-                                   progress=progress, max_keys=max_keys, catch_up=catch_up,
+                                   estimates=estimates, progress=progress, max_keys=max_keys, catch_up=catch_up,
                                    tuning=tuning)
         report = Report(tables=tuple(results[t.qualified] for t in tables_), started=started,
                         finished=datetime.now(UTC), max_keys=max_keys, source=pair.source.label,
@@ -101,9 +104,11 @@ def _estimates(side: Session, tables: Sequence[catalog.Table]) -> dict[str, tupl
 
 
 def _compare_all(pair: Pair, tables: list[catalog.Table], *, source: str | Endpoint,
-                 target: str | Endpoint, progress: Progress, max_keys: int,
-                 catch_up: CatchUp | None, tuning: Tuning) -> dict[str, TableResult]:
-    """Each table on one of ``tuning.connections`` pairs of sessions (``pair`` and new ones)."""
+                 target: str | Endpoint, estimates: dict[str, tuple[int, int]],
+                 progress: Progress, max_keys: int, catch_up: CatchUp | None,
+                 tuning: Tuning) -> dict[str, TableResult]:
+    """Each table on one of ``tuning.connections`` pairs of sessions (``pair`` and new ones);
+    ``estimates`` are ``{table: (rows, bytes)}``."""
     todo = iter(tables)
     lock = threading.Lock()
     failed = threading.Event()
@@ -116,8 +121,12 @@ def _compare_all(pair: Pair, tables: list[catalog.Table], *, source: str | Endpo
             if table is None:
                 return
             progress.started(table.qualified)
+            own = tuning
+            if tuning.workers is None:
+                own = dataclasses.replace(tuning, workers=workers_for(
+                    estimates[table.qualified][1], total_bytes, tuning.connections))
             try:
-                result = compare_table(p, table, max_keys=max_keys, catch_up=catch_up, tuning=tuning)
+                result = compare_table(p, table, max_keys=max_keys, catch_up=catch_up, tuning=own)
             except BaseException:
                 failed.set()  # the other workers finish their table and take no other
                 raise
@@ -128,6 +137,7 @@ def _compare_all(pair: Pair, tables: list[catalog.Table], *, source: str | Endpo
                          result.table, result.status, result.source_rows, result.target_rows,
                          result.seconds)
 
+    total_bytes = sum(estimates[t.qualified][1] for t in tables)
     width = max(1, min(tuning.connections, len(tables)))
     extra: list[Pair] = []
     try:
@@ -142,6 +152,25 @@ def _compare_all(pair: Pair, tables: list[catalog.Table], *, source: str | Endpo
         if err is not None:
             raise err
     return results
+
+
+def workers_for(table_bytes: int, total_bytes: int, connections: int) -> int:
+    """Parallel workers a table's scans may use: its share of ``connections`` processes per
+    side, less its own session.
+
+    The tables' sessions already keep that many processes busy; workers on top of them only
+    compete for the same cores (measured: 1.21x the CPU of a hash aggregate of every table
+    with two workers per scan and two tables at once, 1.12x without workers). A table holding
+    more than its session's share of the bytes would finish alone on one process, so it gets
+    workers for the rest of its share.
+
+    >>> workers_for(45, 100, 2), workers_for(80, 100, 2), workers_for(100, 100, 4)
+    (0, 1, 3)
+    >>> workers_for(10, 100, 8), workers_for(0, 0, 2)
+    (0, 1)
+    """
+    share = table_bytes / total_bytes if total_bytes > 0 else 1.0
+    return max(0, min(connections - 1, math.ceil(share * connections - 0.5) - 1))
 
 
 def validate_table(*, source: str | Endpoint, target: str | Endpoint, table: str,
