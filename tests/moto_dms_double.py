@@ -1,4 +1,5 @@
-"""TEST DOUBLE for the two DMS calls moto 5.2.5 does not implement (FACTS.md: HTTP 500):
+"""TEST DOUBLE for the two DMS calls moto 5.2.5 does not implement (its server answers
+them with HTTP 500):
 ``ModifyReplicationTask`` and ``DescribeTableStatistics``, added to moto's in-process DMS
 (``mock_aws``) so the engine's calls go through boto3 and moto's task store like the others.
 

@@ -146,7 +146,7 @@ def test_positions_need_the_endpoints(shared_task_arn):
 
 
 def test_dms_validation_without_table_statistics_says_why(own_task):
-    # moto's server has no describe_table_statistics (FACTS.md): the report says so, labelled.
+    # moto's server has no describe_table_statistics (HTTP 500 in moto 5.2.5): the report says so, labelled.
     own = engine(own_task["ReplicationTaskArn"]).own_validation()
     assert own["label"] == "AWS DMS row validation (describe_table_statistics)"
     assert own["tables"] == [] and "describe_table_statistics" in own["note"]

@@ -1,5 +1,5 @@
 """The rollback state machine's Lambda steps (``lambdas/rollback_steps.py``) in-process, on the
-real servers: what moto's Step Functions cannot run (FACTS.md: no Lambda code without Docker)."""
+real servers: what moto's Step Functions cannot run (moto runs no Lambda code without Docker)."""
 
 from __future__ import annotations
 

@@ -179,7 +179,7 @@ def _run(aws, name, definition, timeout=30, *, lambda_inputs=None):
 
 def _queue_lambda_results(aws, *results):
     """TEST DOUBLE of the Lambda functions' answers, in call order: moto without Docker runs no
-    function code (FACTS.md); the handlers are tested in-process against the real stack."""
+    function code; the handlers are tested in-process against the real stack."""
     requests.post(f"{aws['url']}/moto-api/static/lambda-simple/response", timeout=10,
                   json={"results": [json.dumps(r) for r in results], "region": REGION}
                   ).raise_for_status()
