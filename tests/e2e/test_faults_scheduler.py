@@ -69,6 +69,19 @@ def _task_log(stack, run_id: str, task_id: str, *, attempt: int) -> str:
     return found[0].read_text() if found else f"no log of {task_id} attempt {attempt}"
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid``, children first."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *_descendants(kid)]
+    return out
+
+
 class Run:
     """One run of ``dag_id`` through the API: its task instances as the API shows them."""
 
@@ -138,10 +151,12 @@ def services(stack):
 
 
 # scheduler: the scheduler process alone, started again at once; its LocalExecutor workers live
-# on and finish the task they run. with-its-workers: its whole process group, as when the host
-# or container that runs it dies; started again after the health-check threshold, the new
-# scheduler finds the dead one's running task orphaned and resets it for another try.
-@pytest.mark.parametrize("kill", ["scheduler", "with-its-workers"])
+# on and finish the task they run. with-its-children: the scheduler and every process under it
+# (executor workers, task supervisors and the task itself, which Airflow puts in a process group
+# of its own), as when the host or container that runs it dies; started again after the
+# health-check threshold, the new scheduler finds the dead one's running task orphaned and
+# resets it for another try.
+@pytest.mark.parametrize("kill", ["scheduler", "with-its-children"])
 def test_the_scheduler_killed_mid_run_and_started_again_the_run_ends_whole(stack, services, tmp_path, kill):
     from airflow.configuration import conf
 
@@ -160,7 +175,8 @@ def test_the_scheduler_killed_mid_run_and_started_again_the_run_ends_whole(stack
             os.kill(scheduler, signal.SIGKILL)
             down_for = 2.0
         else:
-            os.killpg(group, signal.SIGKILL)
+            for pid in [scheduler, *_descendants(scheduler)]:
+                os.kill(pid, signal.SIGKILL)
             down_for = conf.getint("scheduler", "scheduler_health_check_threshold") + 5
         time.sleep(down_for)
         svc.start()
@@ -172,7 +188,7 @@ def test_the_scheduler_killed_mid_run_and_started_again_the_run_ends_whole(stack
     print(f"{kill} SIGKILLed while start_replication copied (try {copying['try_number']}), down "
           f"{down_for:.0f}s; then: {tries}; {stats.committed} committed", flush=True)
     assert state == "success", tries
-    # Killed alone, its worker finished the copy in the same try; killed with its workers, the
+    # Killed alone, its worker finished the copy in the same try; killed with its children, the
     # copy was done again in a second try (the orphan slot dropped, every table copied anew).
     assert tries["start_replication"] == ("success", 1 if kill == "scheduler" else 2), tries
     assert {n for t, (st, n) in tries.items() if st == "success" and t != "start_replication"} == {1}, tries
