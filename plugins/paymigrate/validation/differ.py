@@ -8,7 +8,8 @@ pairs of both sides are diffed here. A segment empty on one side is counted, and
 ``max_keys`` of its keys are fetched as examples.
 
 Tables without a key (see :mod:`~paymigrate.validation.catalog`) are multisets: rows are
-bucketed by their own hash, and the rows of differing buckets are counted per hash on each side.
+bucketed by the hash of their most distinct column, and the rows of differing buckets are
+counted per row hash on each side (a second read that makes only those rows' text).
 
 Under live replication (``catch_up`` given), the target's snapshot is taken only after it has
 applied the source snapshot's WAL position, and what still differs is fetched and compared again
@@ -91,7 +92,9 @@ class Found:
     extra_unlisted: int = 0
     source_surplus: int = 0
     target_surplus: int = 0
-    buckets: int = 0  # of a multiset comparison: how rows were bucketed by hash
+    buckets: int = 0  # of a multiset comparison: how many buckets rows were put in
+    bucket_column: str = ""  # and by which column's hash (sql.bucket_of)
+    hash_buckets: dict[tuple, int] = field(default_factory=dict)  # row hash: its bucket, as read
     surplus: dict[tuple, int] = field(default_factory=dict)  # row hash: source minus target copies
     # Row hashes a multiset re-check found unexplained by lag; reported only once seen in two
     # passes in a row (then they are in ``surplus``), re-checked in the next round either way.
@@ -297,24 +300,42 @@ def _one_sided(pair: Pair, table: Table, segment: seg.Segment, found: Found, *, 
 
 
 def _multiset(pair: Pair, table: Table, tuning: Tuning) -> Found:
-    n, _ = _segment_count(pair.source, table, tuning, min(tuning.max_segments, 65536))
+    n, estimated = _segment_count(pair.source, table, tuning, min(tuning.max_segments, 65536))
     buckets = 1 << (n - 1).bit_length()
+    column = _bucket_column(pair.source, table, estimated)
     src, tgt = pair.both(lambda s: {int(b): (int(c), int(h)) for b, c, h in
-                                    s.query(dialect.multiset_aggregates(table, buckets))})
+                                    s.query(dialect.multiset_aggregates(table, buckets, column))})
     found = Found(source_rows=sum(a[0] for a in src.values()),
-                  target_rows=sum(a[0] for a in tgt.values()), buckets=buckets)
+                  target_rows=sum(a[0] for a in tgt.values()), buckets=buckets,
+                  bucket_column=column)
     wanted = sorted(b for b in src.keys() | tgt.keys() if src.get(b) != tgt.get(b))
     if wanted:
-        hs, ht = pair.both(lambda s: _copies(s, table, buckets, wanted))
+        hs, ht = pair.both(lambda s: _copies(s, table, found, wanted))
         found.set_surplus({h: hs.get(h, 0) - ht.get(h, 0) for h in hs.keys() | ht.keys()})
         found.pending = dict(found.surplus)
         found.copies = (hs, ht)
     return found
 
 
-def _copies(side: Session, table: Table, buckets: int, wanted: list[int]) -> dict[tuple, int]:
-    """``{row hash: copies}`` of the rows in the ``wanted`` buckets."""
-    return {(int(h),): int(n) for h, n in side.query(dialect.multiset_rows(table, buckets, wanted))}
+def _bucket_column(side: Session, table: Table, estimated_rows: float) -> str:
+    """The column a multiset's rows are bucketed by: the one whose values spread its rows
+    evenest by the planner's statistics (few NULLs, no value much commoner than the others), else
+    the first by name."""
+    names = {c.name for c in table.columns}
+    ranked = [r[0] for r in side.query(dialect.distinct_columns(),
+                                       (table.schema, table.name, estimated_rows))]
+    return next((c for c in ranked if c in names), min(names))
+
+
+def _copies(side: Session, table: Table, found: Found, wanted: list[int]) -> dict[tuple, int]:
+    """``{row hash: copies}`` of the rows in the ``wanted`` buckets; each hash's bucket is
+    noted in ``found``, for the re-checks."""
+    out: dict[tuple, int] = {}
+    for b, h, n in side.query(dialect.multiset_rows(table, found.buckets, found.bucket_column,
+                                                    wanted)):
+        out[(int(h),)] = out.get((int(h),), 0) + int(n)
+        found.hash_buckets[(int(h),)] = int(b)
+    return out
 
 
 def _recheck_multiset(pair: Pair, table: Table, before: Found, catch_up: CatchUp,
@@ -331,21 +352,22 @@ def _recheck_multiset(pair: Pair, table: Table, before: Found, catch_up: CatchUp
     unexplained in the pass before: a hot row's passing states differ from round to round, a
     lost or extra row stays.
     """
-    wanted = sorted({dialect.bucket(h[0], before.buckets) for h in before.pending})
+    wanted = sorted({before.hash_buckets[h] for h in before.pending})
     try:
         _begin(pair.source, tuning)
         lsn = pair.source.lsn()
-        first = _copies(pair.source, table, before.buckets, wanted)
+        first = _copies(pair.source, table, before, wanted)
         pair.source.end()
         caught_up = bool(catch_up(lsn))
         _begin(pair.target, tuning)  # the target's snapshot, after it caught up
         _begin(pair.source, tuning)  # then the source's: it holds all the target applied
-        later, tgt = pair.both(lambda s: _copies(s, table, before.buckets, wanted))
+        later, tgt = pair.both(lambda s: _copies(s, table, before, wanted))
     finally:
         pair.source.end()
         pair.target.end()
     found = Found(source_rows=before.source_rows, target_rows=before.target_rows,
-                  buckets=before.buckets, pending=_unexplained(first, tgt, later))
+                  buckets=before.buckets, bucket_column=before.bucket_column,
+                  hash_buckets=before.hash_buckets, pending=_unexplained(first, tgt, later))
     found.set_surplus({h: d for h, d in found.pending.items() if h in before.pending})
     log.info("%s: %d row hash(es) unexplained by lag in this round, %d also in the one before",
              table.qualified, len(found.pending), len(found.surplus))
@@ -366,12 +388,13 @@ def _settle_multiset(pair: Pair, table: Table, before: Found, tuning: Tuning) ->
     first, tgt = before.copies
     try:
         _begin(pair.source, tuning)
-        later = _copies(pair.source, table, before.buckets,
-                        sorted({dialect.bucket(h[0], before.buckets) for h in before.pending}))
+        later = _copies(pair.source, table, before,
+                        sorted({before.hash_buckets[h] for h in before.pending}))
     finally:
         pair.source.end()
     found = Found(source_rows=before.source_rows, target_rows=before.target_rows,
-                  buckets=before.buckets, pending=_unexplained(first, tgt, later))
+                  buckets=before.buckets, bucket_column=before.bucket_column,
+                  hash_buckets=before.hash_buckets, pending=_unexplained(first, tgt, later))
     log.info("%s: %d row hash(es) unexplained by lag after a new source read",
              table.qualified, len(found.pending))
     return found

@@ -100,30 +100,6 @@ def row_text(table: Table) -> sql.Composable:
     return sql.SQL('ROW({})::text COLLATE "C"').format(sql.SQL(", ").join(map(normalized, cols)))
 
 
-# A volatile column in a subquery keeps the planner from inlining it into the outer query, where
-# the row text would be computed once per reference (once per hash). clock_timestamp() is
-# volatile but parallel safe, so the scan may still run in parallel workers; unlike OFFSET 0.
-# Our own columns are named _pm_*, unlikely to be a table's column names.
-_FENCE = sql.SQL("pg_catalog.clock_timestamp() AS _pm_fence")
-_HASHES = sql.SQL("pg_catalog.hashtextextended(_pm_r, 0) AS _pm_h")
-
-
-def _hashed(table: Table, where: sql.Composable, carried: Sequence[tuple[sql.Composable, str]] = ()
-            ) -> sql.Composed:
-    """``SELECT carried names..., _pm_h`` of the rows in ``where``: the row text made once per
-    row, beside the ``carried`` ``(expression, name)`` pairs (key columns, segment)."""
-    inner = sql.SQL("").join(sql.SQL("{} AS {}, ").format(e, sql.Identifier(n)) for e, n in carried)
-    outer = sql.SQL("").join(sql.SQL("{}, ").format(sql.Identifier(n)) for _, n in carried)
-    return sql.SQL("SELECT {outer}{hashes} FROM (SELECT {inner}{text} AS _pm_r, {fence} FROM {t} "
-                   "WHERE {where}) _pm_t").format(outer=outer, inner=inner, hashes=_HASHES,
-                                                  text=row_text(table), fence=_FENCE,
-                                                  t=_ident(table), where=where)
-
-
-def _key_columns(table: Table) -> list[tuple[sql.Composable, str]]:
-    return [(sql.Identifier(k), k) for k in table.key]
-
-
 def _cmp(col: Column) -> sql.Composable:
     ident = sql.Identifier(col.name)
     return sql.SQL('{} COLLATE "C"').format(ident) if col.collatable else ident
@@ -207,8 +183,8 @@ def segment_of(table: Table, bounds: Sequence[Sequence[str]]) -> sql.Composable:
 def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composable) -> sql.Composed:
     """Per segment: ``(segment, count, sum of the row hashes)``.
 
-    The row text is written once, so it is computed once per row without a subquery fence (a
-    volatile column cost 70 ns a row). Grouped by an expression of the key, the planner expects
+    The row text is written once, so it is made once per row without a subquery fence (a
+    volatile column to keep the planner from inlining it cost 70 ns a row). Grouped by an expression of the key, the planner expects
     one group per key and would sort every row; :data:`SESSION_SETTINGS` turn sorts off, so it
     hashes the few thousand segments instead, in each parallel worker.
     """
@@ -217,15 +193,10 @@ def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composa
         seg=segment_of(table, bounds), text=row_text(table), t=_ident(table), where=where)
 
 
-def _grouped(hashed: sql.Composable) -> sql.Composed:
-    return sql.SQL("SELECT _pm_seg, count(*), sum(_pm_h) FROM ({}) _pm_g GROUP BY _pm_seg").format(
-        hashed)
-
-
 def rows(table: Table, where: sql.Composable, limit: int | None = None) -> sql.Composed:
     """``(key output columns..., row hash)`` of the rows in ``where``."""
-    q = sql.SQL("SELECT {k}, _pm_h FROM ({rows}) _pm_g").format(
-        k=key_output(table), rows=_hashed(table, where, _key_columns(table)))
+    q = sql.SQL("SELECT {k}, pg_catalog.hashtextextended({text}, 0) FROM {t} WHERE {where}").format(
+        k=key_output(table), text=row_text(table), t=_ident(table), where=where)
     if limit is not None:
         q = sql.SQL("{} ORDER BY {} LIMIT {}").format(q, key_order(table), sql.Literal(limit))
     return q
@@ -257,35 +228,45 @@ def bounds(table: Table, *, where: sql.Composable, step: int,
              step=sql.Literal(step))
 
 
-def multiset_aggregates(table: Table, buckets: int) -> sql.Composed:
-    """For a table without key: per bucket of the row hash, count and sums."""
-    return _grouped(sql.SQL("SELECT {seg} AS _pm_seg, _pm_h FROM ({rows}) _pm_s").format(
-        seg=bucket_of(buckets), rows=_hashed(table, sql.SQL("true"))))
+def multiset_aggregates(table: Table, buckets: int, column: str) -> sql.Composed:
+    """For a table without key: per bucket of ``column`` (:func:`bucket_of`), count and sum of
+    the row hashes."""
+    bucket = bucket_of(table, column, buckets)
+    return sql.SQL("SELECT {b} AS _pm_seg, count(*), sum(pg_catalog.hashtextextended({text}, 0)) "
+                   "FROM {t} GROUP BY 1").format(b=bucket, text=row_text(table), t=_ident(table))
 
 
-def multiset_rows(table: Table, buckets: int, wanted: Sequence[int]) -> sql.Composed:
-    """``(row hash, copies)`` of the rows in the ``wanted`` buckets."""
+def multiset_rows(table: Table, buckets: int, column: str, wanted: Sequence[int]) -> sql.Composed:
+    """``(bucket, row hash, copies)`` of the rows in the ``wanted`` buckets: only those rows'
+    text is made and hashed."""
+    bucket = bucket_of(table, column, buckets)
     return sql.SQL(
-        "SELECT _pm_h, count(*) FROM ({rows}) _pm_g WHERE {seg} = ANY ({wanted}) "
-        "GROUP BY _pm_h"
-    ).format(rows=_hashed(table, sql.SQL("true")), seg=bucket_of(buckets),
-             wanted=sql.Literal(list(wanted)))
+        "SELECT {b}, pg_catalog.hashtextextended({text}, 0), count(*) FROM {t} "
+        "WHERE {b} = ANY ({wanted}) GROUP BY 1, 2"
+    ).format(b=bucket, text=row_text(table), t=_ident(table), wanted=sql.Literal(list(wanted)))
 
 
-def bucket_of(buckets: int) -> sql.Composable:
-    """A row's bucket: the low bits of its hash (what :func:`bucket` computes here)."""
-    _check_buckets(buckets)
-    return sql.SQL("(_pm_h & {})").format(sql.Literal(buckets - 1))
+def bucket_of(table: Table, column: str, buckets: int) -> sql.Composable:
+    """A row's bucket: the low bits of the hash of one column's normalized text (0 for NULL).
 
-
-def bucket(h1: int, buckets: int) -> int:
-    """The bucket of a row whose hash is ``h1``, as :func:`bucket_of` computes it.
-
-    >>> bucket(-1, 8), bucket(12, 8)
-    (7, 4)
+    Rows equal in their text are equal in every column, so they share a bucket on both sides;
+    bucketing by one column instead of the whole row lets a second read skip making the text of
+    every row outside the buckets that differ.
     """
     _check_buckets(buckets)
-    return h1 & (buckets - 1)  # Python's & on a negative int is two's complement, as bigint's
+    col = next((c for c in table.columns if c.name == column), None)
+    if col is None:
+        raise ValueError(f"table {table.qualified} has no column {column!r} to bucket by")
+    return sql.SQL("(COALESCE(pg_catalog.hashtextextended(({v})::text COLLATE \"C\", 0), 0) & {m})"
+                   ).format(v=normalized(col), m=sql.Literal(buckets - 1))
+
+
+def distinct_columns() -> str:
+    """The columns of one table (``schema``, ``name``, estimated rows), evenest first by the
+    planner's statistics: the smallest share of rows that its fullest value (or NULL) holds."""
+    return ("SELECT attname FROM pg_catalog.pg_stats WHERE schemaname = %s AND tablename = %s "
+            "ORDER BY GREATEST(null_frac, COALESCE(most_common_freqs[1], 0), 1.0 / GREATEST("
+            "CASE WHEN n_distinct < 0 THEN -n_distinct * %s ELSE n_distinct END, 1)), attname")
 
 
 def _check_buckets(buckets: int) -> None:
