@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from paymigrate import names
+from paymigrate.aws import names
 from paymigrate.db import connection
-from paymigrate.demo.seed import seed
-from paymigrate.local import airflow as local_airflow
-from paymigrate.local.dagrun import Api
-from paymigrate.local.demo import reset
 from paymigrate.replication.logical import LogicalEngine
 from paymigrate.validation import validate
-from paymigrate.workload import Workload, report
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local import airflow_services
+from paymigrate_dev.local.dagrun import Api
+from paymigrate_dev.local.demo import reset
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
@@ -133,7 +133,7 @@ def services(stack):
     put back empty."""
     reset(stack)
     seed(dsn=stack.dsn("source"), rows=30000, seed=47, replace=True)
-    svc = local_airflow.Services(stack)
+    svc = airflow_services.Services(stack)
     svc.start()
     leftovers: list[int] = []
     try:
@@ -161,8 +161,8 @@ def test_the_scheduler_killed_mid_run_and_started_again_the_run_ends_whole(stack
     from airflow.configuration import conf
 
     svc, leftovers = services
-    env = local_airflow.environment(stack, api_port=svc.port)
-    api = Api(svc.url, local_airflow.ADMIN_USER, local_airflow.admin_password(env))
+    env = airflow_services.environment(stack, api_port=svc.port)
+    api = Api(svc.url, airflow_services.ADMIN_USER, airflow_services.admin_password(env))
     work = Workload(dsn=stack.app_dsns(), directory=tmp_path, clients=2, tps=50, seed=53).start()
     try:
         run = Run(api, DAG, {"engine": "postgres-logical"})

@@ -27,17 +27,17 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from psycopg2.extensions import parse_dsn
 
-from paymigrate import contract, names
-from paymigrate.demo.seed import seed
+from paymigrate.aws import contract, names
 from paymigrate.errors import StackError
-from paymigrate.local import proc
-from paymigrate.local.bootstrap import bootstrap
 from paymigrate.migration.lock import LockState
 from paymigrate.migration.plan import Plan
 from paymigrate.migration.platform import ClientPlatform
 from paymigrate.migration.service import MigrationService
 from paymigrate.validation import validate
-from paymigrate.workload import Workload, report
+from paymigrate_dev.demo.seed import seed
+from paymigrate_dev.local import proc
+from paymigrate_dev.local.bootstrap import bootstrap
+from paymigrate_dev.workload import Workload, report
 
 pytestmark = pytest.mark.integration
 
