@@ -8,7 +8,7 @@ pairs of both sides are diffed here. A segment empty on one side is counted, and
 ``max_keys`` of its keys are fetched as examples.
 
 Tables without a key (see :mod:`~paymigrate.validation.catalog`) are multisets: rows are
-bucketed by the hash of their most distinct column, and the rows of differing buckets are
+bucketed by the hash of their evenest column, and the rows of differing buckets are
 counted per row hash on each side (a second read that makes only those rows' text).
 
 Under live replication (``catch_up`` given), the target's snapshot is taken only after it has

@@ -82,8 +82,8 @@ def validate(*, source: str | Endpoint, target: str | Endpoint,
         biggest_first = sorted(tables_, key=lambda t: -estimates[t.qualified][1])
         with Progress(estimates, every=tuning.progress_seconds) as progress:
             results = _compare_all(pair, biggest_first, source=source, target=target,
-                                   estimates=estimates, progress=progress, max_keys=max_keys, catch_up=catch_up,
-                                   tuning=tuning)
+                                   estimates=estimates, progress=progress, max_keys=max_keys,
+                                   catch_up=catch_up, tuning=tuning)
         report = Report(tables=tuple(results[t.qualified] for t in tables_), started=started,
                         finished=datetime.now(UTC), max_keys=max_keys, source=pair.source.label,
                         target=pair.target.label, progress=tuple(progress.samples))

@@ -184,9 +184,10 @@ def aggregates(table: Table, bounds: Sequence[Sequence[str]], where: sql.Composa
     """Per segment: ``(segment, count, sum of the row hashes)``.
 
     The row text is written once, so it is made once per row without a subquery fence (a
-    volatile column to keep the planner from inlining it cost 70 ns a row). Grouped by an expression of the key, the planner expects
-    one group per key and would sort every row; :data:`SESSION_SETTINGS` turn sorts off, so it
-    hashes the few thousand segments instead, in each parallel worker.
+    volatile column to keep the planner from inlining it cost 70 ns a row). Grouped by an
+    expression of the key, the planner expects one group per key and would sort every row;
+    :data:`SESSION_SETTINGS` turn sorts off, so it hashes the few thousand segments instead, in
+    each parallel worker.
     """
     return sql.SQL("SELECT {seg} AS _pm_seg, count(*), sum(pg_catalog.hashtextextended({text}, 0)) "
                    "FROM {t} WHERE {where} GROUP BY 1").format(
