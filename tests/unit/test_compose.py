@@ -137,13 +137,16 @@ def test_a_routers_config_service_writes_what_its_pgbouncer_and_agent_read(servi
     routes = read_routes(tmp_path / "databases.ini")
     assert {db: (r.host, r.port, r.dbname) for db, r in routes.items()} == {
         "payments": ("source", 5432, "payments"), "payments_ro": ("target", 5432, "payments")}
-    assert (tmp_path / "pg_hba.conf").read_text() == hba_rules(reader="payments_reader", clients="0.0.0.0/0")
+    assert (tmp_path / "pg_hba.conf").read_text() == hba_rules(reader="payments_reader",
+                                                                clients="172.30.40.0/24")
     ini = (tmp_path / "pgbouncer.ini").read_text()
+    assert "listen_addr = 172.30.40.11\n" in ini and "0.0.0.0" not in ini
     assert f"%include {tmp_path / 'databases.ini'}" in ini and "auth_type = hba" in ini
     assert "pool_mode = transaction" in ini
     agent = AgentConfig.load(tmp_path / "agent.json")
     assert agent.routes_file == tmp_path / "databases.ini" and agent.key == b"router_admin_password-value"
     assert (agent.admin.host, agent.admin.port) == ("127.0.0.1", 5432)
+    assert agent.listen == "172.30.40.11"
     for name in ("pgbouncer.ini", "pg_hba.conf", "userlist.txt", "databases.ini", "agent.json",
                  "router-admin.key"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o600, name
@@ -153,8 +156,31 @@ def test_a_routers_config_service_writes_what_its_pgbouncer_and_agent_read(servi
     assert read_routes(tmp_path / "databases.ini")["payments"].host == "target"
 
 
+@pytest.mark.parametrize("router", ROUTERS)
+def test_each_router_listens_on_its_own_address_and_admits_the_compose_network_only(services, router):
+    [subnet] = [c["subnet"] for c in yaml.safe_load(COMPOSE.read_text())["networks"]["default"]["ipam"]["config"]]
+    argv = _module_argv(services[f"{router}-config"]["command"], "paymigrate_dev.local.compose_router")
+    assert argv[argv.index("--clients") + 1] == subnet
+    assert argv[argv.index("--listen") + 1] == services[router]["networks"]["default"]["ipv4_address"]
+
+
+@pytest.mark.parametrize("listen, clients, why", [
+    ("0.0.0.0", "172.30.40.0/24", "listens on every address"),
+    ("172.30.40.10", "0.0.0.0/0", "admits every address"),
+    ("10.0.0.1", "172.30.40.0/24", "is not in --clients")])
+def test_a_router_never_listens_everywhere(monkeypatch, tmp_path, capsys, listen, clients, why):
+    for var in compose_router.PASSWORDS.values():
+        monkeypatch.setenv(var, "x")
+    try:  # argparse refuses a bad address itself, exiting 2
+        code = compose_router.main(["--folder", str(tmp_path), "--listen", listen, "--clients", clients])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 2 and why in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
 def test_a_routers_config_service_refuses_to_run_without_its_passwords(monkeypatch, tmp_path, capsys):
     for var in compose_router.PASSWORDS.values():
         monkeypatch.delenv(var, raising=False)
-    assert compose_router.main(["--folder", str(tmp_path)]) == 2
+    assert compose_router.main(["--folder", str(tmp_path), "--listen", "172.30.40.10",
+                                "--clients", "172.30.40.0/24"]) == 2
     assert "READER_DB_PASSWORD" in capsys.readouterr().err and not list(tmp_path.iterdir())
