@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import parse_dsn
 
+from paymigrate.db import connection
 from paymigrate.db import query as execute  # noqa: F401 (the benchmarks import it from here)
 from paymigrate_dev.local.stack import APP_USER, LocalStack
 
@@ -74,10 +74,9 @@ class ServerCpu:
 
     def __init__(self, dsn: str):
         # Read while the session is open: a closed session's backend exits at once.
-        with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        with connection(dsn, autocommit=True) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_catalog.pg_backend_pid()")
             fields = self._fields(cur.fetchone()[0])
-        conn.close()
         self.postmaster = fields[1] if fields else None
 
     @staticmethod
